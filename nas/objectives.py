@@ -1,0 +1,74 @@
+"""The objectives, declared once: DEAP weights, CSV columns, plot axes and hypervolume derive from here.
+
+Hypervolume is computed in a fixed normalised space so that it is comparable across runs: each
+objective is mapped to [0, 1] with 0 the best end of its ``bounds`` (log10 for sizes and times) and
+values past the bounds clipped; the reference point is (1, ..., 1), i.e. accuracy 0, 10M parameters,
+10 GFLOPs, 100 ms. A front's hypervolume is the share of that unit box it dominates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str  # as written on the command line
+    column: str  # key in evaluation records and CSV column
+    maximize: bool
+    label: str  # plot axis label
+    log: bool  # plotted and normalised on a log10 scale
+    bounds: tuple[float, float]  # best and worst ends used for hypervolume normalisation
+
+    @property
+    def weight(self) -> float:
+        """DEAP fitness weight: +1 maximise, -1 minimise."""
+        return 1.0 if self.maximize else -1.0
+
+    @property
+    def worst(self) -> float:
+        """The fitness value a failed candidate gets."""
+        return 0.0 if self.maximize else math.inf
+
+    def normalized(self, value: float) -> float:
+        """0 at the best bound, 1 at (or past) the worst bound."""
+        lo, hi = self.bounds
+        if self.log:
+            value, lo, hi = math.log10(max(value, 1e-12)), math.log10(lo), math.log10(hi)
+        t = (value - lo) / (hi - lo) if math.isfinite(value) else 1.0
+        return min(max(t, 0.0), 1.0)
+
+
+OBJECTIVES = {
+    o.name: o
+    for o in (
+        Objective("acc", "val_acc", True, "validation accuracy", False, (1.0, 0.0)),
+        Objective("f1", "val_f1", True, "validation macro-F1", False, (1.0, 0.0)),
+        Objective("params", "params", False, "parameters", True, (1e3, 1e7)),
+        Objective("flops", "flops", False, "FLOPs per image", True, (1e5, 1e10)),
+        Objective("latency", "latency_ms", False, "CPU latency, batch 1, 1 thread (ms)", True, (1e-2, 1e2)),
+    )
+}
+DEFAULT_OBJECTIVES = ("acc", "params", "latency")
+
+
+def parse_objectives(text: str | tuple[str, ...] | list[str]) -> tuple[Objective, ...]:
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or not names:
+        raise ValueError(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"objective listed twice in {names}")
+    return tuple(OBJECTIVES[n] for n in names)
+
+
+def values(record: dict, objectives: tuple[Objective, ...]) -> tuple[float, ...]:
+    """Fitness values of an evaluation record; failed or missing ones get each objective's worst."""
+    if record.get("status") != "ok":
+        return tuple(o.worst for o in objectives)
+    out = []
+    for o in objectives:
+        v = record.get(o.column)
+        out.append(o.worst if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+    return tuple(out)

@@ -1,0 +1,410 @@
+"""The search space: which genes may appear, and the legal moves between genomes.
+
+A space file (TOML) lists, per block kind, the allowed values of each gene field; the field names are
+the gene dataclasses' own, so sampling, mutation and repair need no per-kind code. ``validate`` says
+exactly what is wrong with a genome; ``repair`` turns any genome into a valid one, so the variation
+operators can be simple and a search never stops on a bad child.
+"""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from nas.genome import (
+    BODY_KINDS,
+    gene_output,
+    feature_shapes,
+    readout_features,
+    Conv,
+    Dense,
+    Gene,
+    Genome,
+    InvertedResidual,
+    Pool,
+    Readout,
+)
+from nas.errors import GenomeError, SpaceError
+
+GENE_CLASSES: dict[str, type] = {
+    "conv": Conv,
+    "pool": Pool,
+    "ir": InvertedResidual,
+    "dense": Dense,
+}
+_FIELD_TYPES = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A loaded, validated space file. ``options[kind][field]`` is the tuple of allowed values."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    min_blocks: int
+    max_blocks: int
+    max_dense: int
+    readout: tuple[str, ...]
+    max_flat_features: int
+    options: dict[str, dict[str, tuple]]
+    source: str = ""
+
+    @property
+    def body_kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in BODY_KINDS if k in self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``config.json``: enough to rebuild the space."""
+        top = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "source")}
+        top["readout"] = list(self.readout)
+        top["input_shape"] = list(self.input_shape)
+        return top | {k: {f: list(v) for f, v in opts.items()} for k, opts in self.options.items()}
+
+
+def _field_type(cls: type, name: str) -> type:
+    hints = {"int": int, "float": float, "bool": bool, "str": str}
+    return hints[next(f.type for f in fields(cls) if f.name == name)]
+
+
+def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
+    """Check every key and value; the error names the file and the offending key."""
+
+    def fail(msg: str) -> SpaceError:
+        return SpaceError(f"{source}: {msg}")
+
+    top_keys = {
+        "name": str,
+        "input_shape": list,
+        "num_classes": int,
+        "min_blocks": int,
+        "max_blocks": int,
+        "max_dense": int,
+        "readout": list,
+        "max_flat_features": int,
+    }
+    for key, typ in top_keys.items():
+        if key not in raw:
+            raise fail(f"missing key {key!r}")
+        if not isinstance(raw[key], typ) or isinstance(raw[key], bool):
+            raise fail(f"{key!r} must be {typ.__name__}, got {raw[key]!r}")
+    unknown = set(raw) - set(top_keys) - set(GENE_CLASSES)
+    if unknown:
+        raise fail(f"unknown key(s) {sorted(unknown)}; block sections are {sorted(GENE_CLASSES)}")
+    shape = raw["input_shape"]
+    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise fail(f"input_shape must be three positive integers [C, H, W], got {shape!r}")
+    if not 1 <= raw["min_blocks"] <= raw["max_blocks"]:
+        raise fail("need 1 <= min_blocks <= max_blocks")
+    if raw["max_dense"] < 0 or raw["num_classes"] < 2 or raw["max_flat_features"] < 1:
+        raise fail("need max_dense >= 0, num_classes >= 2 and max_flat_features >= 1")
+    readout = tuple(raw["readout"])
+    if not readout or not set(readout) <= {"gap", "flat"}:
+        raise fail(f"readout must be a non-empty subset of ['gap', 'flat'], got {list(readout)!r}")
+
+    options: dict[str, dict[str, tuple]] = {}
+    for kind, cls in GENE_CLASSES.items():
+        if kind not in raw:
+            continue
+        section = raw[kind]
+        if not isinstance(section, dict):
+            raise fail(f"[{kind}] must be a table")
+        names = [f.name for f in fields(cls)]
+        extra = set(section) - set(names)
+        if extra:
+            raise fail(f"[{kind}] unknown key(s) {sorted(extra)}; allowed: {names}")
+        options[kind] = {}
+        for name in names:
+            values = section.get(name)
+            if not isinstance(values, list) or not values:
+                raise fail(f"[{kind}] {name} must be a non-empty list")
+            ok = _FIELD_TYPES[_field_type(cls, name)]
+            bad = [v for v in values if not isinstance(v, ok) or (bool not in ok and isinstance(v, bool))]
+            if bad:
+                raise fail(f"[{kind}] {name} has values of the wrong type: {bad!r}")
+            options[kind][name] = tuple(sorted(set(values), key=values.index))
+    if not any(k in options for k in ("conv", "ir")):
+        raise fail("the space needs a [conv] or [ir] section")
+    if raw["max_dense"] > 0 and "dense" not in options:
+        raise fail("max_dense > 0 needs a [dense] section")
+    return SearchSpace(
+        name=raw["name"],
+        input_shape=tuple(shape),
+        num_classes=raw["num_classes"],
+        min_blocks=raw["min_blocks"],
+        max_blocks=raw["max_blocks"],
+        max_dense=raw["max_dense"],
+        readout=readout,
+        max_flat_features=raw["max_flat_features"],
+        options=options,
+        source=source,
+    )
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Load a space file; a bare name such as ``tiny`` means ``search_spaces/tiny.toml``."""
+    path = resolve_space_path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: search-space file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpaceError(f"{path}: not valid TOML ({exc})") from None
+    return space_from_dict(raw, source=str(path))
+
+
+def resolve_space_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix != ".toml" and not path.exists():
+        return SPACES_DIR / f"{path}.toml"
+    return path
+
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+# ---------------------------------------------------------------- shapes and validation
+
+
+def problems(genome: Genome, space: SearchSpace) -> list[str]:
+    """Everything wrong with ``genome`` in ``space``, each naming its block; empty when valid."""
+    out: list[str] = []
+    sections = [g.kind for g in genome.genes]
+    order = {"conv": 0, "pool": 0, "ir": 0, "readout": 1, "dense": 2}
+    for i in range(1, len(sections)):
+        if order[sections[i]] < order[sections[i - 1]]:
+            out.append(f"block {i}: {sections[i]} after {sections[i - 1]}; order is body, readout, dense")
+            break
+    n_readout = sections.count("readout")
+    if n_readout != 1:
+        out.append(f"needs exactly one readout (gap or flat) after the body, found {n_readout}")
+    n_body, n_dense = len(genome.body), len(genome.head)
+    if not space.min_blocks <= n_body <= space.max_blocks:
+        out.append(f"{n_body} body blocks; the space allows {space.min_blocks} to {space.max_blocks}")
+    if n_dense > space.max_dense:
+        out.append(f"{n_dense} dense blocks; the space allows at most {space.max_dense}")
+    for i, gene in enumerate(genome.genes):
+        if isinstance(gene, Readout):
+            if gene.op not in space.readout:
+                out.append(f"block {i}: readout {gene.op} not in {list(space.readout)}")
+            continue
+        if gene.kind not in space.options:
+            out.append(f"block {i}: block type {gene.kind} is not in this space")
+            continue
+        for name, allowed in space.options[gene.kind].items():
+            value = getattr(gene, name)
+            if value not in allowed:
+                out.append(f"block {i}: {gene.kind} {name} {value} not in allowed {list(allowed)}")
+    shape = space.input_shape
+    for i, gene in enumerate(genome.genes):
+        if gene.kind not in BODY_KINDS:
+            continue
+        new = gene_output(gene, shape)
+        if min(new[1:]) < 1:
+            out.append(f"block {i}: {gene.kind} would reduce {shape[1]}x{shape[2]} below 1x1")
+            break
+        shape = new
+    else:
+        if genome.readout is not None and genome.readout.op == "flat":
+            n = readout_features(genome, space.input_shape)
+            if n > space.max_flat_features:
+                out.append(f"flat gives {n} features, more than max_flat_features {space.max_flat_features}")
+    return out
+
+
+def validate(genome: Genome, space: SearchSpace) -> None:
+    """Raise GenomeError listing every problem; return quietly when the genome is valid."""
+    found = problems(genome, space)
+    if found:
+        raise GenomeError("; ".join(found))
+
+
+def is_valid(genome: Genome, space: SearchSpace) -> bool:
+    return not problems(genome, space)
+
+
+# ---------------------------------------------------------------- repair
+
+
+def _snap(value: Any, allowed: tuple) -> Any:
+    if value in allowed:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        numeric = [a for a in allowed if isinstance(a, (int, float))]
+        if numeric:
+            return min(numeric, key=lambda a: (abs(a - value), a))
+    return allowed[0]
+
+
+def _snap_gene(gene: Gene, space: SearchSpace) -> Gene:
+    opts = space.options[gene.kind]
+    return replace(gene, **{k: _snap(getattr(gene, k), v) for k, v in opts.items()})
+
+
+def _default_gene(space: SearchSpace) -> Gene:
+    """The smallest legal block that keeps the feature map size: used to pad short bodies."""
+    kind = "conv" if "conv" in space.options else "ir"
+    opts = space.options[kind]
+    values = {k: (min(v) if k == "stride" else v[0]) for k, v in opts.items()}
+    return GENE_CLASSES[kind](**values)
+
+
+def repair(genome: Genome, space: SearchSpace) -> Genome:
+    """Deterministically turn any genome into a valid one in ``space``.
+
+    Fields snap to the nearest allowed value, genes move into body/readout/dense order, surplus
+    blocks are cut, reductions below 1x1 become stride 1 or are dropped, short bodies are padded.
+    """
+    body = [_snap_gene(g, space) for g in genome.body if g.kind in space.options]
+    head = [_snap_gene(g, space) for g in genome.head if "dense" in space.options]
+    readout = genome.readout if genome.readout and genome.readout.op in space.readout else None
+    readout = readout or Readout(space.readout[0])
+    body, head = body[: space.max_blocks], head[: space.max_dense]
+
+    fitted, shape = [], space.input_shape
+    for gene in body:
+        new = gene_output(gene, shape)
+        if min(new[1:]) < 1:
+            if isinstance(gene, Pool) or 1 not in space.options[gene.kind]["stride"]:
+                continue
+            gene = replace(gene, stride=1)
+            new = gene_output(gene, shape)
+        fitted.append(gene)
+        shape = new
+    while len(fitted) < space.min_blocks:
+        fitted.append(_default_gene(space))
+
+    result = Genome((*fitted, readout, *head))
+    if readout.op == "flat" and readout_features(result, space.input_shape) > space.max_flat_features:
+        result = _shrink_flat(result, space)
+    return result
+
+
+def _shrink_flat(genome: Genome, space: SearchSpace) -> Genome:
+    """Make a too-wide flatten legal: switch to global pooling, or else pool the map down."""
+    if "gap" in space.readout:
+        return Genome((*genome.body, Readout("gap"), *genome.head))
+    body = list(genome.body)
+    while readout_features(Genome((*body, Readout("flat"))), space.input_shape) > space.max_flat_features:
+        shape = feature_shapes(Genome(tuple(body)), space.input_shape)[-1]
+        if "pool" not in space.options or min(shape[1:]) < 2:
+            raise GenomeError(f"{space.source}: cannot make a flat readout fit max_flat_features")
+        if len(body) >= space.max_blocks:
+            body.pop(0 if len(body) > 1 else -1)
+            continue
+        body.append(Pool(space.options["pool"]["op"][0]))
+    return Genome((*body, Readout("flat"), *genome.head))
+
+
+# ---------------------------------------------------------------- sampling and variation
+
+
+def _random_gene(kind: str, space: SearchSpace, rng: random.Random) -> Gene:
+    values = {name: rng.choice(allowed) for name, allowed in space.options[kind].items()}
+    return GENE_CLASSES[kind](**values)
+
+
+def sample(space: SearchSpace, rng: random.Random) -> Genome:
+    """A random valid genome: uniform block count, kinds and fields, then repaired."""
+    n_body = rng.randint(space.min_blocks, space.max_blocks)
+    body = [_random_gene(rng.choice(space.body_kinds), space, rng) for _ in range(n_body)]
+    n_dense = rng.randint(0, space.max_dense) if "dense" in space.options else 0
+    head = [_random_gene("dense", space, rng) for _ in range(n_dense)]
+    return repair(Genome((*body, Readout(rng.choice(space.readout)), *head)), space)
+
+
+def _add_block(g: Genome, space: SearchSpace, rng: random.Random) -> Genome:
+    body, head = list(g.body), list(g.head)
+    if "dense" in space.options and rng.random() < 0.2 and len(head) < space.max_dense:
+        head.insert(rng.randint(0, len(head)), _random_gene("dense", space, rng))
+    elif len(body) < space.max_blocks:
+        body.insert(rng.randint(0, len(body)), _random_gene(rng.choice(space.body_kinds), space, rng))
+    return Genome((*body, g.readout, *head))
+
+
+def _remove_block(g: Genome, space: SearchSpace, rng: random.Random) -> Genome:
+    body, head = list(g.body), list(g.head)
+    candidates = [("b", i) for i in range(len(body))] * (len(body) > space.min_blocks)
+    candidates += [("h", i) for i in range(len(head))]
+    if candidates:
+        where, i = rng.choice(candidates)
+        (body if where == "b" else head).pop(i)
+    return Genome((*body, g.readout, *head))
+
+
+def _change_param(g: Genome, space: SearchSpace, rng: random.Random) -> Genome:
+    genes = list(g.genes)
+    i = rng.randrange(len(genes))
+    gene = genes[i]
+    if isinstance(gene, Readout):
+        choices = [r for r in space.readout if r != gene.op]
+        genes[i] = Readout(rng.choice(choices)) if choices else gene
+        return Genome(tuple(genes))
+    opts = space.options.get(gene.kind, {})
+    names = [n for n, allowed in opts.items() if len(allowed) > 1]
+    if names:
+        name = rng.choice(names)
+        choices = [v for v in opts[name] if v != getattr(gene, name)]
+        genes[i] = replace(gene, **{name: rng.choice(choices)})
+    return Genome(tuple(genes))
+
+
+def _swap_adjacent(g: Genome, space: SearchSpace, rng: random.Random) -> Genome:
+    body = list(g.body)
+    if len(body) >= 2:
+        i = rng.randrange(len(body) - 1)
+        body[i], body[i + 1] = body[i + 1], body[i]
+    return Genome((*body, g.readout, *g.head))
+
+
+MUTATIONS = {
+    "add": _add_block,
+    "remove": _remove_block,
+    "change": _change_param,
+    "swap": _swap_adjacent,
+}
+
+
+def mutate(
+    genome: Genome,
+    space: SearchSpace,
+    rng: random.Random,
+    weights: dict[str, float] | None = None,
+    tries: int = 10,
+) -> Genome:
+    """Apply one mutation picked by ``weights``; retried until the repaired child differs."""
+    weights = weights or {name: 1.0 for name in MUTATIONS}
+    names = [n for n in MUTATIONS if weights.get(n, 0) > 0]
+    child = genome
+    for _ in range(tries):
+        op = rng.choices(names, weights=[weights[n] for n in names])[0]
+        child = repair(MUTATIONS[op](genome, space, rng), space)
+        if child.key != genome.key:
+            return child
+    return child
+
+
+def crossover(
+    a: Genome, b: Genome, space: SearchSpace, rng: random.Random, points: int = 1
+) -> tuple[Genome, Genome]:
+    """One- or two-point crossover of the body sequences; each child keeps its tail parent's head.
+
+    Cut points are drawn independently in each parent, so children can be longer or shorter than
+    either parent and depth itself evolves.
+    """
+    ab, bb = list(a.body), list(b.body)
+    if points == 1:
+        i, j = rng.randint(0, len(ab)), rng.randint(0, len(bb))
+        c1 = (*ab[:i], *bb[j:], b.readout, *b.head)
+        c2 = (*bb[:j], *ab[i:], a.readout, *a.head)
+    elif points == 2:
+        i1, i2 = sorted(rng.randint(0, len(ab)) for _ in range(2))
+        j1, j2 = sorted(rng.randint(0, len(bb)) for _ in range(2))
+        c1 = (*ab[:i1], *bb[j1:j2], *ab[i2:], a.readout, *a.head)
+        c2 = (*bb[:j1], *ab[i1:i2], *bb[j2:], b.readout, *b.head)
+    else:
+        raise ValueError(f"crossover points must be 1 or 2, got {points}")
+    return repair(Genome(c1), space), repair(Genome(c2), space)

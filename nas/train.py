@@ -1,0 +1,263 @@
+"""The one training loop: used by candidate evaluation, tuning and the final training alike.
+
+Read it top to bottom: resolve the device, set up optimizer and scheduler from a small config, then
+per epoch shuffle, augment on whole batches (no per-image Python), step, and evaluate on validation.
+Whoever calls it learns about progress only through ``on_epoch(epoch, metrics)``; returning True
+stops early (a pruner raises its own exception from there instead).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nas import metrics
+from nas.data import Split, normalize
+
+OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
+SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "step", "none")
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TimeLimitExceeded(RuntimeError):
+    """Training ran past its time limit."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides how a network is trained; tuning searches over these fields."""
+
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "onecycle"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    restart_period: int = 5
+    step_size: int = 10
+    step_gamma: float = 0.1
+    batch_size: int = 128
+    epochs: int = 10
+    label_smoothing: float = 0.0
+    class_weighted: bool = False
+    augment: float = 0.5  # 0 switches augmentation off; 1 is strong
+    channels_last: bool = True
+    amp: bool = True  # bfloat16 autocast, on GPU only
+    early_stop: int = 0  # stop after this many epochs without a better val accuracy (0: never)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("need epochs >= 1, batch_size >= 1 and lr > 0")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        known = {f.name for f in fields(self)}
+        return TrainConfig(**(asdict(self) | {k: v for k, v in changes.items() if k in known}))
+
+
+@dataclass
+class TrainResult:
+    best_acc: float = 0.0
+    best_f1: float = 0.0
+    best_epoch: int = -1
+    epochs_run: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` is the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer in ("sgd", "nesterov"):
+        return torch.optim.SGD(
+            params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.optimizer == "nesterov"
+        )
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    s = torch.optim.lr_scheduler
+    if cfg.scheduler == "plateau":
+        return s.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    if cfg.scheduler == "cosine":
+        return s.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "cosine_restarts":
+        return s.CosineAnnealingWarmRestarts(opt, T_0=cfg.restart_period)
+    if cfg.scheduler == "onecycle":
+        return s.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    if cfg.scheduler == "step":
+        return s.StepLR(opt, step_size=cfg.step_size, gamma=cfg.step_gamma)
+    return None
+
+
+def augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Random flip, shift, rotation, scale and erasing for a whole normalised batch at once."""
+    if strength <= 0:
+        return x
+    n, dev = x.shape[0], x.device
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen).to(dev)
+
+    flip = uniform(n) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    angle = (uniform(n) * 2 - 1) * math.radians(15) * strength
+    scale = 1 + (uniform(n) * 2 - 1) * 0.1 * strength
+    shift = (uniform(n, 2) * 2 - 1) * 0.15 * strength
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    # Random erasing: one rectangle per image, on a fraction of the batch.
+    h, w = x.shape[2:]
+    erase = uniform(n) < 0.5 * strength
+    size = (uniform(n, 2) * 0.3 + 0.1) * torch.tensor([h, w], device=dev)
+    corner = uniform(n, 2) * (torch.tensor([h, w], device=dev) - size)
+    rows = torch.arange(h, device=dev)[None, :, None]
+    cols = torch.arange(w, device=dev)[None, None, :]
+    inside = (
+        (rows >= corner[:, 0, None, None])
+        & (rows < (corner[:, 0] + size[:, 0])[:, None, None])
+        & (cols >= corner[:, 1, None, None])
+        & (cols < (corner[:, 1] + size[:, 1])[:, None, None])
+    )
+    return x.masked_fill((inside & erase[:, None, None])[:, None], 0.0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Logits for uint8 images (N, 1, H, W), in eval mode, batch by batch."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = normalize(x[i : i + batch_size].to(device))
+        out.append(model(xb).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate(model: nn.Module, split: Split, device: torch.device) -> dict[str, float]:
+    pred = predict(model, split.x, device).argmax(1).numpy()
+    return metrics.summary(split.y.numpy(), pred, model.head[-1].out_features)
+
+
+def train(
+    model: nn.Module,
+    train_split: Split,
+    val_split: Split,
+    cfg: TrainConfig,
+    device: str = "auto",
+    on_epoch: Callable[[int, dict[str, float]], bool | None] | None = None,
+    deadline: float | None = None,
+    checkpoint: Path | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
+
+    ``deadline`` is a ``time.monotonic()`` value; past it, TimeLimitExceeded is raised. With
+    ``checkpoint``, state is saved after every epoch and an existing file is resumed from.
+    """
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(dev, memory_format=fmt)
+    x_train, y_train = train_split.x.to(dev), train_split.y.to(dev)
+    steps = max(1, math.ceil(len(y_train) / cfg.batch_size))
+    opt = _optimizer(model, cfg)
+    sched = _scheduler(opt, cfg, steps)
+    weight = None
+    if cfg.class_weighted:
+        counts = np.maximum(train_split.class_counts(model.head[-1].out_features), 1)
+        weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=dev)
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    use_amp = cfg.amp and dev.type == "cuda"
+
+    result, best_state, start_epoch = TrainResult(), None, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        best_state = state["best_model"]
+        result = TrainResult(**state["result"])
+        start_epoch = result.epochs_run
+
+    t0 = time.monotonic() - result.seconds
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = torch.randperm(len(y_train), generator=gen).to(dev)
+        total, seen = 0.0, 0
+        for b in range(steps):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            xb = augment(normalize(x_train[idx]), cfg.augment, gen).contiguous(memory_format=fmt)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(model(xb), y_train[idx])
+            if not torch.isfinite(loss):
+                raise Diverged(f"loss became {loss.item()} at epoch {epoch} batch {b}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cfg.scheduler == "onecycle":
+                sched.step()
+            total, seen = total + loss.item() * len(idx), seen + len(idx)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
+        scores = evaluate(model, val_split, dev)
+        if sched is not None and cfg.scheduler != "onecycle":
+            sched.step(scores["acc"]) if cfg.scheduler == "plateau" else sched.step()
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": scores["acc"], "val_f1": scores["f1"]}
+        row |= {"lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
+        result.history.append(row)
+        result.epochs_run, result.seconds = epoch + 1, row["seconds"]
+        if scores["acc"] > result.best_acc or result.best_epoch < 0:
+            result.best_acc, result.best_f1, result.best_epoch = scores["acc"], scores["f1"], epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, result)
+        stop = on_epoch(epoch, row) if on_epoch is not None else None
+        if stop or (cfg.early_stop and epoch - result.best_epoch >= cfg.early_stop):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResult) -> None:
+    """Everything needed to continue bit for bit; written to a temp file, then renamed."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else {},
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "best_model": best_state,
+        "result": asdict(result),
+    }
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
