@@ -125,6 +125,8 @@ def _load_cached(path: str, mtime: int, size: int, splits: tuple[str, ...], on_b
     p = Path(path)
     if p.is_dir():
         arrays, skipped = _read_folder(p, splits), 0
+    elif p.suffix == ".npz":
+        arrays, skipped = _read_npz(p, splits), 0
     else:
         arrays, skipped = _read_csv(p, splits, on_bad)
     return _to_ferdata(arrays, str(p), skipped)
@@ -205,6 +207,27 @@ def _parse_pixels(path: Path, rows: pd.DataFrame) -> np.ndarray:
         line = rows["line"].iloc[too_big[0]]
         raise DataError(f"{path}:{line}: pixel value {values[too_big[0]].max()} outside 0..255")
     return values.astype(np.uint8)
+
+
+# ---------------------------------------------------------------- packed arrays
+
+
+def save_npz(dataset: FerData, path: str | Path) -> Path:
+    """Pack loaded splits into one compressed .npz that loads in about a second (``load`` reads it)."""
+    arrays = {f"{name}_{part}": getattr(s, part).numpy() for name, s in dataset.splits.items() for part in "xy"}
+    np.savez_compressed(path, **arrays)
+    return Path(path)
+
+
+def _read_npz(path: Path, splits: tuple[str, ...]) -> dict:
+    try:
+        with np.load(path) as z:
+            missing = [s for s in splits if f"{s}_x" not in z or f"{s}_y" not in z]
+            if missing:
+                raise DataError(f"{path}: no split(s) {missing} in this .npz (it has {sorted(z.files)})")
+            return {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz ({exc})") from None
 
 
 # ---------------------------------------------------------------- image folders

@@ -9,7 +9,7 @@ operators can be simple and a search never stops on a bad child.
 from __future__ import annotations
 
 import random
-import tomllib
+import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,11 @@ from nas.genome import (
     Readout,
 )
 from nas.errors import GenomeError, SpaceError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 GENE_CLASSES: dict[str, type] = {
     "conv": Conv,
@@ -164,6 +169,34 @@ def resolve_space_path(path: str | Path) -> Path:
 
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    genome: Genome
+    description: str
+    params: int  # exact count of the built network (a regression check)
+    literature_params: int | None = None
+    tolerance: float | None = None
+
+
+def load_baselines(path: str | Path = SPACES_DIR / "baselines.toml") -> dict[str, Baseline]:
+    """The hand-made networks we compare against, as genomes (``search_spaces/baselines.toml``)."""
+    from nas.genome import parse_genome
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (FileNotFoundError, tomllib.TOMLDecodeError) as exc:
+        raise SpaceError(f"{path}: cannot read baselines ({exc})") from None
+    out = {}
+    for name, entry in raw.items():
+        try:
+            out[name] = Baseline(name=name, **{**entry, "genome": parse_genome(entry["genome"])})
+        except (TypeError, KeyError, GenomeError) as exc:
+            raise SpaceError(f"{path}: baseline [{name}]: {exc}") from None
+    return out
 
 
 # ---------------------------------------------------------------- shapes and validation
