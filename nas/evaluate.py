@@ -23,6 +23,7 @@ import torch
 from nas import data as fer
 from nas import latency
 from nas.build import build, count_flops, count_params
+from nas.errors import GenomeError
 from nas.genome import Genome, parse_genome
 from nas.train import Diverged, TimeLimitExceeded, TrainConfig, train
 
@@ -205,7 +206,12 @@ class Evaluator:
         self._client = None
 
     def key_of(self, genome_text: str) -> str:
-        return cache_key(parse_genome(genome_text).key, self.task, self.fingerprint)
+        """The cache key; a string that does not parse still gets one, and fails in its worker."""
+        try:
+            genome_key = parse_genome(genome_text).key
+        except GenomeError:
+            genome_key = "invalid-" + hash_text(genome_text)
+        return cache_key(genome_key, self.task, self.fingerprint)
 
     def evaluate(
         self, genomes: Iterable[str], on_record: Callable[[dict, bool], None] | None = None

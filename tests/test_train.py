@@ -1,0 +1,78 @@
+import time
+
+import pytest
+import torch
+
+from nas import data
+from nas.build import build
+from nas.genome import parse_genome
+from nas.train import Diverged, TimeLimitExceeded, TrainConfig, augment, train
+
+GENOME = parse_genome("conv_k3_c16_s1_relu_bn | pool_max | conv_k3_c32_s1_relu_bn | pool_max | gap")
+
+
+@pytest.fixture(scope="module")
+def splits(synthetic_csv):
+    d = data.load(synthetic_csv)
+    return d["train"], d["val"]
+
+
+def _fit(splits, cfg, **kw):
+    torch.manual_seed(cfg.seed)
+    model = build(GENOME)
+    return model, train(model, *splits, cfg, device="cpu", **kw)
+
+
+def test_learns_the_synthetic_task_and_is_deterministic(splits):
+    cfg = TrainConfig(optimizer="adam", epochs=10, lr=1e-2, batch_size=32, augment=0.0)
+    m1, r1 = _fit(splits, cfg)
+    m2, r2 = _fit(splits, cfg)
+    assert r1.best_acc > 0.6  # chance is 1/7
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in r1.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in r2.history]
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
+@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"])
+def test_every_optimizer_and_scheduler_runs(splits, optimizer, scheduler):
+    small = (splits[0].subset(64, 0), splits[1].subset(32, 0))
+    cfg = TrainConfig(optimizer=optimizer, scheduler=scheduler, epochs=2, batch_size=32, lr=1e-3,
+                      label_smoothing=0.1, class_weighted=True, restart_period=1, step_size=1)  # fmt: skip
+    _, result = _fit(small, cfg)
+    assert result.epochs_run == 2 and len(result.history) == 2
+
+
+def test_callback_sees_every_epoch_and_can_stop(splits):
+    seen = []
+    _, result = _fit(splits, TrainConfig(epochs=5, batch_size=64), on_epoch=lambda e, m: seen.append(e) or e == 1)
+    assert seen == [0, 1] and result.epochs_run == 2
+
+
+def test_nan_loss_raises_diverged(splits):
+    with pytest.raises(Diverged, match="loss became nan"):
+        _fit(splits, TrainConfig(epochs=3, lr=1e30, optimizer="sgd", scheduler="none", augment=0))
+
+
+def test_deadline_raises(splits):
+    with pytest.raises(TimeLimitExceeded):
+        _fit(splits, TrainConfig(epochs=3), deadline=time.monotonic())
+
+
+def test_checkpoint_resume_equals_uninterrupted(splits, tmp_path):
+    cfg = TrainConfig(epochs=4, batch_size=64, scheduler="cosine")
+    full_model, full = _fit(splits, cfg)
+    ckpt = tmp_path / "ckpt.pt"
+    _fit(splits, cfg, checkpoint=ckpt, on_epoch=lambda e, m: e == 1)  # "crash" after epoch 2
+    resumed_model, resumed = _fit(splits, cfg, checkpoint=ckpt)
+    assert resumed.epochs_run == 4
+    assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
+    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_augment_keeps_shape_and_changes_pixels():
+    x = torch.randn(16, 1, 48, 48)
+    gen = torch.Generator().manual_seed(0)
+    y = augment(x, 1.0, gen)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    assert torch.equal(augment(x, 0.0, gen), x)
