@@ -224,18 +224,23 @@ class Evaluator:
         genomes = list(genomes)
         keys = [self.key_of(g) for g in genomes]
         by_genome = dict(zip(genomes, keys))
-        new = {}
+        new, repeats = {}, []
         for g, k in zip(genomes, keys):
             if k in self.cache:
                 if on_record:
                     on_record(self.cache.get(k), True)
+            elif k in new:
+                repeats.append(k)
             else:
-                new.setdefault(k, g)
+                new[k] = g
         for record in self._train_all(list(new.values())):
             record["cache_key"] = by_genome[record["genome"]]
             self.cache.put(record)
             if on_record:
                 on_record(record, False)
+        for k in repeats:
+            if on_record:
+                on_record(self.cache.get(k), True)
         pending = {k: self.cache.get(k) for k in keys}
         for record in self._measure_latency([r for r in pending.values() if _needs_latency(r)]):
             self.cache.put(record)

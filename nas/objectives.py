@@ -72,3 +72,25 @@ def values(record: dict, objectives: tuple[Objective, ...]) -> tuple[float, ...]
         v = record.get(o.column)
         out.append(o.worst if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
     return tuple(out)
+
+
+def normalized_point(record: dict, objectives: tuple[Objective, ...]) -> list[float]:
+    return [o.normalized(v) for o, v in zip(objectives, values(record, objectives))]
+
+
+def hypervolume(records: list[dict], objectives: tuple[Objective, ...]) -> float:
+    """Share of the unit box (normalised objectives, reference point 1, ..., 1) the records dominate."""
+    import moocore  # DEAP's own hypervolume backend
+
+    points = [normalized_point(r, objectives) for r in records if r.get("status") == "ok"]
+    points = [p for p in points if all(v < 1.0 for v in p)]
+    if not points:
+        return 0.0
+    return float(moocore.hypervolume(points, ref=[1.0] * len(objectives)))
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...], objectives: tuple[Objective, ...]) -> bool:
+    """True when ``a`` is at least as good as ``b`` everywhere and better somewhere."""
+    wa = [v * o.weight for v, o in zip(a, objectives)]
+    wb = [v * o.weight for v, o in zip(b, objectives)]
+    return all(x >= y for x, y in zip(wa, wb)) and any(x > y for x, y in zip(wa, wb))

@@ -1,0 +1,353 @@
+"""The DEAP driver: NSGA-II (or one penalised fitness) over genomes, with checkpoints and resume.
+
+Individuals are lists of genes with a DEAP fitness; workers only ever see genome strings (see
+``nas.evaluate``), so the ``creator`` classes never need to be unpickled elsewhere. All randomness of
+the search comes from two seeded generators (ours and the global ``random`` that DEAP's selection
+uses); both states go into every checkpoint, so a resumed run takes the same decisions as an
+uninterrupted one, and evaluations already in the cache are never trained again.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from deap import base, creator, tools
+
+from nas import objectives as objs
+from nas.errors import RunDirError
+from nas.evaluate import Evaluator
+from nas.genome import Genome, parse_genome
+from nas.space import SearchSpace, crossover, load_baselines, mutate, repair, sample
+
+CHECKPOINT = "checkpoint.pkl"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search; the space, the data and the evaluation live elsewhere."""
+
+    generations: int = 30
+    population: int = 16
+    mode: str = "pareto"  # or "penalty"
+    objectives: tuple[str, ...] = objs.DEFAULT_OBJECTIVES
+    seed: int = 0
+    seed_baselines: bool = False
+    cx_prob: float = 0.5
+    mut_prob: float = 0.9
+    cx_points: int = 1
+    mutation_weights: dict[str, float] = field(default_factory=lambda: {"add": 1, "remove": 1, "change": 2, "swap": 1})
+    # penalty mode: MnasNet's soft constraint acc * (params/P)^w * (latency/T)^w
+    target_params: float = 100_000
+    target_latency_ms: float = 1.0
+    penalty_exponent: float = -0.07
+    tournament_size: int = 3
+    elites: int = 2
+    # the champion: best validation accuracy on the front within these budgets, or the knee point
+    champion_rule: str = "max-acc"
+    max_params: float | None = None
+    max_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        objs.parse_objectives(self.objectives)
+        if self.mode not in ("pareto", "penalty"):
+            raise ValueError(f"mode must be 'pareto' or 'penalty', got {self.mode!r}")
+        if self.mode == "pareto" and self.population % 4:
+            raise ValueError(f"population must be a multiple of 4 for NSGA-II (got {self.population})")
+        if self.population < 4 or self.generations < 0:
+            raise ValueError("need population >= 4 and generations >= 0")
+        if self.champion_rule not in ("max-acc", "knee"):
+            raise ValueError(f"champion rule must be 'max-acc' or 'knee', got {self.champion_rule!r}")
+
+    @property
+    def objective_list(self) -> tuple[objs.Objective, ...]:
+        return objs.parse_objectives(self.objectives)
+
+
+def _creator_classes(objectives: tuple[objs.Objective, ...]):
+    """DEAP classes for these objectives, created once per weight tuple (module-level, picklable)."""
+    weights = tuple(o.weight for o in objectives)
+    name = "Fitness_" + "_".join("max" if w > 0 else "min" for w in weights)
+    if not hasattr(creator, name):
+        creator.create(name, base.Fitness, weights=weights)
+    if not hasattr(creator, "Penalized"):
+        creator.create("Penalized", base.Fitness, weights=(1.0,))
+    ind_name = "Individual_" + name
+    if not hasattr(creator, ind_name):
+        creator.create(ind_name, list, fitness=getattr(creator, name), penalized=creator.Penalized)
+    return getattr(creator, ind_name)
+
+
+def penalized_fitness(record: dict, cfg: SearchConfig) -> float:
+    """MnasNet-style soft constraint: accuracy scaled down (or up) by size and latency vs targets."""
+    if record.get("status") != "ok":
+        return 0.0
+    value = record["val_acc"] * (record["params"] / cfg.target_params) ** cfg.penalty_exponent
+    if "latency" in cfg.objectives:
+        value *= (record["latency_ms"] / cfg.target_latency_ms) ** cfg.penalty_exponent
+    return float(value)
+
+
+@dataclass
+class State:
+    """Everything a checkpoint holds; plain data apart from DEAP's logbook."""
+
+    generation: int
+    population: list[str]
+    archive: list[str]
+    logbook: tools.Logbook
+    rows: list[dict]  # one per evaluation request: generation, genome, cached
+    random_state: tuple
+    rng_state: tuple
+    numpy_state: dict
+    torch_state: torch.Tensor
+    cache: dict[str, dict]
+    seconds: float = 0.0
+
+
+class Search:
+    """One search: ``run()`` goes generation by generation, checkpointing after each."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        cfg: SearchConfig,
+        evaluator: Evaluator,
+        run_dir: Path,
+        on_generation: Callable[[State, list[dict]], None] | None = None,
+        progress: Callable[[int, int], Callable[[dict, bool], None]] | None = None,
+    ) -> None:
+        self.space, self.cfg, self.evaluator, self.run_dir = space, cfg, evaluator, Path(run_dir)
+        self.objectives = cfg.objective_list
+        self.Individual = _creator_classes(self.objectives)
+        self.on_generation, self.progress = on_generation, progress
+        self.rng = random.Random(cfg.seed)
+
+    # ----------------------------------------------------------- evaluation
+
+    def _evaluate(self, genomes: list[Genome], generation: int, rows: list[dict]) -> list:
+        """Evaluate and record one row per request; ``cached`` marks genomes this run evaluated before."""
+        on_record = self.progress(generation, len(genomes)) if self.progress else None
+        records = self.evaluator.evaluate([str(g) for g in genomes], on_record)
+        seen = {r["cache_key"] for r in rows}
+        for rec in records:
+            rows.append({"generation": generation, "cache_key": rec["cache_key"], "cached": rec["cache_key"] in seen})
+            seen.add(rec["cache_key"])
+        return self._individuals(genomes, records)
+
+    def _individuals(self, genomes: list[Genome], records: list[dict]) -> list:
+        inds = []
+        for g, rec in zip(genomes, records):
+            ind = self.Individual(g.genes)
+            ind.fitness.values = objs.values(rec, self.objectives)
+            ind.penalized.values = (penalized_fitness(rec, self.cfg),)
+            ind.record = rec
+            inds.append(ind)
+        return inds
+
+    def _assign_crowding(self, pop: list) -> None:
+        """Rank and crowding distance of the population itself, in place and without reordering.
+
+        Tournament selection (DCD) reads them; computing them from the population alone, not from the
+        larger set it survived from, is what lets a resumed run decide exactly like an uninterrupted one.
+        """
+        if self.cfg.mode == "pareto":
+            for front in tools.sortNondominated(pop, len(pop)):
+                tools.emo.assignCrowdingDist(front)
+
+    # ----------------------------------------------------------- variation and selection
+
+    def _initial(self) -> list[Genome]:
+        genomes, keys = [], set()
+        if self.cfg.seed_baselines:
+            for b in load_baselines().values():
+                g = repair(b.genome, self.space)
+                if g.key not in keys:
+                    genomes.append(g)
+                    keys.add(g.key)
+        while len(genomes) < self.cfg.population:
+            g = sample(self.space, self.rng)
+            if g.key not in keys:
+                genomes.append(g)
+                keys.add(g.key)
+        return genomes[: self.cfg.population]
+
+    def _vary(self, parents: list) -> list[Genome]:
+        cfg, children = self.cfg, []
+        genomes = [Genome(tuple(p)) for p in parents]
+        for a, b in zip(genomes[::2], genomes[1::2]):
+            if self.rng.random() < cfg.cx_prob:
+                a, b = crossover(a, b, self.space, self.rng, cfg.cx_points)
+            children += [a, b]
+        if len(genomes) % 2:
+            children.append(genomes[-1])
+        return [mutate(c, self.space, self.rng, cfg.mutation_weights) if self.rng.random() < cfg.mut_prob else c
+                for c in children]  # fmt: skip
+
+    def _select_parents(self, pop: list) -> list:
+        if self.cfg.mode == "pareto":
+            return tools.selTournamentDCD(pop, len(pop))
+        k = len(pop) - self.cfg.elites
+        return tools.selTournament(pop, k, self.cfg.tournament_size, fit_attr="penalized")
+
+    def _survivors(self, pop: list, offspring: list) -> list:
+        if self.cfg.mode == "pareto":
+            return tools.selNSGA2(pop + offspring, self.cfg.population)
+        elites = tools.selBest(pop, self.cfg.elites, fit_attr="penalized")
+        return elites + offspring[: self.cfg.population - len(elites)]
+
+    # ----------------------------------------------------------- the loop
+
+    def run(self, state: State | None = None) -> State:
+        """Run (or continue) the search to ``cfg.generations``; returns the final state."""
+        if state is None:
+            random.seed(self.cfg.seed)
+            np.random.seed(self.cfg.seed)
+            torch.manual_seed(self.cfg.seed)
+            rows: list[dict] = []
+            t0 = time.monotonic()
+            pop = self._evaluate(self._initial(), 0, rows)
+            self._assign_crowding(pop)
+            archive = self._archive([], pop)
+            state = self._snapshot(0, pop, archive, tools.Logbook(), rows, time.monotonic() - t0)
+            self._log(state, pop, archive, rows)
+            self._checkpoint(state)
+        else:
+            self._restore_rngs(state)
+            genomes = [parse_genome(g) for g in state.population]
+            pop = self._individuals(genomes, self.evaluator.evaluate([str(g) for g in genomes]))
+            self._assign_crowding(pop)
+            archive = state.archive
+        for gen in range(state.generation + 1, self.cfg.generations + 1):
+            t0 = time.monotonic()
+            parents = self._select_parents(pop)
+            offspring = self._evaluate(self._vary(parents), gen, state.rows)
+            pop = self._survivors(pop, offspring)
+            self._assign_crowding(pop)
+            archive = self._archive(archive, offspring)
+            state = self._snapshot(gen, pop, archive, state.logbook, state.rows, state.seconds + time.monotonic() - t0)
+            self._log(state, pop, archive, state.rows)
+            self._checkpoint(state)
+        return state
+
+    def _archive(self, archive: list[str], new: list) -> list[str]:
+        """Genome strings of the non-dominated set of everything evaluated so far."""
+        cache = self.evaluator.cache
+        records = {self.evaluator.key_of(g): cache.get(self.evaluator.key_of(g)) for g in archive}
+        records |= {ind.record["cache_key"]: ind.record for ind in new}
+        return [r["genome"] for r in pareto_front(list(records.values()), self.objectives)]
+
+    def _log(self, state: State, pop: list, archive: list[str], rows: list[dict]) -> None:
+        gen_rows = [r for r in rows if r["generation"] == state.generation]
+        front = [self.evaluator.cache.get(self.evaluator.key_of(g)) for g in archive]
+        ok = [ind.record for ind in pop if ind.record["status"] == "ok"]
+        entry = {
+            "gen": state.generation,
+            "evals": len(gen_rows),
+            "cache_hits": sum(r["cached"] for r in gen_rows),
+            "failed": sum(self.evaluator.cache.get(r["cache_key"])["status"] != "ok" for r in gen_rows),
+            "best_acc": max((r["val_acc"] for r in front), default=0.0),
+            "pop_mean_acc": float(np.mean([r["val_acc"] for r in ok])) if ok else 0.0,
+            "front_size": len(front),
+            "hypervolume": objs.hypervolume(front, self.objectives),
+            "seconds": round(state.seconds, 1),
+        }
+        state.logbook.record(**entry)
+        if self.on_generation:
+            self.on_generation(state, front)
+
+    # ----------------------------------------------------------- checkpoints
+
+    def _snapshot(self, gen, pop, archive, logbook, rows, seconds) -> State:
+        return State(
+            generation=gen,
+            population=[str(Genome(tuple(ind))) for ind in pop],
+            archive=list(archive),
+            logbook=logbook,
+            rows=rows,
+            random_state=random.getstate(),
+            rng_state=self.rng.getstate(),
+            numpy_state=np.random.get_state(legacy=False),
+            torch_state=torch.get_rng_state(),
+            cache=dict(self.evaluator.cache.records),
+            seconds=seconds,
+        )
+
+    def _restore_rngs(self, state: State) -> None:
+        random.setstate(state.random_state)
+        self.rng.setstate(state.rng_state)
+        np.random.set_state(state.numpy_state)
+        torch.set_rng_state(state.torch_state)
+
+    def _checkpoint(self, state: State) -> None:
+        """Written to a temporary file and renamed: a crash leaves the previous checkpoint whole."""
+        tmp = self.run_dir / (CHECKPOINT + ".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(asdict_shallow(state), f)
+        tmp.replace(self.run_dir / CHECKPOINT)
+
+
+def asdict_shallow(state: State) -> dict:
+    return {k: getattr(state, k) for k in State.__dataclass_fields__}
+
+
+def load_checkpoint(run_dir: Path) -> State:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise RunDirError(f"{path}: no checkpoint to resume from (the run stopped before its first generation)")
+    try:
+        with path.open("rb") as f:
+            return State(**pickle.load(f))
+    except (pickle.UnpicklingError, EOFError, TypeError, AttributeError) as exc:
+        raise RunDirError(f"{path}: unreadable checkpoint ({exc})") from None
+
+
+def pareto_front(records: list[dict], objectives: tuple[objs.Objective, ...]) -> list[dict]:
+    """Non-dominated successful records (DEAP's fast non-dominated sort), best accuracy first."""
+    ok = [r for r in records if r and r.get("status") == "ok" and all(
+        math.isfinite(v) for v in objs.values(r, objectives))]  # fmt: skip
+    if not ok:
+        return []
+    Ind = _creator_classes(objectives)
+    inds = []
+    for r in ok:
+        ind = Ind([r["genome"]])
+        ind.fitness.values = objs.values(r, objectives)
+        ind.record = r
+        inds.append(ind)
+    front = tools.sortNondominated(inds, len(inds), first_front_only=True)[0]
+    unique = {ind.record["cache_key"]: ind.record for ind in front}
+    return sorted(unique.values(), key=lambda r: (-r["val_acc"], r["params"], r["genome"]))
+
+
+def choose_champion(front: list[dict], cfg: SearchConfig, objectives: tuple[objs.Objective, ...]) -> dict | None:
+    """The champion and the rule that chose it."""
+    within = [
+        r for r in front
+        if (cfg.max_params is None or r["params"] <= cfg.max_params)
+        and (cfg.max_latency_ms is None or (r.get("latency_ms") or math.inf) <= cfg.max_latency_ms)
+    ]  # fmt: skip
+    if not within:
+        return None
+    if cfg.champion_rule == "knee":
+        # closest to the ideal point in the normalised objective space of the hypervolume
+        best = min(within, key=lambda r: (math.dist(objs.normalized_point(r, objectives), [0] * len(objectives)), r["genome"]))
+        rule = "knee: the front member closest to the ideal point in normalised objective space"
+    else:
+        best = max(within, key=lambda r: (r["val_acc"], -r["params"]))
+        rule = "max-acc: highest validation accuracy on the front"
+    budgets = []
+    if cfg.max_params is not None:
+        budgets.append(f"params <= {cfg.max_params:g}")
+    if cfg.max_latency_ms is not None:
+        budgets.append(f"latency <= {cfg.max_latency_ms:g} ms")
+    if budgets:
+        rule += " within " + " and ".join(budgets)
+    return {"rule": rule, **best}

@@ -1,0 +1,126 @@
+"""Tables and plots of a run: evaluations, the Pareto front, per-generation progress.
+
+Everything here reads or writes files in the run directory, so ``scripts/report.py runs/<id>`` can
+redraw the plots from the CSVs at any time, also while the search is still going.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from nas import objectives as objs
+from nas.evaluate import RECORD_FIELDS
+from nas.space import load_baselines
+
+EVALUATIONS, PARETO, PROGRESS = "evaluations.csv", "pareto.csv", "progress.csv"
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def write_tables(run_dir: Path, rows: list[dict], cache: dict[str, dict], front: list[dict], logbook) -> None:
+    """``evaluations.csv`` (one row per evaluation request), ``pareto.csv`` and ``progress.csv``."""
+    run_dir = Path(run_dir)
+    columns = ["generation", "cached", *RECORD_FIELDS]
+    table = [{**{k: cache[r["cache_key"]].get(k) for k in RECORD_FIELDS}, **r} for r in rows]
+    _atomic_csv(pd.DataFrame(table, columns=columns), run_dir / EVALUATIONS)
+    _atomic_csv(pd.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in front], columns=list(RECORD_FIELDS)),
+                run_dir / PARETO)  # fmt: skip
+    _atomic_csv(pd.DataFrame(list(logbook)), run_dir / PROGRESS)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _objectives(run_dir: Path) -> tuple[objs.Objective, ...]:
+    config = json.loads((run_dir / "config.json").read_text())
+    return objs.parse_objectives(config["search"]["objectives"])
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Redraw every plot of a run from its CSVs; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    run_dir = Path(run_dir)
+    evals = pd.read_csv(run_dir / EVALUATIONS)
+    front = pd.read_csv(run_dir / PARETO)
+    objectives = _objectives(run_dir)
+    out = []
+    for o in objectives:
+        if o.name in ("acc", "f1"):
+            continue
+        out.append(_plot_front(run_dir, evals, front, o))
+    if (run_dir / PROGRESS).exists():
+        out.append(_plot_progress(run_dir, pd.read_csv(run_dir / PROGRESS)))
+    return out
+
+
+def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs.Objective) -> Path:
+    import matplotlib.pyplot as plt
+
+    ok = evals[evals["status"] == "ok"].drop_duplicates("key")
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=130)
+    points = ax.scatter(ok[o.column], ok["val_acc"], c=ok["generation"], cmap="viridis", s=22, alpha=0.75,
+                        edgecolors="none", label="evaluated")  # fmt: skip
+    fig.colorbar(points, ax=ax, label="generation")
+    # the 2-D trade-off of the (possibly higher-dimensional) front, as a staircase
+    f = front.sort_values(o.column)
+    ax.scatter(f[o.column], f["val_acc"], s=70, facecolors="none", edgecolors="crimson", linewidths=1.5,
+               label="Pareto front (all objectives)")  # fmt: skip
+    staircase = _front_2d(ok, o.column)
+    ax.step(staircase[o.column], staircase["val_acc"], where="post", color="crimson", lw=1.2,
+            label=f"front in accuracy vs {o.name}")  # fmt: skip
+    baselines = {str(b.genome): name for name, b in load_baselines().items()}
+    for _, row in ok[ok["genome"].isin(baselines)].iterrows():
+        ax.scatter(row[o.column], row["val_acc"], marker="*", s=200, color="orange", edgecolors="black", zorder=5)
+        ax.annotate(baselines[row["genome"]], (row[o.column], row["val_acc"]), textcoords="offset points",
+                    xytext=(6, -10), fontsize=8)  # fmt: skip
+    if o.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(o.label)
+    ax.set_ylabel("validation accuracy (PublicTest)")
+    ax.set_title(f"{run_dir.name}: accuracy vs {o.name}  ({len(ok)} networks)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    path = run_dir / f"pareto_{o.name}.png"
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _front_2d(ok: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The non-dominated points in (max accuracy, min column), sorted by the column."""
+    ranked = ok.sort_values([column, "val_acc"], ascending=[True, False])
+    return ranked[ranked["val_acc"] > ranked["val_acc"].cummax().shift(fill_value=-1)]
+
+
+def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=130)
+    for ax, (col, label) in zip(axes, [("hypervolume", "hypervolume (normalised)"),
+                                       ("best_acc", "best validation accuracy"), ("front_size", "front size")]):  # fmt: skip
+        ax.plot(progress["gen"], progress[col], marker="o", ms=3)
+        ax.set_xlabel("generation")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    if "pop_mean_acc" in progress:
+        axes[1].plot(progress["gen"], progress["pop_mean_acc"], ls="--", label="population mean")
+        axes[1].legend(fontsize=8)
+    fig.suptitle(f"{run_dir.name}: progress per generation")
+    fig.tight_layout()
+    path = run_dir / "progress.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,125 @@
+import json
+from collections import Counter
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas import objectives as objs
+from nas.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--space", "tiny", "--population", "8", "--generations", "2", "--fidelity", "cheap", "--jobs", "2",
+        "--objectives", "acc,params", "--seed", "7"]  # fmt: skip
+
+
+def _evolve(run_dir: Path, data: Path, *extra: str) -> int:
+    return main(["evolve", "--data", str(data), "--run-dir", str(run_dir), *ARGS, *extra])
+
+
+def _summary(run_dir: Path) -> tuple:
+    """What must not depend on interruptions: evaluations, front and champion (timings aside)."""
+    ev = pd.read_csv(run_dir / "evaluations.csv")[["generation", "cached", "genome", "status", "val_acc", "params"]]
+    front = sorted(pd.read_csv(run_dir / "pareto.csv")["genome"])
+    champion = json.loads((run_dir / "champion.json").read_text())["genome"]
+    return ev.to_dict("records"), front, champion
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_csv, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "full"
+    assert _evolve(run_dir, synthetic_csv) == 0
+    return run_dir
+
+
+def test_run_directory_is_complete_and_consistent(uninterrupted):
+    run = uninterrupted
+    for name in ("config.json", "evaluations.csv", "pareto.csv", "progress.csv", "checkpoint.pkl", "champion.json",
+                 "cache.jsonl", "pareto_params.png", "progress.png"):  # fmt: skip
+        assert (run / name).stat().st_size > 0, name
+    config = json.loads((run / "config.json").read_text())
+    assert config["search"]["seed"] == 7 and config["space"]["name"] == "tiny" and config["versions"]["torch"]
+    evals = pd.read_csv(run / "evaluations.csv")
+    assert len(evals) == 8 * 3 and sorted(evals["generation"].unique()) == [0, 1, 2]
+    front = pd.read_csv(run / "pareto.csv")
+    ok = evals[evals["status"] == "ok"]
+    o = objs.parse_objectives("acc,params")
+    for _, f in front.iterrows():
+        assert f["genome"] in set(ok["genome"])
+        assert not any(objs.dominates((e.val_acc, e.params), (f.val_acc, f.params), o) for e in ok.itertuples())
+    for e in ok.itertuples():  # and everything not on the front is dominated by it
+        if e.genome not in set(front["genome"]):
+            assert any(objs.dominates((f.val_acc, f.params), (e.val_acc, e.params), o) for f in front.itertuples())
+    progress = pd.read_csv(run / "progress.csv")
+    assert list(progress["gen"]) == [0, 1, 2] and (progress["hypervolume"].diff().fillna(0) >= 0).all()
+    champion = json.loads((run / "champion.json").read_text())
+    assert champion["val_acc"] == front["val_acc"].max() and champion["rule"].startswith("max-acc")
+
+
+def test_same_seed_same_search(uninterrupted, synthetic_csv, tmp_path):
+    assert _evolve(tmp_path / "again", synthetic_csv) == 0
+    assert _summary(tmp_path / "again") == _summary(uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_generation_then_resume_equals_uninterrupted(uninterrupted, synthetic_csv, tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "scripts/evolve.py"), "--data", str(synthetic_csv), "--run-dir", str(run_dir), *ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:  # first generation done
+        time.sleep(0.2)
+    cache = run_dir / "cache.jsonl"
+    n_after_gen0 = len(cache.read_text().splitlines())
+    while len(cache.read_text().splitlines()) < n_after_gen0 + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # ... and a couple of generation-1 evaluations are in the cache
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert pd.read_csv(run_dir / "progress.csv")["gen"].max() < 2, "the run finished before it was killed"
+
+    assert main(["evolve", "--resume", str(run_dir), "--generations", "2"]) == 0
+    assert _summary(run_dir) == _summary(uninterrupted)
+    # a training appends a record without latency (a latency phase appends it again, with one)
+    trainings = Counter(r["genome"] for r in map(json.loads, cache.read_text().splitlines()) if "latency_ms" not in r)
+    assert set(trainings.values()) == {1}, "resume trained a recorded genome again"
+
+
+def test_penalty_mode_runs(synthetic_csv, tmp_path):
+    assert _evolve(tmp_path / "pen", synthetic_csv, "--mode", "penalty", "--generations", "1") == 0
+    assert len(pd.read_csv(tmp_path / "pen" / "evaluations.csv")) == 16
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--data", "/nonexistent/fer.csv"], "/nonexistent/fer.csv: data file or folder not found"),
+        (["--space", "/nonexistent.toml"], "/nonexistent.toml: search-space file not found"),
+        (["--population", "6"], "population must be a multiple of 4"),
+        (["--objectives", "acc,speed"], "unknown objective(s) ['speed']"),
+        (["--resume", "/nonexistent_run"], "/nonexistent_run: not a run directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(synthetic_csv, tmp_path, capsys, extra, message):
+    argv = ["evolve", "--data", str(synthetic_csv), "--run-dir", str(tmp_path / "r"), *ARGS, *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_existing_run_is_not_overwritten(uninterrupted, synthetic_csv, capsys):
+    before = (uninterrupted / "cache.jsonl").read_text()
+    assert _evolve(uninterrupted, synthetic_csv) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert (uninterrupted / "cache.jsonl").read_text() == before
+
+
+def test_report_redraws_from_csv(uninterrupted):
+    for png in uninterrupted.glob("*.png"):
+        png.unlink()
+    assert main(["report", str(uninterrupted)]) == 0
+    assert (uninterrupted / "pareto_params.png").exists() and (uninterrupted / "progress.png").exists()
