@@ -91,7 +91,9 @@ def test_sigkill_mid_generation_then_resume_equals_uninterrupted(uninterrupted, 
 
 def test_penalty_mode_runs(synthetic_csv, tmp_path):
     assert _evolve(tmp_path / "pen", synthetic_csv, "--mode", "penalty", "--generations", "1") == 0
-    assert len(pd.read_csv(tmp_path / "pen" / "evaluations.csv")) == 16
+    evals = pd.read_csv(tmp_path / "pen" / "evaluations.csv")
+    assert (evals["generation"] == 1).sum() == 8 - 2  # two elites survive untouched, six children
+    assert (tmp_path / "pen" / "champion.json").exists()
 
 
 @pytest.mark.parametrize(
