@@ -111,6 +111,7 @@ class Network(nn.Module):
     def __init__(self, genome: Genome, input_shape: tuple[int, int, int] = (1, 48, 48), num_classes: int = 7):
         super().__init__()
         self.genome = str(genome)
+        self.input_shape = tuple(input_shape)
         widths = [input_shape[0]] + [shape[0] for shape in feature_shapes(genome, input_shape)]
         self.features = nn.Sequential(*(BLOCKS[type(g)](g, c) for g, c in zip(genome.body, widths)))
         self.readout = BLOCKS[Readout](genome.readout or Readout("gap"), widths[-1])

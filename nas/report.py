@@ -124,3 +124,90 @@ def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------- the test report (PrivateTest only)
+
+
+def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[str, dict] | None = None) -> dict:
+    """Accuracy (single crop and ten-crop), macro-F1, per-class figures and a confusion matrix plot.
+
+    Called once, on the final model: ``PrivateTest`` is never used to choose anything.
+    """
+    import numpy as np
+
+    from nas import metrics
+    from nas.data import CLASS_NAMES
+    from nas.train import predict, predict_ten_crop, resolve_device
+
+    out_dir = Path(out_dir)
+    device = resolve_device(extra.get("device", "auto"))
+    y = test_split.y.numpy()
+    single = predict(model, test_split.x, device).argmax(1).numpy()
+    ten = predict_ten_crop(model, test_split.x, device).argmax(1).numpy()
+    k = len(CLASS_NAMES)
+    cm = metrics.confusion(y, ten, k)
+    per = metrics.per_class(cm)
+    result = {
+        "split": "PrivateTest",
+        "images": int(len(y)),
+        "single_crop": metrics.summary(y, single, k),
+        "ten_crop": metrics.summary(y, ten, k),
+        "per_class": {name: {m: float(per[m][i]) for m in ("precision", "recall", "f1", "support")}
+                      for i, name in enumerate(CLASS_NAMES)},  # fmt: skip
+        "confusion": cm.tolist(),
+        **{k_: v for k_, v in extra.items() if k_ != "device"},
+    }
+    write_json(out_dir / "report.json", result)
+    _plot_confusion(cm, out_dir / "confusion.png", f"{extra.get('name', 'champion')}: PrivateTest, ten-crop")
+    (out_dir / "report.md").write_text(_report_markdown(result, baselines or {}))
+    return result
+
+
+def _plot_confusion(cm, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nas.data import CLASS_NAMES
+
+    norm = cm / cm.sum(axis=1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(figsize=(6.2, 5.4), dpi=130)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+    ax.set_xticks(range(len(cm)), CLASS_NAMES, rotation=45, ha="right")
+    ax.set_yticks(range(len(cm)), CLASS_NAMES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
+    rows = [("champion", r), *sorted(baselines.items())]
+    lines = [
+        f"# Test report: {r.get('name', 'champion')}",
+        "",
+        f"Genome: `{r.get('genome', '?')}`  ",
+        f"PrivateTest, {r['images']} images; used for this report only, never for selection.",
+        "",
+        "| network | acc (1 crop) | acc (10 crops) | macro-F1 (10 crops) | params | MFLOPs | latency ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, x in rows:
+        lines.append(
+            f"| {name} | {x['single_crop']['acc']:.4f} | {x['ten_crop']['acc']:.4f} | {x['ten_crop']['f1']:.4f} "
+            f"| {x.get('params', 0):,} | {x.get('flops', 0) / 1e6:.1f} | {x.get('latency_ms', float('nan')):.3f} |"
+        )
+    lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for name, m in r["per_class"].items():
+        lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {int(m['support'])} |")
+    lines += ["", "![confusion matrix](confusion.png)", ""]
+    return "\n".join(lines)

@@ -158,6 +158,24 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
     return torch.cat(out) if out else torch.zeros(0)
 
 
+@torch.no_grad()
+def predict_ten_crop(model: nn.Module, x: torch.Tensor, device: torch.device, shift: int = 3) -> torch.Tensor:
+    """Class probabilities averaged over ten views: five shifted crops of an edge-padded image, each flipped.
+
+    The classic FER2013 test-time augmentation, done at the network's own input size so that networks
+    with a flattening readout can take it too.
+    """
+    n, c, h, w = x.shape
+    padded = F.pad(x.float(), (shift, shift, shift, shift), mode="replicate").to(torch.uint8)
+    offsets = [(0, 0), (0, 2 * shift), (2 * shift, 0), (2 * shift, 2 * shift), (shift, shift)]
+    total = torch.zeros(n, model.head[-1].out_features)
+    for dy, dx in offsets:
+        view = padded[:, :, dy : dy + h, dx : dx + w]
+        for v in (view, view.flip(3)):
+            total += predict(model, v, device).softmax(1)
+    return total / (2 * len(offsets))
+
+
 def evaluate(model: nn.Module, split: Split, device: torch.device) -> dict[str, float]:
     pred = predict(model, split.x, device).argmax(1).numpy()
     return metrics.summary(split.y.numpy(), pred, model.head[-1].out_features)

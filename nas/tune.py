@@ -1,0 +1,161 @@
+"""The Optuna study on the champion: optimizer, learning-rate schedule and training settings.
+
+Study, sampler, pruner and storage each come from Optuna; this module only says what a trial may
+choose (``suggest``) and how a trial is scored (train, report validation accuracy after every epoch,
+let the pruner stop hopeless trials). The study lives in SQLite inside the run directory by default
+(``optuna-dashboard sqlite:///runs/<id>/tune.db`` opens it), or in any RDB URL so several machines
+can work one study. Only ``Training`` and ``PublicTest`` are used.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+import torch
+
+from nas import data as fer
+from nas.build import build
+from nas.errors import NasError
+from nas.genome import parse_genome
+from nas.train import TrainConfig, train
+
+
+def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
+    """One point of the search space; each scheduler's own parameters are conditional on it."""
+    optimizer = trial.suggest_categorical("optimizer", ["sgd", "nesterov", "adam", "adamw"])
+    if optimizer in ("sgd", "nesterov"):
+        lr = trial.suggest_float("lr_sgd", 1e-3, 0.3, log=True)
+        momentum = trial.suggest_float("momentum", 0.8, 0.99)
+    else:
+        lr = trial.suggest_float("lr_adam", 1e-4, 1e-2, log=True)
+        momentum = 0.9
+    scheduler = trial.suggest_categorical("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"])
+    extra: dict = {}
+    if scheduler == "plateau":
+        extra["plateau_factor"] = trial.suggest_float("plateau_factor", 0.1, 0.7)
+        extra["plateau_patience"] = trial.suggest_int("plateau_patience", 1, 4)
+    elif scheduler == "cosine_restarts":
+        extra["restart_period"] = trial.suggest_int("restart_period", 1, max(1, epochs // 2))
+    elif scheduler == "step":
+        extra["step_size"] = trial.suggest_int("step_size", 1, max(1, epochs // 2))
+        extra["step_gamma"] = trial.suggest_float("step_gamma", 0.1, 0.5)
+    return TrainConfig(
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        scheduler=scheduler,
+        batch_size=trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
+        epochs=epochs,
+        label_smoothing=trial.suggest_float("label_smoothing", 0.0, 0.2),
+        augment=trial.suggest_float("augment", 0.0, 1.0),
+        class_weighted=trial.suggest_categorical("class_weighted", [False, True]),
+        **extra,
+    )
+
+
+def config_from_params(params: dict, epochs: int) -> TrainConfig:
+    """Rebuild the TrainConfig of a finished trial from its parameters."""
+    return suggest(optuna.trial.FixedTrial(params), epochs)
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {name!r}; choose median, hyperband or none")
+
+
+def tune(
+    genome: str,
+    data_path: str,
+    run_dir: Path,
+    trials: int = 30,
+    epochs: int = 6,
+    train_images: int | None = 10_000,
+    pruner: str = "median",
+    storage: str | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+) -> optuna.Study:
+    """Run (or continue) the study and write ``tuned.json`` and its plots into ``run_dir``."""
+    model_genome = parse_genome(genome)
+    dataset = fer.load(data_path, ("train", "val"))
+    train_split, val_split = dataset["train"].subset(train_images, seed), dataset["val"]
+    storage = storage or f"sqlite:///{Path(run_dir) / 'tune.db'}"
+    name = f"tune-{model_genome.key}"
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=make_pruner(pruner, epochs),
+            load_if_exists=resume,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
+    study.set_user_attr("genome", genome)
+    study.set_user_attr("epochs", epochs)
+    study.set_user_attr("train_images", train_images)
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = suggest(trial, epochs).replace(seed=seed)
+        torch.manual_seed(seed)
+        model = build(model_genome)
+
+        def report(epoch: int, row: dict) -> None:
+            trial.report(row["val_acc"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+        result = train(model, train_split, val_split, cfg, device, on_epoch=report)
+        trial.set_user_attr("val_f1", result.best_f1)
+        return result.best_acc
+
+    done = len([t for t in study.trials if t.state.is_finished()])
+    study.optimize(objective, n_trials=max(0, trials - done), catch=(RuntimeError,))
+    write_outputs(study, Path(run_dir), epochs)
+    return study
+
+
+def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
+    """``tuned.json`` and PNGs of the optimization history and the parameter importances."""
+    best = study.best_trial
+    states = [t.state.name for t in study.trials]
+    tuned = {
+        "genome": study.user_attrs.get("genome"),
+        "value": best.value,
+        "val_f1": best.user_attrs.get("val_f1"),
+        "params": best.params,
+        "train_config": asdict(config_from_params(best.params, epochs)),
+        "trials": {s: states.count(s) for s in sorted(set(states))},
+        "study": study.study_name,
+        "budget": {"epochs": epochs, "train_images": study.user_attrs.get("train_images")},
+    }
+    (run_dir / "tuned.json").write_text(json.dumps(tuned, indent=2) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as ovm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        plots = [("tune_history.png", ovm.plot_optimization_history)]
+        if len([t for t in study.trials if t.state.name == "COMPLETE"]) > 1:
+            plots.append(("tune_importance.png", ovm.plot_param_importances))
+        for file, plot in plots:
+            ax = plot(study)
+            ax.figure.set_size_inches(8, 5)
+            ax.figure.tight_layout()
+            ax.figure.savefig(run_dir / file, dpi=120)
+            matplotlib.pyplot.close(ax.figure)
+    return tuned
