@@ -72,12 +72,23 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             rec = train_candidate(g, task)
-            row = {"fidelity": fid.name, "images": fid.train_images or "all", "epochs": fid.epochs,
-                   "batch": fid.batch_size, "genome": g, "val_acc": rec.get("val_acc"), "status": rec["status"],
-                   "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+            row = {
+                "fidelity": fid.name,
+                "images": fid.train_images or "all",
+                "epochs": fid.epochs,
+                "batch": fid.batch_size,
+                "genome": g,
+                "val_acc": rec.get("val_acc"),
+                "status": rec["status"],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
             pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
-            print(f"{fid.name:>10} {i + 1:2d}/{len(genomes)} acc={rec.get('val_acc', 0):.4f} "
-                  f"{row['seconds']:.1f}s {rec['status']} {rec.get('error', '')}", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"{fid.name:>10} {i + 1:2d}/{len(genomes)} acc={rec.get('val_acc', 0):.4f} "
+                f"{row['seconds']:.1f}s {rec['status']} {rec.get('error', '')}",
+                file=sys.stderr,
+                flush=True,
+            )
     print(table(pd.read_csv(out), args.device))
     return 0
 
@@ -94,8 +105,10 @@ def table(df: pd.DataFrame, device: str) -> str:
         rho = stats.spearmanr(wide[name], wide["long"]).statistic
         first = group.iloc[0]
         budget = f"{first['images']} x {first['epochs']} (batch {first['batch']})"
-        lines.append(f"| {name} | {budget} | {group['seconds'].mean():.1f} | {group['val_acc'].mean():.3f} "
-                     f"| {tau:.2f} | {rho:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {budget} | {group['seconds'].mean():.1f} | {group['val_acc'].mean():.3f} "
+            f"| {tau:.2f} | {rho:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ block to block (timm's ``_efficientnet_builder`` does the same), so genes never 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

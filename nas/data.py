@@ -239,6 +239,7 @@ def _read_folder(root: Path, splits: tuple[str, ...]) -> dict:
     The Kaggle image-folder release has no PublicTest/PrivateTest distinction, so its ``test/`` is the
     test split and validation is a seeded, stratified slice of ``train/`` that training never sees.
     """
+
     def read(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         if not split_dir.is_dir():
             raise DataError(f"{split_dir}: folder not found (expected {root}/<split>/<class>/*.png)")

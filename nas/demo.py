@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -53,8 +53,9 @@ class FaceDetector:
         scale = min(1.0, self.cfg.detect_width / gray.shape[1])
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         min_size = max(12, int(self.cfg.min_face * scale))
-        boxes = self.cascade.detectMultiScale(small, self.cfg.scale_factor, self.cfg.min_neighbors,
-                                              minSize=(min_size, min_size))  # fmt: skip
+        boxes = self.cascade.detectMultiScale(
+            small, self.cfg.scale_factor, self.cfg.min_neighbors, minSize=(min_size, min_size)
+        )
         return (np.asarray(boxes, float).reshape(-1, 4) / scale).round().astype(int)
 
 
@@ -118,15 +119,24 @@ def draw(frame: np.ndarray, tracks: list[Track], class_names: list[str], fps: fl
         x, y, w, h = (int(v) for v in t.box)
         top = int(np.argmax(t.probs))
         cv2.rectangle(frame, (x, y), (x + w, y + h), (0, 220, 0), 2)
-        cv2.putText(frame, f"{class_names[top]} {t.probs[top]:.0%}", (x, max(15, y - 8)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 220, 0), 2, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            frame,
+            f"{class_names[top]} {t.probs[top]:.0%}",
+            (x, max(15, y - 8)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            (0, 220, 0),
+            2,
+            cv2.LINE_AA,
+        )
         bx = x + w + 6 if x + w + 126 < frame.shape[1] else max(0, x - 126)
         panel = frame[y : y + 14 * len(class_names), bx : bx + 122]
         panel[:] = (panel * 0.35).astype(frame.dtype)  # darken behind the bars so they stay readable
         for i, (name, p) in enumerate(zip(class_names, t.probs)):
             by = y + i * 14
-            cv2.rectangle(frame, (bx + 58, by), (bx + 58 + int(p * 60), by + 10),
-                          (0, 220, 0) if i == top else (200, 200, 200), -1)  # fmt: skip
+            cv2.rectangle(
+                frame, (bx + 58, by), (bx + 58 + int(p * 60), by + 10), (0, 220, 0) if i == top else (200, 200, 200), -1
+            )
             cv2.putText(frame, name[:8], (bx, by + 9), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
     if fps is not None:
         cv2.putText(frame, f"{fps:.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
@@ -229,8 +239,15 @@ def run(
             tracks = demo.process(frame)
             if writer:
                 for t in tracks:
-                    writer.writerow([i, f"{time.perf_counter() - start:.4f}", t.id, *map(int, t.box),
-                                     *(f"{p:.5f}" for p in t.probs)])  # fmt: skip
+                    writer.writerow(
+                        [
+                            i,
+                            f"{time.perf_counter() - start:.4f}",
+                            t.id,
+                            *map(int, t.box),
+                            *(f"{p:.5f}" for p in t.probs),
+                        ]
+                    )
             if out and out.suffix.lower() in (".mp4", ".avi"):
                 if video is None:
                     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))

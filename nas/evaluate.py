@@ -13,9 +13,9 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import joblib
 import torch
@@ -84,12 +84,26 @@ class EvalTask:
     time_limit: float | None = None  # seconds of training per candidate
     input_shape: tuple[int, int, int] = (1, 48, 48)
     num_classes: int = 7
+    max_flops: float | None = None  # networks above this fail at once, untrained
 
 
 RECORD_FIELDS = (
-    "key", "genome", "status", "error", "val_acc", "val_f1", "params", "flops", "latency_ms",
-    "latency_ratio", "train_seconds", "epochs", "fidelity", "data", "seed",
-)  # fmt: skip
+    "key",
+    "genome",
+    "status",
+    "error",
+    "val_acc",
+    "val_f1",
+    "params",
+    "flops",
+    "latency_ms",
+    "latency_ratio",
+    "train_seconds",
+    "epochs",
+    "fidelity",
+    "data",
+    "seed",
+)
 
 
 def cache_key(genome_key: str, task: EvalTask, data_fingerprint: str) -> str:
@@ -101,6 +115,10 @@ def hash_text(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+class OverBudget(Exception):
+    """The network costs more FLOPs than the search space allows."""
 
 
 def train_candidate(genome_text: str, task: EvalTask) -> dict:
@@ -123,9 +141,17 @@ def train_candidate(genome_text: str, task: EvalTask) -> dict:
         torch.manual_seed(task.seed)
         model = build(genome, task.input_shape, task.num_classes)
         record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
+        if task.max_flops and record["flops"] > task.max_flops:
+            raise OverBudget(
+                f"{record['flops'] / 1e6:.0f} MFLOPs, over the space's budget of {task.max_flops / 1e6:.0f}"
+            )
         deadline = t0 + task.time_limit if task.time_limit else None
-        result = train(model, train_split, val_split, task.fidelity.train_config(task.seed), task.device, deadline=deadline)
+        result = train(
+            model, train_split, val_split, task.fidelity.train_config(task.seed), task.device, deadline=deadline
+        )
         record |= {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs": result.epochs_run}
+    except OverBudget as exc:
+        record |= {"status": "failed", "error": f"over budget: {exc}"}
     except TimeLimitExceeded as exc:
         record |= {"status": "timeout", "error": str(exc)}
     except Diverged as exc:
@@ -213,9 +239,7 @@ class Evaluator:
             genome_key = "invalid-" + hash_text(genome_text)
         return cache_key(genome_key, self.task, self.fingerprint)
 
-    def evaluate(
-        self, genomes: Iterable[str], on_record: Callable[[dict, bool], None] | None = None
-    ) -> list[dict]:
+    def evaluate(self, genomes: Iterable[str], on_record: Callable[[dict, bool], None] | None = None) -> list[dict]:
         """Records for ``genomes``, in order; ``on_record(record, cached)`` is called as each is known.
 
         New genomes are trained in parallel, then every successful one without a latency (new, or
@@ -279,7 +303,9 @@ class Evaluator:
                 yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(call(g, task) for g in genomes)
             return
         with joblib.parallel_config(backend=self.backend, inner_max_num_threads=task.threads):
-            yield from joblib.Parallel(n_jobs=self.jobs, return_as="generator_unordered")(call(g, task) for g in genomes)
+            yield from joblib.Parallel(n_jobs=self.jobs, return_as="generator_unordered")(
+                call(g, task) for g in genomes
+            )
 
     def _connect_dask(self) -> None:
         if self._client is None:
@@ -315,8 +341,15 @@ def _failed(genome_text: str, task: EvalTask, error: str) -> dict:
         key = parse_genome(genome_text).key
     except Exception:  # noqa: BLE001
         key = ""
-    return {"genome": genome_text, "key": key, "status": "failed", "error": error, "fidelity": task.fidelity.name,
-            "seed": task.seed, "train_seconds": 0.0}  # fmt: skip
+    return {
+        "genome": genome_text,
+        "key": key,
+        "status": "failed",
+        "error": error,
+        "fidelity": task.fidelity.name,
+        "seed": task.seed,
+        "train_seconds": 0.0,
+    }
 
 
 def genome_of(record: dict) -> Genome:

@@ -13,9 +13,9 @@ import math
 import pickle
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -188,8 +188,10 @@ class Search:
             children += [a, b]
         if len(genomes) % 2:
             children.append(genomes[-1])
-        return [mutate(c, self.space, self.rng, cfg.mutation_weights) if self.rng.random() < cfg.mut_prob else c
-                for c in children]  # fmt: skip
+        return [
+            mutate(c, self.space, self.rng, cfg.mutation_weights) if self.rng.random() < cfg.mut_prob else c
+            for c in children
+        ]
 
     def _select_parents(self, pop: list) -> list:
         if self.cfg.mode == "pareto":
@@ -311,8 +313,11 @@ def load_checkpoint(run_dir: Path) -> State:
 
 def pareto_front(records: list[dict], objectives: tuple[objs.Objective, ...]) -> list[dict]:
     """Non-dominated successful records (DEAP's fast non-dominated sort), best accuracy first."""
-    ok = [r for r in records if r and r.get("status") == "ok" and all(
-        math.isfinite(v) for v in objs.values(r, objectives))]  # fmt: skip
+    ok = [
+        r
+        for r in records
+        if r and r.get("status") == "ok" and all(math.isfinite(v) for v in objs.values(r, objectives))
+    ]
     if not ok:
         return []
     Ind = _creator_classes(objectives)
@@ -330,15 +335,18 @@ def pareto_front(records: list[dict], objectives: tuple[objs.Objective, ...]) ->
 def choose_champion(front: list[dict], cfg: SearchConfig, objectives: tuple[objs.Objective, ...]) -> dict | None:
     """The champion and the rule that chose it."""
     within = [
-        r for r in front
+        r
+        for r in front
         if (cfg.max_params is None or r["params"] <= cfg.max_params)
         and (cfg.max_latency_ms is None or (r.get("latency_ms") or math.inf) <= cfg.max_latency_ms)
-    ]  # fmt: skip
+    ]
     if not within:
         return None
     if cfg.champion_rule == "knee":
         # closest to the ideal point in the normalised objective space of the hypervolume
-        best = min(within, key=lambda r: (math.dist(objs.normalized_point(r, objectives), [0] * len(objectives)), r["genome"]))
+        best = min(
+            within, key=lambda r: (math.dist(objs.normalized_point(r, objectives), [0] * len(objectives)), r["genome"])
+        )
         rule = "knee: the front member closest to the ideal point in normalised objective space"
     else:
         best = max(within, key=lambda r: (r["val_acc"], -r["params"]))

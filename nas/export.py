@@ -27,7 +27,9 @@ class ExportError(NasError):
     """The exported model disagrees with the original, or the input cannot be exported."""
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, metrics: dict | None = None, train_config: dict | None = None) -> None:
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, metrics: dict | None = None, train_config: dict | None = None
+) -> None:
     """Weights plus the genome that built them: enough to rebuild the network anywhere."""
     state = {
         "genome": model.genome,
@@ -81,8 +83,13 @@ def export(model: torch.nn.Module, out_dir: str | Path, metrics: dict | None = N
         "format": "fer-nas/1",
         "genome": model.genome,
         "class_names": list(fer.CLASS_NAMES[: model.head[-1].out_features]),
-        "input": {"shape": [1, *shape], "dtype": "float32", "layout": "NCHW", "grey_levels": "0..255",
-                  "normalize": {"mean": fer.MEAN, "std": fer.STD, "formula": "(x / 255 - mean) / std"}},  # fmt: skip
+        "input": {
+            "shape": [1, *shape],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "grey_levels": "0..255",
+            "normalize": {"mean": fer.MEAN, "std": fer.STD, "formula": "(x / 255 - mean) / std"},
+        },
         "output": "logits; softmax gives class probabilities",
         "params": count_params(model),
         "flops": count_flops(model, shape),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from nas.errors import GenomeError
 
@@ -100,7 +100,7 @@ class Dense:
         return [f"u{self.units}", f"d{_format_float(self.dropout)}"]
 
 
-Gene = Union[Conv, Pool, InvertedResidual, Readout, Dense]
+Gene = Conv | Pool | InvertedResidual | Readout | Dense
 BODY_KINDS = ("conv", "pool", "ir")
 SEPARATOR = " | "
 

@@ -16,7 +16,7 @@ import io
 import statistics
 import time
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

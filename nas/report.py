@@ -30,8 +30,10 @@ def write_tables(run_dir: Path, rows: list[dict], cache: dict[str, dict], front:
     columns = ["generation", "cached", *RECORD_FIELDS]
     table = [{**{k: cache[r["cache_key"]].get(k) for k in RECORD_FIELDS}, **r} for r in rows]
     _atomic_csv(pd.DataFrame(table, columns=columns), run_dir / EVALUATIONS)
-    _atomic_csv(pd.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in front], columns=list(RECORD_FIELDS)),
-                run_dir / PARETO)  # fmt: skip
+    _atomic_csv(
+        pd.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in front], columns=list(RECORD_FIELDS)),
+        run_dir / PARETO,
+    )
     _atomic_csv(pd.DataFrame(list(logbook)), run_dir / PROGRESS)
 
 
@@ -70,21 +72,47 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
 
     ok = evals[evals["status"] == "ok"].drop_duplicates("key")
     fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=130)
-    points = ax.scatter(ok[o.column], ok["val_acc"], c=ok["generation"], cmap="viridis", s=22, alpha=0.75,
-                        edgecolors="none", label="evaluated")  # fmt: skip
+    points = ax.scatter(
+        ok[o.column],
+        ok["val_acc"],
+        c=ok["generation"],
+        cmap="viridis",
+        s=22,
+        alpha=0.75,
+        edgecolors="none",
+        label="evaluated",
+    )
     fig.colorbar(points, ax=ax, label="generation")
     # the 2-D trade-off of the (possibly higher-dimensional) front, as a staircase
     f = front.sort_values(o.column)
-    ax.scatter(f[o.column], f["val_acc"], s=70, facecolors="none", edgecolors="crimson", linewidths=1.5,
-               label="Pareto front (all objectives)")  # fmt: skip
+    ax.scatter(
+        f[o.column],
+        f["val_acc"],
+        s=70,
+        facecolors="none",
+        edgecolors="crimson",
+        linewidths=1.5,
+        label="Pareto front (all objectives)",
+    )
     staircase = _front_2d(ok, o.column)
-    ax.step(staircase[o.column], staircase["val_acc"], where="post", color="crimson", lw=1.2,
-            label=f"front in accuracy vs {o.name}")  # fmt: skip
+    ax.step(
+        staircase[o.column],
+        staircase["val_acc"],
+        where="post",
+        color="crimson",
+        lw=1.2,
+        label=f"front in accuracy vs {o.name}",
+    )
     baselines = {str(b.genome): name for name, b in load_baselines().items()}
     for _, row in ok[ok["genome"].isin(baselines)].iterrows():
         ax.scatter(row[o.column], row["val_acc"], marker="*", s=200, color="orange", edgecolors="black", zorder=5)
-        ax.annotate(baselines[row["genome"]], (row[o.column], row["val_acc"]), textcoords="offset points",
-                    xytext=(6, -10), fontsize=8)  # fmt: skip
+        ax.annotate(
+            baselines[row["genome"]],
+            (row[o.column], row["val_acc"]),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+        )
     if o.log:
         ax.set_xscale("log")
     ax.set_xlabel(o.label)
@@ -109,8 +137,14 @@ def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=130)
-    for ax, (col, label) in zip(axes, [("hypervolume", "hypervolume (normalised)"),
-                                       ("best_acc", "best validation accuracy"), ("front_size", "front size")]):  # fmt: skip
+    for ax, (col, label) in zip(
+        axes,
+        [
+            ("hypervolume", "hypervolume (normalised)"),
+            ("best_acc", "best validation accuracy"),
+            ("front_size", "front size"),
+        ],
+    ):
         ax.plot(progress["gen"], progress[col], marker="o", ms=3)
         ax.set_xlabel("generation")
         ax.set_title(label, fontsize=10)
@@ -134,7 +168,6 @@ def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[s
 
     Called once, on the final model: ``PrivateTest`` is never used to choose anything.
     """
-    import numpy as np
 
     from nas import metrics
     from nas.data import CLASS_NAMES
@@ -153,8 +186,10 @@ def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[s
         "images": int(len(y)),
         "single_crop": metrics.summary(y, single, k),
         "ten_crop": metrics.summary(y, ten, k),
-        "per_class": {name: {m: float(per[m][i]) for m in ("precision", "recall", "f1", "support")}
-                      for i, name in enumerate(CLASS_NAMES)},  # fmt: skip
+        "per_class": {
+            name: {m: float(per[m][i]) for m in ("precision", "recall", "f1", "support")}
+            for i, name in enumerate(CLASS_NAMES)
+        },
         "confusion": cm.tolist(),
         **{k_: v for k_, v in extra.items() if k_ != "device"},
     }
@@ -177,8 +212,15 @@ def _plot_confusion(cm, path: Path, title: str) -> None:
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(cm)):
         for j in range(len(cm)):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(len(cm)), CLASS_NAMES, rotation=45, ha="right")
     ax.set_yticks(range(len(cm)), CLASS_NAMES)
     ax.set_xlabel("predicted")

@@ -14,11 +14,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nas.errors import GenomeError, SpaceError
 from nas.genome import (
     BODY_KINDS,
-    gene_output,
-    feature_shapes,
-    readout_features,
     Conv,
     Dense,
     Gene,
@@ -26,8 +24,10 @@ from nas.genome import (
     InvertedResidual,
     Pool,
     Readout,
+    feature_shapes,
+    gene_output,
+    readout_features,
 )
-from nas.errors import GenomeError, SpaceError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,6 +57,7 @@ class SearchSpace:
     max_flat_features: int
     options: dict[str, dict[str, tuple]]
     source: str = ""
+    max_mflops: float | None = None  # budget checked by the evaluator (torch's FLOP counter), before training
 
     @property
     def body_kinds(self) -> tuple[str, ...]:
@@ -65,6 +66,8 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``config.json``: enough to rebuild the space."""
         top = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "source")}
+        if top["max_mflops"] is None:
+            del top["max_mflops"]
         top["readout"] = list(self.readout)
         top["input_shape"] = list(self.input_shape)
         return top | {k: {f: list(v) for f, v in opts.items()} for k, opts in self.options.items()}
@@ -96,7 +99,7 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
             raise fail(f"missing key {key!r}")
         if not isinstance(raw[key], typ) or isinstance(raw[key], bool):
             raise fail(f"{key!r} must be {typ.__name__}, got {raw[key]!r}")
-    unknown = set(raw) - set(top_keys) - set(GENE_CLASSES)
+    unknown = set(raw) - set(top_keys) - set(GENE_CLASSES) - {"max_mflops"}
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; block sections are {sorted(GENE_CLASSES)}")
     shape = raw["input_shape"]
@@ -131,6 +134,9 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
             if bad:
                 raise fail(f"[{kind}] {name} has values of the wrong type: {bad!r}")
             options[kind][name] = tuple(sorted(set(values), key=values.index))
+    max_mflops = raw.get("max_mflops")
+    if max_mflops is not None and (not isinstance(max_mflops, (int, float)) or max_mflops <= 0):
+        raise fail(f"'max_mflops' must be a positive number, got {max_mflops!r}")
     if not any(k in options for k in ("conv", "ir")):
         raise fail("the space needs a [conv] or [ir] section")
     if raw["max_dense"] > 0 and "dense" not in options:
@@ -146,6 +152,7 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
         max_flat_features=raw["max_flat_features"],
         options=options,
         source=source,
+        max_mflops=max_mflops,
     )
 
 
@@ -420,9 +427,7 @@ def mutate(
     return child
 
 
-def crossover(
-    a: Genome, b: Genome, space: SearchSpace, rng: random.Random, points: int = 1
-) -> tuple[Genome, Genome]:
+def crossover(a: Genome, b: Genome, space: SearchSpace, rng: random.Random, points: int = 1) -> tuple[Genome, Genome]:
     """One- or two-point crossover of the body sequences; each child keeps its tail parent's head.
 
     Cut points are drawn independently in each parent, so children can be longer or shorter than

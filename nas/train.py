@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 
 from nas import metrics
 from nas.data import Split, normalize
+from nas.errors import NasError
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "step", "none")
@@ -215,6 +217,12 @@ def train(
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=dev, weights_only=True)
+        changed = sorted(k for k, v in asdict(cfg).items() if state["config"].get(k) != v)
+        if changed:
+            raise NasError(
+                f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
+                "resume with the same settings, or delete it to start over"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
@@ -256,7 +264,7 @@ def train(
             result.best_acc, result.best_f1, result.best_epoch = scores["acc"], scores["f1"], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, result)
+            _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, result, cfg)
         stop = on_epoch(epoch, row) if on_epoch is not None else None
         if stop or (cfg.early_stop and epoch - result.best_epoch >= cfg.early_stop):
             break
@@ -265,7 +273,7 @@ def train(
     return result
 
 
-def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResult) -> None:
+def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResult, cfg: TrainConfig) -> None:
     """Everything needed to continue bit for bit; written to a temp file, then renamed."""
     state = {
         "model": model.state_dict(),
@@ -275,6 +283,7 @@ def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResu
         "torch_rng": torch.get_rng_state(),
         "best_model": best_state,
         "result": asdict(result),
+        "config": asdict(cfg),
     }
     tmp = Path(path).with_suffix(".tmp")
     torch.save(state, tmp)

@@ -33,7 +33,9 @@ def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
     else:
         lr = trial.suggest_float("lr_adam", 1e-4, 1e-2, log=True)
         momentum = 0.9
-    scheduler = trial.suggest_categorical("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"])
+    scheduler = trial.suggest_categorical(
+        "scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"]
+    )
     extra: dict = {}
     if scheduler == "plateau":
         extra["plateau_factor"] = trial.suggest_float("plateau_factor", 0.1, 0.7)

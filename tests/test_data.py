@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import REAL_DATA, requires_real_data
+
 from nas import data
 from nas.errors import DataError
 

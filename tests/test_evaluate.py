@@ -65,8 +65,9 @@ def test_same_seed_same_result_in_parallel_workers(task, tmp_path):
 @pytest.mark.slow
 def test_dask_local_cluster_end_to_end(task):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                                  processes=True) as cluster:  # fmt: skip
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None, processes=True
+    ) as cluster:
         ev = Evaluator(task, backend="dask", scheduler=cluster.scheduler_address)
         try:
             records = ev.evaluate(GOOD)
@@ -74,3 +75,11 @@ def test_dask_local_cluster_end_to_end(task):
             ev.close()
     reference = Evaluator(task).evaluate(GOOD)
     assert [r["val_acc"] for r in records] == [r["val_acc"] for r in reference]
+
+
+def test_networks_over_the_flops_budget_fail_untrained(synthetic_csv, monkeypatch):
+    task = EvalTask(str(synthetic_csv), FID, seed=0, max_flops=1e6)
+    monkeypatch.setattr(evaluate, "train", lambda *a, **k: pytest.fail("trained a network over budget"))
+    big = "conv_k3_c16_s1_relu_bn | conv_k3_c16_s1_relu_bn | gap"
+    (rec,) = Evaluator(task).evaluate([big])
+    assert rec["status"] == "failed" and rec["error"].startswith("over budget: 11 MFLOPs")

@@ -1,10 +1,10 @@
 import json
-from collections import Counter
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +14,22 @@ from nas import objectives as objs
 from nas.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--space", "tiny", "--population", "8", "--generations", "2", "--fidelity", "cheap", "--jobs", "2",
-        "--objectives", "acc,params", "--seed", "7"]  # fmt: skip
+ARGS = [
+    "--space",
+    "tiny",
+    "--population",
+    "8",
+    "--generations",
+    "2",
+    "--fidelity",
+    "cheap",
+    "--jobs",
+    "2",
+    "--objectives",
+    "acc,params",
+    "--seed",
+    "7",
+]
 
 
 def _evolve(run_dir: Path, data: Path, *extra: str) -> int:
@@ -39,8 +53,17 @@ def uninterrupted(synthetic_csv, tmp_path_factory):
 
 def test_run_directory_is_complete_and_consistent(uninterrupted):
     run = uninterrupted
-    for name in ("config.json", "evaluations.csv", "pareto.csv", "progress.csv", "checkpoint.pkl", "champion.json",
-                 "cache.jsonl", "pareto_params.png", "progress.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "evaluations.csv",
+        "pareto.csv",
+        "progress.csv",
+        "checkpoint.pkl",
+        "champion.json",
+        "cache.jsonl",
+        "pareto_params.png",
+        "progress.png",
+    ):
         assert (run / name).stat().st_size > 0, name
     config = json.loads((run / "config.json").read_text())
     assert config["search"]["seed"] == 7 and config["space"]["name"] == "tiny" and config["versions"]["torch"]
@@ -69,7 +92,15 @@ def test_same_seed_same_search(uninterrupted, synthetic_csv, tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_generation_then_resume_equals_uninterrupted(uninterrupted, synthetic_csv, tmp_path):
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "scripts/evolve.py"), "--data", str(synthetic_csv), "--run-dir", str(run_dir), *ARGS]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/evolve.py"),
+        "--data",
+        str(synthetic_csv),
+        "--run-dir",
+        str(run_dir),
+        *ARGS,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:  # first generation done

@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,8 +24,10 @@ def test_bundled_spaces_load():
     [
         (lambda t: t.replace('name = "tiny"\n', ""), "missing key 'name'"),
         (lambda t: t.replace("max_blocks = 4", 'max_blocks = "4"'), "'max_blocks' must be int"),
-        (lambda t: t.replace("kernel = [3]\nchannels = [4, 8, 16]", "kernel = []\nchannels = [4, 8, 16]"),
-         "[conv] kernel must be a non-empty list"),
+        (
+            lambda t: t.replace("kernel = [3]\nchannels = [4, 8, 16]", "kernel = []\nchannels = [4, 8, 16]"),
+            "[conv] kernel must be a non-empty list",
+        ),
         (lambda t: t.replace("[pool]", "[pool]\nsize = [3]"), "[pool] unknown key(s) ['size']"),
         (lambda t: t + "\n[attention]\nheads = [2]\n", "unknown key(s) ['attention']"),
         (lambda t: t.replace("[conv]", "[conv"), "not valid TOML"),
@@ -33,7 +36,7 @@ def test_bundled_spaces_load():
 )
 def test_broken_space_files_name_file_and_problem(tmp_path, edit, message):
     path = tmp_path / "broken.toml"
-    path.write_text(edit(open(TINY.source).read()))
+    path.write_text(edit(Path(TINY.source).read_text()))
     with pytest.raises(SpaceError) as exc:
         load_space(path)
     assert str(exc.value).startswith(str(path)) and message in str(exc.value)
@@ -61,12 +64,27 @@ def test_validate_names_block_and_problem():
 
 
 _ANY_GENE = st.one_of(
-    st.builds(Conv, st.integers(1, 9), st.integers(1, 600), st.integers(1, 4), st.sampled_from(["relu", "relu6", "hardswish"]), st.booleans()),
+    st.builds(
+        Conv,
+        st.integers(1, 9),
+        st.integers(1, 600),
+        st.integers(1, 4),
+        st.sampled_from(["relu", "relu6", "hardswish"]),
+        st.booleans(),
+    ),
     st.builds(Pool, st.sampled_from(["max", "avg"])),
-    st.builds(InvertedResidual, st.integers(1, 9), st.integers(1, 9), st.integers(1, 600), st.integers(1, 4), st.integers(1, 5), st.booleans()),
+    st.builds(
+        InvertedResidual,
+        st.integers(1, 9),
+        st.integers(1, 9),
+        st.integers(1, 600),
+        st.integers(1, 4),
+        st.integers(1, 5),
+        st.booleans(),
+    ),
     st.builds(Readout, st.sampled_from(["gap", "flat"])),
     st.builds(Dense, st.integers(1, 5000), st.sampled_from([0.0, 0.1, 0.5, 0.9])),
-)  # fmt: skip
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -37,8 +37,17 @@ def test_learns_the_synthetic_task_and_is_deterministic(splits):
 @pytest.mark.parametrize("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"])
 def test_every_optimizer_and_scheduler_runs(splits, optimizer, scheduler):
     small = (splits[0].subset(64, 0), splits[1].subset(32, 0))
-    cfg = TrainConfig(optimizer=optimizer, scheduler=scheduler, epochs=2, batch_size=32, lr=1e-3,
-                      label_smoothing=0.1, class_weighted=True, restart_period=1, step_size=1)  # fmt: skip
+    cfg = TrainConfig(
+        optimizer=optimizer,
+        scheduler=scheduler,
+        epochs=2,
+        batch_size=32,
+        lr=1e-3,
+        label_smoothing=0.1,
+        class_weighted=True,
+        restart_period=1,
+        step_size=1,
+    )
     _, result = _fit(small, cfg)
     assert result.epochs_run == 2 and len(result.history) == 2
 

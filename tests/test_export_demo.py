@@ -1,0 +1,131 @@
+import csv
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import FACES
+
+from nas.build import build
+from nas.cli import main
+from nas.demo import DemoConfig, Tracker, run
+from nas.export import Classifier, ExportError, export, load_checkpoint, save_checkpoint
+from nas.genome import parse_genome
+
+GENOME = "conv_k3_c8_s1_relu_bn | ir_k3_e2_c16_s2_r2_se | pool_max | flat | dense_u16_d0.5"
+needs_faces = pytest.mark.skipif(not (FACES / "skimage_astronaut.png").exists(), reason="face photos not present")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    model = build(parse_genome(GENOME)).eval()
+    save_checkpoint(out / "model.pt", model, {"val_acc": 0.5})
+    assert main(["export", "--checkpoint", str(out / "model.pt")]) == 0
+    return out / "export"
+
+
+def test_export_round_trip(exported):
+    model, state = load_checkpoint(exported.parent / "model.pt")
+    x = np.random.default_rng(0).integers(0, 256, (5, 1, 48, 48), dtype=np.uint8)
+    from nas.data import normalize
+
+    with torch.no_grad():
+        want = model(torch.from_numpy(normalize(x))).softmax(1).numpy()
+    for backend in ("onnx", "torchscript"):
+        got = Classifier(exported / "model.onnx", backend).predict_proba(x)
+        assert np.abs(got - want).max() < 1e-4
+    info = Classifier(exported).info
+    assert info["genome"] == GENOME and info["metrics"]["val_acc"] == 0.5 and len(info["class_names"]) == 7
+
+
+def test_export_fails_loudly_when_outputs_disagree(tmp_path, monkeypatch):
+    import nas.export as ex
+
+    monkeypatch.setattr(ex, "TOLERANCE", -1.0)
+    with pytest.raises(ExportError, match="disagrees with the original"):
+        export(build(parse_genome(GENOME)), tmp_path)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@needs_faces
+def test_demo_on_a_real_photo_finds_the_face(exported, tmp_path):
+    out = tmp_path / "astronaut.png"
+    assert (
+        main(
+            [
+                "demo",
+                "--model",
+                str(exported / "model.onnx"),
+                "--source",
+                str(FACES / "skimage_astronaut.png"),
+                "--headless",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert len(rows) == 1
+    probs = [float(rows[0][c]) for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
+    assert abs(sum(probs) - 1) < 1e-3
+    annotated, original = cv2.imread(str(out)), cv2.imread(str(FACES / "skimage_astronaut.png"))
+    assert annotated.shape == original.shape and not np.array_equal(annotated, original)
+
+
+@needs_faces
+def test_demo_on_a_synthetic_video_writes_an_annotated_video(exported, tmp_path):
+    face = cv2.imread(str(FACES / "facerec_obama_small.jpg"))
+    video = tmp_path / "moving.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in range(12):  # the photo pasted at moving positions on a grey background
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        x, y = 40 + 20 * i, 60 + 10 * i
+        frame[y : y + face.shape[0], x : x + face.shape[1]] = face
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "annotated.mp4"
+    demo = run(str(video), str(exported / "model.onnx"), str(out), headless=True, cfg=DemoConfig(detect_every=2))
+    assert demo.count == 12
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert len({r["frame"] for r in rows}) >= 10  # the face is followed through the video
+    assert len({r["face"] for r in rows}) <= 2  # ... as one track (box overlap), not a new face per frame
+
+
+def test_tracker_smooths_probabilities():
+    tracker = Tracker(DemoConfig(smoothing=0.5))
+    box = np.array([10, 10, 50, 50])
+    tracker.update(box[None], np.array([[1.0, 0, 0, 0, 0, 0, 0]]))
+    (t,) = tracker.update(box[None] + 2, np.array([[0, 1.0, 0, 0, 0, 0, 0]]))
+    assert t.id == 0 and np.allclose(t.probs[:2], [0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--model", "/nonexistent/model.onnx", "--source", "x.png", "--headless", "--output", "o.png"],
+            "/nonexistent/model.onnx: model not found",
+        ),
+        (
+            ["--source", "/nonexistent.mp4", "--headless", "--output", "o.png"],
+            "/nonexistent.mp4: video or image not found",
+        ),
+        (["--source", "7", "--headless", "--output", "o.png"], "7: cannot open camera"),
+    ],
+)
+def test_bad_paths_are_clean_errors(exported, tmp_path, capsys, argv, message):
+    if "--model" not in argv:
+        argv = ["--model", str(exported / "model.onnx"), *argv]
+    argv = [a if a not in ("o.png",) else str(tmp_path / a) for a in argv]
+    assert main(["demo", *argv]) == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_export_without_trained_champion_is_a_clean_error(tmp_path, capsys):
+    assert main(["export", "--run", str(tmp_path)]) == 2
+    assert "no trained champion" in capsys.readouterr().err

@@ -1,0 +1,89 @@
+import json
+
+import optuna
+import pytest
+
+from nas.cli import main
+
+GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
+
+
+@pytest.fixture
+def run_dir(tmp_path, synthetic_csv):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": str(synthetic_csv)}))
+    (run / "champion.json").write_text(json.dumps({"genome": GENOME, "rule": "test"}))
+    return run
+
+
+def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
+    args = ["tune", "--run", str(run_dir), "--trials", "3", "--epochs", "2", "--train-images", "0"]
+    assert main(args) == 0
+    tuned = json.loads((run_dir / "tuned.json").read_text())
+    assert (run_dir / "tune.db").exists() and (run_dir / "tune_history.png").exists()
+    assert tuned["genome"] == GENOME and 0 <= tuned["value"] <= 1
+    assert tuned["train_config"]["optimizer"] in ("sgd", "nesterov", "adam", "adamw")
+    assert main(args) == 2  # an existing study is not silently reused ...
+    assert main([*args[:4], "5", *args[5:], "--resume"]) == 0  # ... but continued on request
+    study = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{run_dir / 'tune.db'}")
+    assert len(study.trials) == 5
+    assert isinstance(study.pruner, optuna.pruners.BasePruner)
+
+
+def test_pruner_stops_a_hopeless_trial(run_dir):
+    from nas.tune import tune
+
+    study = tune(
+        GENOME,
+        json.loads((run_dir / "config.json").read_text())["data"],
+        run_dir,
+        trials=6,
+        epochs=3,
+        train_images=None,
+        pruner="median",
+    )
+    reported = [t for t in study.trials if t.intermediate_values]
+    assert len(reported) == 6 and all(len(t.intermediate_values) >= 1 for t in reported)
+
+
+def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
+    import nas.train
+
+    real_train = nas.train.train
+
+    def interrupted(*args, on_epoch, **kwargs):  # Ctrl-C at the end of the first epoch
+        def hook(epoch, row):
+            on_epoch(epoch, row)
+            raise KeyboardInterrupt
+
+        return real_train(*args, on_epoch=hook, **kwargs)
+
+    monkeypatch.setattr(nas.train, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "--run", str(run_dir), "--epochs", "2"])
+    assert (run_dir / "train_state.pt").exists() and not (run_dir / "report.json").exists()
+    monkeypatch.setattr(nas.train, "train", real_train)
+    assert main(["train", "--run", str(run_dir), "--epochs", "3"]) == 2  # other settings: refused, not mixed
+    assert main(["train", "--run", str(run_dir), "--epochs", "2"]) == 0  # continues from epoch 1
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["epochs_run"] == 2 and report["split"] == "PrivateTest" and report["images"] == 70
+    for key in ("single_crop", "ten_crop"):
+        assert 0 <= report[key]["acc"] <= 1 and 0 <= report[key]["f1"] <= 1
+    assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert sum(map(sum, report["confusion"])) == 70
+    assert (run_dir / "model.pt").exists() and (run_dir / "confusion.png").exists()
+    assert "| champion |" in (run_dir / "report.md").read_text()
+
+
+def test_baseline_with_same_recipe_appears_in_report(run_dir):
+    assert main(["train", "--run", str(run_dir), "--baseline", "mini_xception", "--epochs", "1"]) == 0
+    assert (run_dir / "baselines" / "mini_xception" / "report.json").exists()
+    assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0
+    assert "| mini_xception |" in (run_dir / "report.md").read_text()
+
+
+def test_missing_champion_is_a_clean_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--run", str(tmp_path / "empty"), "--data", "synthetic:70"]) == 2
+    assert "no champion yet" in capsys.readouterr().err
