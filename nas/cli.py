@@ -52,6 +52,9 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
     p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
     p.add_argument("--mode", choices=["pareto", "penalty"], default="pareto")
+    p.add_argument("--penalty", choices=["mnas", "linear"], default="mnas", help="the one fitness of --mode penalty")
+    p.add_argument("--target-params", type=float, default=100_000, help="penalty mode: size target")
+    p.add_argument("--target-latency-ms", type=float, default=1.0, help="penalty mode: latency target")
     p.add_argument("--objectives", default="acc,params,latency", help="from acc, f1, params, flops, latency")
     p.add_argument("--fidelity", default="default", help="cheap, default or rich")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel training workers")
@@ -84,6 +87,9 @@ def _new_run_config(args) -> dict:
         objectives=tuple(args.objectives.split(",")),
         seed=args.seed,
         seed_baselines=args.seed_baselines,
+        penalty=args.penalty,
+        target_params=args.target_params,
+        target_latency_ms=args.target_latency_ms,
         champion_rule=args.champion_rule,
         max_params=args.max_params,
         max_latency_ms=args.max_latency_ms,
@@ -538,13 +544,41 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- baselines
+
+
+def _baselines_parser(sub) -> None:
+    p = sub.add_parser("baselines", help="print the hand-made baselines with their sizes")
+    p.set_defaults(func=cmd_baselines)
+
+
+def cmd_baselines(args) -> int:
+    from nas.build import build, count_flops, count_params
+    from nas.space import load_baselines
+
+    print(f"{'baseline':<16} {'params':>10} {'MFLOPs':>8} {'literature':>10}  genome")
+    for name, b in load_baselines().items():
+        model = build(b.genome)
+        lit = f"{b.literature_params:,}" if b.literature_params else "-"
+        print(f"{name:<16} {count_params(model):>10,} {count_flops(model) / 1e6:>8.1f} {lit:>10}  {b.genome}")
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="fer-nas: genetic NAS for facial expressions")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_evolve_parser, _report_parser, _tune_parser, _train_parser, _export_parser, _demo_parser):
+    for add in (
+        _evolve_parser,
+        _report_parser,
+        _tune_parser,
+        _train_parser,
+        _export_parser,
+        _demo_parser,
+        _baselines_parser,
+    ):
         add(sub)
     return parser
 

@@ -44,10 +44,13 @@ class SearchConfig:
     mut_prob: float = 0.9
     cx_points: int = 1
     mutation_weights: dict[str, float] = field(default_factory=lambda: {"add": 1, "remove": 1, "change": 2, "swap": 1})
-    # penalty mode: MnasNet's soft constraint acc * (params/P)^w * (latency/T)^w
+    # penalty mode, "mnas": MnasNet's soft constraint acc * (params/P)^w * (latency/T)^w;
+    # "linear": acc - c * log2(params/P) - c * log2(latency/T), i.e. c of accuracy per doubling
+    penalty: str = "mnas"
     target_params: float = 100_000
     target_latency_ms: float = 1.0
     penalty_exponent: float = -0.07
+    penalty_per_doubling: float = 0.02
     tournament_size: int = 3
     elites: int = 2
     # the champion: best validation accuracy on the front within these budgets, or the knee point
@@ -63,6 +66,8 @@ class SearchConfig:
             raise ValueError(f"population must be a multiple of 4 for NSGA-II (got {self.population})")
         if self.population < 4 or self.generations < 0:
             raise ValueError("need population >= 4 and generations >= 0")
+        if self.penalty not in ("mnas", "linear"):
+            raise ValueError(f"penalty must be 'mnas' or 'linear', got {self.penalty!r}")
         if self.champion_rule not in ("max-acc", "knee"):
             raise ValueError(f"champion rule must be 'max-acc' or 'knee', got {self.champion_rule!r}")
 
@@ -86,13 +91,19 @@ def _creator_classes(objectives: tuple[objs.Objective, ...]):
 
 
 def penalized_fitness(record: dict, cfg: SearchConfig) -> float:
-    """MnasNet-style soft constraint: accuracy scaled down (or up) by size and latency vs targets."""
+    """One number: accuracy traded against size (and latency, when it is an objective) around targets.
+
+    Both forms reward networks below the targets a little and punish those above smoothly (a soft
+    constraint); failed candidates get the worst value.
+    """
     if record.get("status") != "ok":
-        return 0.0
-    value = record["val_acc"] * (record["params"] / cfg.target_params) ** cfg.penalty_exponent
+        return -math.inf
+    ratios = [record["params"] / cfg.target_params]
     if "latency" in cfg.objectives:
-        value *= (record["latency_ms"] / cfg.target_latency_ms) ** cfg.penalty_exponent
-    return float(value)
+        ratios.append(record["latency_ms"] / cfg.target_latency_ms)
+    if cfg.penalty == "linear":
+        return float(record["val_acc"] - sum(cfg.penalty_per_doubling * math.log2(r) for r in ratios))
+    return float(record["val_acc"] * math.prod(r**cfg.penalty_exponent for r in ratios))
 
 
 @dataclass

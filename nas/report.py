@@ -175,6 +175,7 @@ def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[s
 
     out_dir = Path(out_dir)
     device = resolve_device(extra.get("device", "auto"))
+    model = model.to(device)
     y = test_split.y.numpy()
     single = predict(model, test_split.x, device).argmax(1).numpy()
     ten = predict_ten_crop(model, test_split.x, device).argmax(1).numpy()
@@ -233,7 +234,7 @@ def _plot_confusion(cm, path: Path, title: str) -> None:
 
 
 def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
-    rows = [("champion", r), *sorted(baselines.items())]
+    rows = [(r.get("name", "champion"), r), *sorted(baselines.items())]
     lines = [
         f"# Test report: {r.get('name', 'champion')}",
         "",

@@ -156,3 +156,24 @@ def test_report_redraws_from_csv(uninterrupted):
         png.unlink()
     assert main(["report", str(uninterrupted)]) == 0
     assert (uninterrupted / "pareto_params.png").exists() and (uninterrupted / "progress.png").exists()
+
+
+def test_penalty_forms_reward_small_and_punish_large():
+    from nas.evolve import SearchConfig, penalized_fitness
+
+    def rec(params):
+        return {"status": "ok", "val_acc": 0.6, "params": params, "latency_ms": 1.0}
+
+    for form in ("mnas", "linear"):
+        cfg = SearchConfig(mode="penalty", penalty=form, target_params=1e5, population=8)
+        at, small, large = (penalized_fitness(rec(p), cfg) for p in (1e5, 5e4, 4e5))
+        assert at == pytest.approx(0.6) and small > at > large
+        assert penalized_fitness({"status": "failed"}, cfg) < large
+    linear = SearchConfig(mode="penalty", penalty="linear", target_params=1e5, population=8)
+    assert penalized_fitness(rec(2e5), linear) == pytest.approx(0.6 - 0.02)  # 2 points per doubling
+
+
+def test_baselines_command_prints_their_sizes(capsys):
+    assert main(["baselines"]) == 0
+    out = capsys.readouterr().out
+    assert "mini_xception" in out and "64,023" in out and "812,903" in out

@@ -73,7 +73,7 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
     assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert sum(map(sum, report["confusion"])) == 70
     assert (run_dir / "model.pt").exists() and (run_dir / "confusion.png").exists()
-    assert "| champion |" in (run_dir / "report.md").read_text()
+    assert "| champion |" in (run_dir / "report.md").read_text()  # the name given by scripts/train.py
 
 
 def test_baseline_with_same_recipe_appears_in_report(run_dir):
