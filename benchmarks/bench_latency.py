@@ -15,6 +15,8 @@ import sys
 import torch
 
 from nas.build import build
+from nas.evaluate import LatencyConfig
+from nas.genome import parse_genome
 from nas.latency import measure, spread
 from nas.space import load_baselines
 
@@ -28,22 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args(argv)
-    from nas.genome import parse_genome
-
     nets = {name: b.genome for name, b in load_baselines().items()} | {k: parse_genome(v) for k, v in EXTRA.items()}
     models = {name: build(g).eval() for name, g in nets.items()}
+    reference = build(parse_genome(LatencyConfig().reference)).eval()
     lines = [
-        f"Batch 1, one thread, {args.repeats} phases per backend; each phase: 5 rounds x 30 runs, median of medians.",
+        f"Batch 1, one thread, {args.repeats} phases per backend; each phase times the network and the reference "
+        "network round-robin, 5 rounds x 30 runs, median of medians. Spread = max / min over the phases.",
         "",
-        "| network | ONNX Runtime ms | spread max/min | torch eager ms | spread max/min | eager / ORT |",
-        "|---|---|---|---|---|---|",
+        "| network | ORT ms | ORT spread | ratio to reference | ratio spread | torch eager ms | eager spread "
+        "| eager / ORT |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     torch.set_num_threads(1)
     for name, model in models.items():
-        ort = [measure({name: model}, backend="onnx")[name] for _ in range(args.repeats)]
+        phases = [measure({name: model, "ref": reference}, backend="onnx") for _ in range(args.repeats)]
+        ort = [p[name] for p in phases]
+        ratio = [p[name] / p["ref"] for p in phases]
         eager = [measure({name: model}, backend="torch")[name] for _ in range(args.repeats)]
-        o, e = sorted(ort)[len(ort) // 2], sorted(eager)[len(eager) // 2]
-        lines.append(f"| {name} | {o:.3f} | {spread(ort):.3f} | {e:.3f} | {spread(eager):.3f} | {e / o:.1f} |")
+        o, r, e = (sorted(v)[len(v) // 2] for v in (ort, ratio, eager))
+        lines.append(
+            f"| {name} | {o:.3f} | {spread(ort):.2f} | {r:.2f} | {spread(ratio):.2f} | {e:.3f} | {spread(eager):.2f} "
+            f"| {e / o:.1f} |"
+        )
         print(lines[-1], file=sys.stderr, flush=True)
     print("\n".join(lines))
     return 0

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -178,6 +179,7 @@ def cmd_evolve(args) -> int:
         progress.end_generation(st.logbook[-1])
 
     search = Search(space, search_cfg, evaluator, run_dir, on_generation, progress.start_generation)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # batch schedulers stop jobs with SIGTERM
     try:
         final = search.run(state)
     except KeyboardInterrupt:
@@ -189,6 +191,7 @@ def cmd_evolve(args) -> int:
         )
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         evaluator.close()
     progress.close()
     last = final.logbook[-1]
@@ -203,6 +206,11 @@ def cmd_evolve(args) -> int:
             f"{champ['params']:,} params, {champ.get('latency_ms') or float('nan'):.3f} ms"
         )
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends a search like Ctrl-C: what is finished is saved, and --resume continues."""
+    raise KeyboardInterrupt
 
 
 def _estimate(task, cfg, jobs: int, done_generations: int) -> str:

@@ -129,11 +129,14 @@ def draw(frame: np.ndarray, tracks: list[Track], class_names: list[str], fps: fl
             2,
             cv2.LINE_AA,
         )
-        bx = x + w + 6 if x + w + 126 < frame.shape[1] else max(0, x - 126)
-        panel = frame[y : y + 14 * len(class_names), bx : bx + 122]
+        # the bars go under the box (faces side by side keep their panels apart), or above it at the bottom edge
+        height = 14 * len(class_names)
+        top_y = y + h + 4 if y + h + 4 + height <= frame.shape[0] else max(0, y - height - 24)
+        bx = min(max(0, x), max(0, frame.shape[1] - 122))
+        panel = frame[top_y : top_y + height, bx : bx + 122]
         panel[:] = (panel * 0.35).astype(frame.dtype)  # darken behind the bars so they stay readable
         for i, (name, p) in enumerate(zip(class_names, t.probs)):
-            by = y + i * 14
+            by = top_y + i * 14
             cv2.rectangle(
                 frame, (bx + 58, by), (bx + 58 + int(p * 60), by + 10), (0, 220, 0) if i == top else (200, 200, 200), -1
             )

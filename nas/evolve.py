@@ -230,8 +230,7 @@ class Search:
             self._assign_crowding(pop)
             archive = self._archive([], pop)
             state = self._snapshot(0, pop, archive, tools.Logbook(), rows, time.monotonic() - t0)
-            self._log(state, pop, archive, rows)
-            self._checkpoint(state)
+            self._end_generation(state, pop)
         else:
             self._restore_rngs(state)
             genomes = [parse_genome(g) for g in state.population]
@@ -246,9 +245,15 @@ class Search:
             self._assign_crowding(pop)
             archive = self._archive(archive, offspring)
             state = self._snapshot(gen, pop, archive, state.logbook, state.rows, state.seconds + time.monotonic() - t0)
-            self._log(state, pop, archive, state.rows)
-            self._checkpoint(state)
+            self._end_generation(state, pop)
         return state
+
+    def _end_generation(self, state: State, pop: list) -> None:
+        """Log, checkpoint, then tell the caller: once its files show a generation, it is resumable."""
+        front = self._log(state, pop)
+        self._checkpoint(state)
+        if self.on_generation:
+            self.on_generation(state, front)
 
     def _archive(self, archive: list[str], new: list) -> list[str]:
         """Genome strings of the non-dominated set of everything evaluated so far."""
@@ -257,9 +262,10 @@ class Search:
         records |= {ind.record["cache_key"]: ind.record for ind in new}
         return [r["genome"] for r in pareto_front(list(records.values()), self.objectives)]
 
-    def _log(self, state: State, pop: list, archive: list[str], rows: list[dict]) -> None:
-        gen_rows = [r for r in rows if r["generation"] == state.generation]
-        front = [self.evaluator.cache.get(self.evaluator.key_of(g)) for g in archive]
+    def _log(self, state: State, pop: list) -> list[dict]:
+        """Record the generation in the logbook; returns the records of the front."""
+        gen_rows = [r for r in state.rows if r["generation"] == state.generation]
+        front = [self.evaluator.cache.get(self.evaluator.key_of(g)) for g in state.archive]
         ok = [ind.record for ind in pop if ind.record["status"] == "ok"]
         entry = {
             "gen": state.generation,
@@ -273,8 +279,7 @@ class Search:
             "seconds": round(state.seconds, 1),
         }
         state.logbook.record(**entry)
-        if self.on_generation:
-            self.on_generation(state, front)
+        return front
 
     # ----------------------------------------------------------- checkpoints
 
@@ -311,10 +316,12 @@ def asdict_shallow(state: State) -> dict:
     return {k: getattr(state, k) for k in State.__dataclass_fields__}
 
 
-def load_checkpoint(run_dir: Path) -> State:
+def load_checkpoint(run_dir: Path) -> State | None:
+    """The last checkpoint, or None when the run stopped before its first one (then it restarts from
+    generation 0, and its cache spares it every training already done)."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
-        raise RunDirError(f"{path}: no checkpoint to resume from (the run stopped before its first generation)")
+        return None
     try:
         with path.open("rb") as f:
             return State(**pickle.load(f))

@@ -69,6 +69,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
 def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs.Objective) -> Path:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ok = evals[evals["status"] == "ok"].drop_duplicates("key")
     fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=130)
@@ -76,13 +77,15 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
         ok[o.column],
         ok["val_acc"],
         c=ok["generation"],
+        vmin=0,
+        vmax=max(1, int(evals["generation"].max())),
         cmap="viridis",
         s=22,
         alpha=0.75,
         edgecolors="none",
         label="evaluated",
     )
-    fig.colorbar(points, ax=ax, label="generation")
+    fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
     # the 2-D trade-off of the (possibly higher-dimensional) front, as a staircase
     f = front.sort_values(o.column)
     ax.scatter(
@@ -135,6 +138,7 @@ def _front_2d(ok: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=130)
     for ax, (col, label) in zip(
@@ -146,6 +150,7 @@ def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
         ],
     ):
         ax.plot(progress["gen"], progress[col], marker="o", ms=3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("generation")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)

@@ -177,3 +177,37 @@ def test_baselines_command_prints_their_sizes(capsys):
     assert main(["baselines"]) == 0
     out = capsys.readouterr().out
     assert "mini_xception" in out and "64,023" in out and "812,903" in out
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_says_how_to_resume(synthetic_csv, tmp_path):
+    run_dir = tmp_path / "term"
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/evolve.py"),
+        "--data",
+        str(synthetic_csv),
+        "--run-dir",
+        str(run_dir),
+        *ARGS,
+        "--generations",
+        "5",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"--resume {run_dir}" in err
+    assert (run_dir / "checkpoint.pkl").exists()
+
+
+def test_resume_before_the_first_checkpoint_restarts_from_the_cache(uninterrupted, synthetic_csv, tmp_path):
+    run_dir = tmp_path / "early"
+    assert _evolve(run_dir, synthetic_csv, "--generations", "0") == 0
+    (run_dir / "checkpoint.pkl").unlink()  # as if stopped before the first checkpoint was written
+    lines = len((run_dir / "cache.jsonl").read_text().splitlines())
+    assert main(["evolve", "--resume", str(run_dir), "--generations", "0"]) == 0
+    assert len((run_dir / "cache.jsonl").read_text().splitlines()) == lines  # nothing trained again
