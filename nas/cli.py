@@ -412,7 +412,9 @@ def cmd_train(args) -> int:
     recipe = "default"
     cfg = TrainConfig()
     if tuned_path.exists() and not args.untuned:
-        cfg, recipe = TrainConfig(**json.loads(tuned_path.read_text())["train_config"]), "tuned"
+        from nas.tune import tuned_config
+
+        cfg, recipe = tuned_config(json.loads(tuned_path.read_text()), args.epochs), "tuned"
     cfg = cfg.replace(epochs=args.epochs, early_stop=args.patience)
     name = args.baseline or ("untuned" if args.untuned else "champion")
     default_out = (

@@ -43,6 +43,18 @@ def write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def save_figure(fig, path: Path, size: tuple[float, float] | None = None) -> Path:
+    """Lay out, save as PNG and close a matplotlib figure (also for Optuna's plots)."""
+    import matplotlib.pyplot as plt
+
+    if size:
+        fig.set_size_inches(*size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120 if size else fig.dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def _objectives(run_dir: Path) -> tuple[objs.Objective, ...]:
     config = json.loads((run_dir / "config.json").read_text())
     return objs.parse_objectives(config["search"]["objectives"])

@@ -65,6 +65,21 @@ def config_from_params(params: dict, epochs: int) -> TrainConfig:
     return suggest(optuna.trial.FixedTrial(params), epochs)
 
 
+def tuned_config(tuned: dict, epochs: int) -> TrainConfig:
+    """The tuned recipe for a longer (or shorter) run than the trials had.
+
+    Step size and restart period are counted in epochs, so a schedule found in 3-epoch trials would
+    decay every epoch of a 30-epoch run; they are stretched with the budget so the schedule keeps its shape.
+    """
+    cfg = TrainConfig(**tuned["train_config"])
+    stretch = epochs / tuned["budget"]["epochs"]
+    return cfg.replace(
+        epochs=epochs,
+        step_size=max(1, round(cfg.step_size * stretch)),
+        restart_period=max(1, round(cfg.restart_period * stretch)),
+    )
+
+
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
@@ -144,10 +159,9 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
         "budget": {"epochs": epochs, "train_images": study.user_attrs.get("train_images")},
     }
     (run_dir / "tuned.json").write_text(json.dumps(tuned, indent=2) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
     from optuna.visualization import matplotlib as ovm
+
+    from nas.report import save_figure
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
@@ -155,9 +169,5 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
         if len([t for t in study.trials if t.state.name == "COMPLETE"]) > 1:
             plots.append(("tune_importance.png", ovm.plot_param_importances))
         for file, plot in plots:
-            ax = plot(study)
-            ax.figure.set_size_inches(8, 5)
-            ax.figure.tight_layout()
-            ax.figure.savefig(run_dir / file, dpi=120)
-            matplotlib.pyplot.close(ax.figure)
+            save_figure(plot(study).figure, run_dir / file, size=(8, 5))
     return tuned

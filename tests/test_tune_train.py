@@ -87,3 +87,15 @@ def test_missing_champion_is_a_clean_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--run", str(tmp_path / "empty"), "--data", "synthetic:70"]) == 2
     assert "no champion yet" in capsys.readouterr().err
+
+
+def test_tuned_schedule_is_stretched_to_the_full_run():
+    from nas.tune import tuned_config
+
+    tuned = {
+        "train_config": {"scheduler": "step", "step_size": 1, "restart_period": 2, "epochs": 3},
+        "budget": {"epochs": 3},
+    }
+    cfg = tuned_config(tuned, 30)
+    assert (cfg.epochs, cfg.step_size, cfg.restart_period) == (30, 10, 20)
+    assert tuned_config(tuned, 3).step_size == 1
