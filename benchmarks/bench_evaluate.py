@@ -16,6 +16,7 @@ import sys
 import time
 
 from nas import data as fer
+from nas.build import build, count_flops
 from nas.evaluate import EvalTask, Evaluator, get_fidelity
 from nas.space import load_baselines, load_space, sample
 
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     space = load_space("default")
-    genomes = [str(b.genome) for b in load_baselines().values()][:2]
+    budget = space.max_mflops * 1e6 if space.max_mflops else float("inf")
+    within = [b for b in load_baselines().values() if count_flops(build(b.genome)) <= budget]
+    genomes = [str(b.genome) for b in within][:2]  # over-budget ones would fail untrained and skew the timing
     rng = random.Random(args.seed)
     while len(genomes) < args.genomes:
         genomes.append(str(sample(space, rng)))

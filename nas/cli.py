@@ -52,6 +52,12 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--population", type=int, default=16, help="multiple of 4 in pareto mode")
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
     p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
+    p.add_argument(
+        "--algorithm",
+        choices=["nsga2", "random", "optuna"],
+        default="nsga2",
+        help="nsga2: DEAP's genetic search (default); random: uniform sampling; optuna: Optuna's NSGAIISampler",
+    )
     p.add_argument("--mode", choices=["pareto", "penalty"], default="pareto")
     p.add_argument("--penalty", choices=["mnas", "linear"], default="mnas", help="the one fitness of --mode penalty")
     p.add_argument("--target-params", type=float, default=100_000, help="penalty mode: size target")
@@ -84,6 +90,7 @@ def _new_run_config(args) -> dict:
     search = SearchConfig(
         generations=args.generations,
         population=args.population,
+        algorithm=args.algorithm,
         mode=args.mode,
         objectives=tuple(args.objectives.split(",")),
         seed=args.seed,
@@ -122,7 +129,7 @@ def cmd_evolve(args) -> int:
     from nas import data as fer
     from nas import report
     from nas.evaluate import Cache, EvalTask, Evaluator, Fidelity, LatencyConfig
-    from nas.evolve import Search, SearchConfig, choose_champion, load_checkpoint
+    from nas.evolve import SearchConfig, choose_champion, load_checkpoint, make_search
     from nas.space import space_from_dict
 
     if args.resume:
@@ -178,7 +185,7 @@ def cmd_evolve(args) -> int:
         report.plot_run(run_dir)
         progress.end_generation(st.logbook[-1])
 
-    search = Search(space, search_cfg, evaluator, run_dir, on_generation, progress.start_generation)
+    search = make_search(space, search_cfg, evaluator, run_dir, on_generation, progress.start_generation)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # batch schedulers stop jobs with SIGTERM
     try:
         final = search.run(state)

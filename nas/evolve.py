@@ -28,6 +28,7 @@ from nas.genome import Genome, parse_genome
 from nas.space import SearchSpace, crossover, load_baselines, mutate, repair, sample
 
 CHECKPOINT = "checkpoint.pkl"
+ALGORITHMS = ("nsga2", "random", "optuna")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class SearchConfig:
 
     generations: int = 30
     population: int = 16
+    # "nsga2": DEAP's genetic search (NSGA-II, or one penalised fitness with mode "penalty"); "random"
+    # and "optuna" (Optuna's NSGAIISampler) are the baselines it must beat, on the same space and evaluator
+    algorithm: str = "nsga2"
     mode: str = "pareto"  # or "penalty"
     objectives: tuple[str, ...] = objs.DEFAULT_OBJECTIVES
     seed: int = 0
@@ -62,7 +66,11 @@ class SearchConfig:
         objs.parse_objectives(self.objectives)
         if self.mode not in ("pareto", "penalty"):
             raise ValueError(f"mode must be 'pareto' or 'penalty', got {self.mode!r}")
-        if self.mode == "pareto" and self.population % 4:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.algorithm != "nsga2" and (self.mode != "pareto" or self.seed_baselines):
+            raise ValueError(f"--algorithm {self.algorithm} searches the Pareto front from random genomes only")
+        if self.algorithm == "nsga2" and self.mode == "pareto" and self.population % 4:
             raise ValueError(f"population must be a multiple of 4 for NSGA-II (got {self.population})")
         if self.population < 4 or self.generations < 0:
             raise ValueError("need population >= 4 and generations >= 0")
@@ -204,6 +212,10 @@ class Search:
             for c in children
         ]
 
+    def _propose(self, pop: list, rows: list[dict]) -> list[Genome]:
+        """The next generation's candidates; the alternatives to DEAP's GA override this."""
+        return self._vary(self._select_parents(pop))
+
     def _select_parents(self, pop: list) -> list:
         if self.cfg.mode == "pareto":
             return tools.selTournamentDCD(pop, len(pop))
@@ -239,8 +251,7 @@ class Search:
             archive = state.archive
         for gen in range(state.generation + 1, self.cfg.generations + 1):
             t0 = time.monotonic()
-            parents = self._select_parents(pop)
-            offspring = self._evaluate(self._vary(parents), gen, state.rows)
+            offspring = self._evaluate(self._propose(pop, state.rows), gen, state.rows)
             pop = self._survivors(pop, offspring)
             self._assign_crowding(pop)
             archive = self._archive(archive, offspring)
@@ -310,6 +321,46 @@ class Search:
         with tmp.open("wb") as f:
             pickle.dump(asdict_shallow(state), f)
         tmp.replace(self.run_dir / CHECKPOINT)
+
+
+class RandomSearch(Search):
+    """The standard NAS baseline: every generation is a fresh uniform sample of genomes not tried yet.
+
+    Same space, evaluator, cache, checkpoints and files as the genetic search, so only the way
+    candidates are chosen differs.
+    """
+
+    def _initial(self) -> list[Genome]:
+        return self._fresh(set())
+
+    def _propose(self, pop: list, rows: list[dict]) -> list[Genome]:
+        return self._fresh({r["cache_key"] for r in rows})
+
+    def _survivors(self, pop: list, offspring: list) -> list:
+        return offspring
+
+    def _fresh(self, seen: set[str]) -> list[Genome]:
+        genomes: list[Genome] = []
+        for _ in range(100 * self.cfg.population):  # a tiny space may run out of new genomes: then repeat
+            if len(genomes) == self.cfg.population:
+                break
+            g = sample(self.space, self.rng)
+            key = self.evaluator.key_of(str(g))
+            if key not in seen:
+                genomes.append(g)
+                seen.add(key)
+        while len(genomes) < self.cfg.population:
+            genomes.append(sample(self.space, self.rng))
+        return genomes
+
+
+def make_search(space: SearchSpace, cfg: SearchConfig, *args, **kwargs) -> Search:
+    """The search of ``cfg.algorithm`` (further arguments as for ``Search``); all write the same run directory."""
+    if cfg.algorithm == "optuna":
+        from nas.optuna_search import OptunaSearch
+
+        return OptunaSearch(space, cfg, *args, **kwargs)
+    return (RandomSearch if cfg.algorithm == "random" else Search)(space, cfg, *args, **kwargs)
 
 
 def asdict_shallow(state: State) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -347,13 +348,30 @@ def _random_gene(kind: str, space: SearchSpace, rng: random.Random) -> Gene:
     return GENE_CLASSES[kind](**values)
 
 
+Chooser = Callable[[str, Sequence[Any]], Any]
+
+
+def draw(space: SearchSpace, choose: Chooser) -> Genome:
+    """A valid genome from a sequence of named categorical choices, then repaired.
+
+    ``choose(name, options)`` returns one of ``options``; a random generator gives uniform sampling, an
+    Optuna trial's ``suggest_categorical`` gives a define-by-run encoding of the same space. Names are
+    stable per position and kind (``b3_ir_expansion``), so a choice means the same in every genome.
+    """
+    n_body = choose("blocks", tuple(range(space.min_blocks, space.max_blocks + 1)))
+    body = []
+    for i in range(n_body):
+        kind = choose(f"b{i}", space.body_kinds)
+        body.append(GENE_CLASSES[kind](**{f: choose(f"b{i}_{kind}_{f}", v) for f, v in space.options[kind].items()}))
+    n_dense = choose("dense", tuple(range(space.max_dense + 1))) if "dense" in space.options else 0
+    head = [Dense(**{f: choose(f"d{i}_{f}", v) for f, v in space.options["dense"].items()}) for i in range(n_dense)]
+    readout = Readout(choose("readout", space.readout))
+    return repair(Genome((*body, readout, *head)), space)
+
+
 def sample(space: SearchSpace, rng: random.Random) -> Genome:
     """A random valid genome: uniform block count, kinds and fields, then repaired."""
-    n_body = rng.randint(space.min_blocks, space.max_blocks)
-    body = [_random_gene(rng.choice(space.body_kinds), space, rng) for _ in range(n_body)]
-    n_dense = rng.randint(0, space.max_dense) if "dense" in space.options else 0
-    head = [_random_gene("dense", space, rng) for _ in range(n_dense)]
-    return repair(Genome((*body, Readout(rng.choice(space.readout)), *head)), space)
+    return draw(space, lambda _name, options: rng.choice(options))
 
 
 def _add_block(g: Genome, space: SearchSpace, rng: random.Random) -> Genome:

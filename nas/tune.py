@@ -60,6 +60,25 @@ def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
     )
 
 
+def default_params(epochs: int) -> dict:
+    """The default recipe (``TrainConfig()``) as a trial's parameters: the study's first trial, so the
+    tuned recipe is never worse than the untuned one at the tuning budget."""
+    d = TrainConfig()
+    params = {
+        "optimizer": d.optimizer,
+        "lr_adam" if d.optimizer in ("adam", "adamw") else "lr_sgd": d.lr,
+        "scheduler": d.scheduler,
+        "weight_decay": d.weight_decay,
+        "batch_size": d.batch_size,
+        "label_smoothing": d.label_smoothing,
+        "augment": d.augment,
+        "class_weighted": d.class_weighted,
+    }
+    if d.optimizer in ("sgd", "nesterov"):
+        params["momentum"] = d.momentum
+    return params
+
+
 def config_from_params(params: dict, epochs: int) -> TrainConfig:
     """Rebuild the TrainConfig of a finished trial from its parameters."""
     return suggest(optuna.trial.FixedTrial(params), epochs)
@@ -114,12 +133,16 @@ def tune(
             study_name=name,
             storage=storage,
             direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
+            # TPE's first trials are random; a short study still gets some guided ones
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3))),
             pruner=make_pruner(pruner, epochs),
             load_if_exists=resume,
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
+    default = default_params(epochs)
+    if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
+        study.enqueue_trial(default)
     study.set_user_attr("genome", genome)
     study.set_user_attr("epochs", epochs)
     study.set_user_attr("train_images", train_images)

@@ -1,0 +1,243 @@
+"""Does the genetic search beat random search and Optuna's NSGA-II at an equal budget?
+
+Runs ``nas evolve`` with each ``--algorithm`` and seed (same space, fidelity, population and number of
+generations, so the same number of evaluation requests), then reports the hypervolume of the
+(accuracy, parameters, latency) front against the number of networks trained and against wall-clock
+seconds: mean and spread over seeds, as a markdown table, a CSV of the curves and one plot. The
+hand-made baselines are evaluated at the same fidelity (without the space's FLOPs budget) and drawn on
+the same axes, and each algorithm's champion is checked for dominating them.
+
+Every run lives in ``<out>/<algorithm>-s<seed>``; an interrupted benchmark resumes its runs and skips
+finished ones. ``--quick`` is a smoke run on synthetic data and the tiny space.
+
+    python benchmarks/bench_search.py --data $FER2013 --generations 2 --population 8 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from nas import data as fer
+from nas import objectives as objs
+from nas.cli import main as nas_main
+from nas.evaluate import Cache, EvalTask, Evaluator, get_fidelity
+from nas.report import save_figure
+from nas.space import load_baselines
+
+OBJECTIVES = objs.parse_objectives(objs.DEFAULT_OBJECTIVES)
+COLORS = {"nsga2": "tab:blue", "random": "tab:gray", "optuna": "tab:orange"}
+
+
+def run_search(out: Path, algorithm: str, seed: int, args: argparse.Namespace) -> Path:
+    """One search, resumed if an earlier benchmark left it unfinished."""
+    run_dir = out / f"{algorithm}-s{seed}"
+    progress = run_dir / "progress.csv"
+    if progress.exists() and pd.read_csv(progress)["gen"].max() >= args.generations:
+        return run_dir
+    if (run_dir / "config.json").exists():
+        argv = ["evolve", "--resume", str(run_dir), "--generations", str(args.generations)]
+    else:
+        argv = [
+            "evolve",
+            *("--algorithm", algorithm, "--seed", str(seed), "--data", args.data, "--space", args.space),
+            *("--generations", str(args.generations), "--population", str(args.population)),
+            *("--fidelity", args.fidelity, "--jobs", str(args.jobs), "--run-dir", str(run_dir)),
+        ]
+    if nas_main(argv) != 0:
+        raise SystemExit(f"error: {algorithm} seed {seed} stopped; rerun the same command to resume it")
+    return run_dir
+
+
+def curves(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hypervolume after each network trained (in the order the search asked), and after each generation."""
+    evals = pd.read_csv(run_dir / "evaluations.csv")
+    trained = evals[~evals["cached"]].drop_duplicates("key")
+    records = trained.to_dict("records")
+    by_eval = pd.DataFrame(
+        {
+            "evaluations": range(len(records) + 1),
+            "hypervolume": [objs.hypervolume(records[:k], OBJECTIVES) for k in range(len(records) + 1)],
+        }
+    )
+    progress = pd.read_csv(run_dir / "progress.csv")[["gen", "seconds", "hypervolume"]]
+    start = pd.DataFrame([{"gen": -1, "seconds": 0.0, "hypervolume": 0.0}])
+    return by_eval, pd.concat([start, progress], ignore_index=True)
+
+
+def value_at(curve: pd.DataFrame, x: str, at: float) -> float:
+    """The step curve's value at ``at`` (the last point not beyond it)."""
+    before = curve[curve[x] <= at]
+    return float(before["hypervolume"].iloc[-1]) if len(before) else 0.0
+
+
+def evaluate_baselines(out: Path, args: argparse.Namespace) -> list[dict]:
+    """The hand-made networks at the searches' fidelity; no FLOPs budget, so all four are measured."""
+    task = EvalTask(args.data, get_fidelity(args.fidelity), seed=0, threads=max(1, (os.cpu_count() or 1) // args.jobs))
+    evaluator = Evaluator(task, Cache(out / "baselines.jsonl"), jobs=args.jobs)
+    try:
+        baselines = load_baselines()
+        records = evaluator.evaluate([str(b.genome) for b in baselines.values()])
+    finally:
+        evaluator.close()
+    return [{"name": name, **r} for name, r in zip(baselines, records)]
+
+
+def summarize(runs: dict[tuple[str, int], Path], baselines: list[dict], out: Path) -> str:
+    rows, curve_rows = [], []
+    for (algorithm, seed), run_dir in runs.items():
+        by_eval, by_time = curves(run_dir)
+        champion = json.loads((run_dir / "champion.json").read_text())
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "seed": seed,
+                "trained": int(by_eval["evaluations"].max()),
+                "seconds": float(by_time["seconds"].max()),
+                "final_hv": float(by_time["hypervolume"].iloc[-1]),
+                "best_acc": float(pd.read_csv(run_dir / "pareto.csv")["val_acc"].max()),
+                "by_eval": by_eval,
+                "by_time": by_time,
+                "champion": champion,
+                "run_dir": run_dir,
+            }
+        )
+        curve_rows += [
+            {"algorithm": algorithm, "seed": seed, "x": "evaluations", **r} for r in by_eval.to_dict("records")
+        ]
+        curve_rows += [{"algorithm": algorithm, "seed": seed, "x": "seconds", **r} for r in by_time.to_dict("records")]
+    pd.DataFrame(curve_rows).to_csv(out / "search_curves.csv", index=False)
+    equal_evals = min(r["trained"] for r in rows)
+    equal_time = min(r["seconds"] for r in rows)
+    for r in rows:
+        r["hv_at_evals"] = value_at(r["by_eval"], "evaluations", equal_evals)
+        r["hv_at_time"] = value_at(r["by_time"], "seconds", equal_time)
+    table = pd.DataFrame(rows)
+
+    def spread(values: pd.Series) -> str:
+        return f"{values.mean():.4f} ({values.min():.4f}-{values.max():.4f})"
+
+    lines = [
+        f"| algorithm | seeds | networks trained | wall min | HV at {equal_evals} trained "
+        f"| HV at {equal_time:.0f} s | final HV | best val acc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for algorithm, g in table.groupby("algorithm", sort=False):
+        lines.append(
+            f"| {algorithm} | {len(g)} | {g['trained'].mean():.0f} | {g['seconds'].mean() / 60:.0f} | "
+            f"{spread(g['hv_at_evals'])} | {spread(g['hv_at_time'])} | {spread(g['final_hv'])} | "
+            f"{spread(g['best_acc'])} |"
+        )
+    lines += ["", "mean (min-max) over seeds; HV: share of the normalised objective box (nas/objectives.py)", ""]
+    lines += dominance_table(rows, baselines)
+    plot(rows, baselines, out)
+    return "\n".join(lines)
+
+
+def dominance_table(rows: list[dict], baselines: list[dict]) -> list[str]:
+    """Which champions dominate which baselines in (accuracy, parameters, latency), at the same fidelity."""
+    lines = [
+        "| baseline | val acc | params | latency ms | dominated by the champion of |",
+        "|---|---|---|---|---|",
+    ]
+    for b in baselines:
+        if b["status"] != "ok":
+            lines.append(f"| {b['name']} | {b['status']}: {b['error']} | | | |")
+            continue
+        by = [
+            f"{r['algorithm']}-s{r['seed']}"
+            for r in rows
+            if objs.dominates(objs.values(r["champion"], OBJECTIVES), objs.values(b, OBJECTIVES), OBJECTIVES)
+        ]
+        lines.append(
+            f"| {b['name']} | {b['val_acc']:.4f} | {b['params']:,} | {b['latency_ms']:.3f} "
+            f"| {', '.join(by) or 'none'} |"
+        )
+    return lines
+
+
+def plot(rows: list[dict], baselines: list[dict], out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for ax, curve, x, label in (
+        (axes[0], "by_eval", "evaluations", "networks trained"),
+        (axes[1], "by_time", "seconds", "wall-clock seconds"),
+    ):
+        for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
+            for i, r in enumerate(x for x in rows if x["algorithm"] == algorithm):
+                c = r[curve]
+                ax.step(
+                    c[x],
+                    c["hypervolume"],
+                    where="post",
+                    color=COLORS.get(algorithm),
+                    alpha=0.8,
+                    label=algorithm if i == 0 else None,
+                )
+        ax.set(xlabel=label, ylabel="hypervolume", title=f"hypervolume against {label}")
+        ax.legend()
+    ax = axes[2]
+    for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
+        fronts = pd.concat([pd.read_csv(r["run_dir"] / "pareto.csv") for r in rows if r["algorithm"] == algorithm])
+        ax.scatter(fronts["params"], fronts["val_acc"], s=18, color=COLORS.get(algorithm), label=f"{algorithm} fronts")
+    for b in baselines:
+        if b["status"] == "ok":
+            ax.scatter(b["params"], b["val_acc"], marker="*", s=160, color="tab:red")
+            ax.annotate(b["name"], (b["params"], b["val_acc"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set(
+        xscale="log",
+        xlabel="parameters",
+        ylabel="validation accuracy (brief training)",
+        title="fronts of every seed, baselines (stars)",
+    )
+    ax.legend()
+    return save_figure(fig, out / "search.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("FER2013"), help="FER2013 (default $FER2013)")
+    ap.add_argument("--algorithms", default="nsga2,random,optuna")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--generations", type=int, default=2)
+    ap.add_argument("--population", type=int, default=8)
+    ap.add_argument("--fidelity", default="default")
+    ap.add_argument("--space", default="default")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default="runs/bench-search")
+    ap.add_argument("--quick", action="store_true", help="smoke run: synthetic data, tiny space, 2 seeds")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.data = str(fer.write_csv(Path(tempfile.mkdtemp()) / "synthetic.csv", fer.synthetic_splits(700, seed=0)))
+        args.space, args.fidelity, args.seeds, args.generations, args.population = "tiny", "cheap", "0,1", 1, 4
+    if not args.data:
+        ap.error("give --data or set $FER2013 (or use --quick)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {
+        (algorithm, int(seed)): run_search(out, algorithm, int(seed), args)
+        for seed in args.seeds.split(",")
+        for algorithm in args.algorithms.split(",")
+    }
+    baselines = evaluate_baselines(out, args)
+    text = summarize(runs, baselines, out)
+    header = (
+        f"{len(runs)} runs: algorithms {args.algorithms}, seeds {args.seeds}, population {args.population}, "
+        f"{args.generations} generations after the first, fidelity {args.fidelity}, space {args.space}, "
+        f"{args.jobs} workers; data {args.data}"
+    )
+    (out / "search.md").write_text(header + "\n\n" + text + "\n")
+    print(header + "\n\n" + text)
+    print(f"\nwrote {out}/search.md, search.png, search_curves.csv", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The baselines the genetic search must beat: random sampling and Optuna's NSGA-II, same run directory."""
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from test_evolve import _evolve, _summary
+
+from nas import objectives as objs
+from nas.cli import main
+from nas.space import draw, is_valid, load_space, sample
+
+
+def _search(algorithm: str, data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("alg") / algorithm
+    assert _evolve(run_dir, data, "--algorithm", algorithm) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def random_run(synthetic_csv, tmp_path_factory):
+    return _search("random", synthetic_csv, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def optuna_run(synthetic_csv, tmp_path_factory):
+    return _search("optuna", synthetic_csv, tmp_path_factory)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_same_run_directory_as_the_genetic_search(algorithm, request):
+    run_dir = request.getfixturevalue(f"{algorithm}_run")
+    for name in ("config.json", "evaluations.csv", "pareto.csv", "progress.csv", "checkpoint.pkl", "champion.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert json.loads((run_dir / "config.json").read_text())["search"]["algorithm"] == algorithm
+    evals = pd.read_csv(run_dir / "evaluations.csv")
+    assert len(evals) == 8 * 3 and sorted(evals["generation"].unique()) == [0, 1, 2]
+    front, ok = pd.read_csv(run_dir / "pareto.csv"), evals[evals["status"] == "ok"]
+    o = objs.parse_objectives("acc,params")
+    for f in front.itertuples():
+        assert not any(objs.dominates((e.val_acc, e.params), (f.val_acc, f.params), o) for e in ok.itertuples())
+    assert main(["report", str(run_dir)]) == 0 and (run_dir / "progress.png").exists()
+
+
+def test_random_search_never_repeats_a_genome(random_run):
+    evals = pd.read_csv(random_run / "evaluations.csv")
+    assert evals["genome"].is_unique and not evals["cached"].any()
+
+
+def test_optuna_study_holds_every_evaluation(optuna_run):
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{optuna_run / 'search.db'}")
+    assert len(study.trials) == 24 and all(t.state.is_finished() for t in study.trials)
+    evals = pd.read_csv(optuna_run / "evaluations.csv")
+    assert Counter(t.user_attrs["genome"] for t in study.trials) == Counter(evals["genome"])
+    generations = [t.system_attrs.get("NSGAIISampler:generation") for t in study.trials]
+    assert generations[0] == 0 and max(generations) >= 1  # Optuna's NSGA-II chose them, generation by generation
+
+
+def test_random_search_resumes_exactly(random_run, synthetic_csv, tmp_path):
+    run_dir = tmp_path / "part"
+    assert _evolve(run_dir, synthetic_csv, "--algorithm", "random", "--generations", "1") == 0
+    assert main(["evolve", "--resume", str(run_dir), "--generations", "2"]) == 0
+    assert _summary(run_dir) == _summary(random_run)
+
+
+def test_optuna_search_interrupted_mid_generation_resumes_its_asked_trials(synthetic_csv, tmp_path, monkeypatch):
+    from nas.evaluate import Evaluator
+
+    real, calls = Evaluator.evaluate, []
+
+    def evaluate(self, genomes, on_record=None):
+        calls.append(len(genomes))
+        if len(calls) == 2:  # Ctrl-C while generation 1 trains
+            raise KeyboardInterrupt
+        return real(self, genomes, on_record)
+
+    run_dir = tmp_path / "opt"
+    monkeypatch.setattr(Evaluator, "evaluate", evaluate)
+    assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--generations", "1") == 130
+    monkeypatch.setattr(Evaluator, "evaluate", real)
+    storage = f"sqlite:///{run_dir / 'search.db'}"
+    left = optuna.load_study(study_name="search", storage=storage).trials
+    assert sum(t.state == optuna.trial.TrialState.RUNNING for t in left) == 8
+    assert main(["evolve", "--resume", str(run_dir), "--generations", "1"]) == 0
+    trials = optuna.load_study(study_name="search", storage=storage).trials
+    assert len(trials) == 16 and all(t.state.is_finished() for t in trials)  # the asked 8, not 8 more
+    assert [t.user_attrs["genome"] for t in trials[8:]] == [t.user_attrs["genome"] for t in left[8:]]
+
+
+def test_draw_is_uniform_sampling_or_an_optuna_encoding():
+    space = load_space("default")
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    assert [sample(space, rng_a) for _ in range(20)] == [
+        draw(space, lambda _n, options: rng_b.choice(options)) for _ in range(20)
+    ]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(50):
+        trial = study.ask()
+        assert is_valid(draw(space, trial.suggest_categorical), space)
+        assert trial.params["blocks"] in range(space.min_blocks, space.max_blocks + 1)
+
+
+def test_alternatives_refuse_penalty_mode(synthetic_csv, tmp_path, capsys):
+    assert _evolve(tmp_path / "r", synthetic_csv, "--algorithm", "random", "--mode", "penalty") == 2
+    assert "searches the Pareto front" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
+    spec = importlib.util.spec_from_file_location("bench_search", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    table = (out / "search.md").read_text()
+    for name in ("| nsga2 | 2 |", "| random | 2 |", "| optuna | 2 |", "| mini_xception |", "| vgg |"):
+        assert name in table
+    curves = pd.read_csv(out / "search_curves.csv")
+    assert set(curves["x"]) == {"evaluations", "seconds"} and len(set(zip(curves["algorithm"], curves["seed"]))) == 6
+    assert (out / "search.png").stat().st_size > 0
+    trained = {p: p.read_text() for p in out.glob("*/cache.jsonl")}
+    assert bench.main(["--quick", "--out", str(out)]) == 0  # finished runs are skipped, not trained again
+    assert {p: p.read_text() for p in out.glob("*/cache.jsonl")} == trained
