@@ -258,12 +258,15 @@ def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
         f"Genome: `{r.get('genome', '?')}`  ",
         f"PrivateTest, {r['images']} images; used for this report only, never for selection.",
         "",
-        "| network | acc (1 crop) | acc (10 crops) | macro-F1 (10 crops) | params | MFLOPs | latency ms |",
-        "|---|---|---|---|---|---|---|",
+        "| network | recipe | epochs | train min | val acc | acc (1 crop) | acc (10 crops) | macro-F1 (10 crops) "
+        "| params | MFLOPs | latency ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, x in rows:
         lines.append(
-            f"| {name} | {x['single_crop']['acc']:.4f} | {x['ten_crop']['acc']:.4f} | {x['ten_crop']['f1']:.4f} "
+            f"| {name} | {x.get('recipe', '?')} | {x.get('epochs_run', '?')} | {x.get('train_seconds', 0) / 60:.1f} "
+            f"| {x.get('val_acc', float('nan')):.4f} | {x['single_crop']['acc']:.4f} | {x['ten_crop']['acc']:.4f} "
+            f"| {x['ten_crop']['f1']:.4f} "
             f"| {x.get('params', 0):,} | {x.get('flops', 0) / 1e6:.1f} | {x.get('latency_ms', float('nan')):.3f} |"
         )
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]

@@ -109,7 +109,7 @@ def test_alternatives_refuse_penalty_mode(synthetic_csv, tmp_path, capsys):
     assert "searches the Pareto front" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
     import importlib.util
 
