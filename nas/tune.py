@@ -60,7 +60,7 @@ def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
     )
 
 
-def default_params(epochs: int) -> dict:
+def default_params() -> dict:
     """The default recipe (``TrainConfig()``) as a trial's parameters: the study's first trial, so the
     tuned recipe is never worse than the untuned one at the tuning budget."""
     d = TrainConfig()
@@ -140,7 +140,7 @@ def tune(
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
-    default = default_params(epochs)
+    default = default_params()
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
         study.enqueue_trial(default)
     study.set_user_attr("genome", genome)

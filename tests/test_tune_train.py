@@ -29,7 +29,7 @@ def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
     assert main([*args[:4], "5", *args[5:], "--resume"]) == 0  # ... but continued on request
     study = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{run_dir / 'tune.db'}")
     assert len(study.trials) == 5
-    assert study.trials[0].params == default_params(2)  # the default recipe is measured first, once
+    assert study.trials[0].params == default_params()  # the default recipe is measured first, once
     assert tuned["value"] >= study.trials[0].value
     assert isinstance(study.pruner, optuna.pruners.BasePruner)
 
@@ -95,7 +95,7 @@ def test_missing_champion_is_a_clean_error(tmp_path, capsys):
 def test_default_params_are_the_default_recipe():
     from nas.train import TrainConfig
 
-    assert config_from_params(default_params(5), 5) == TrainConfig(epochs=5)
+    assert config_from_params(default_params(), 5) == TrainConfig(epochs=5)
 
 
 def test_tuned_schedule_is_stretched_to_the_full_run():
