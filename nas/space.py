@@ -343,12 +343,16 @@ def _shrink_flat(genome: Genome, space: SearchSpace) -> Genome:
 # ---------------------------------------------------------------- sampling and variation
 
 
-def _random_gene(kind: str, space: SearchSpace, rng: random.Random) -> Gene:
-    values = {name: rng.choice(allowed) for name, allowed in space.options[kind].items()}
-    return GENE_CLASSES[kind](**values)
-
-
 Chooser = Callable[[str, Sequence[Any]], Any]
+
+
+def _chosen_gene(kind: str, space: SearchSpace, choose: Chooser, prefix: str) -> Gene:
+    """A gene of ``kind`` whose every field is chosen among the allowed values, named ``<prefix>_<field>``."""
+    return GENE_CLASSES[kind](**{f: choose(f"{prefix}_{f}", v) for f, v in space.options[kind].items()})
+
+
+def _random_gene(kind: str, space: SearchSpace, rng: random.Random) -> Gene:
+    return _chosen_gene(kind, space, lambda _name, options: rng.choice(options), kind)
 
 
 def draw(space: SearchSpace, choose: Chooser) -> Genome:
@@ -362,9 +366,9 @@ def draw(space: SearchSpace, choose: Chooser) -> Genome:
     body = []
     for i in range(n_body):
         kind = choose(f"b{i}", space.body_kinds)
-        body.append(GENE_CLASSES[kind](**{f: choose(f"b{i}_{kind}_{f}", v) for f, v in space.options[kind].items()}))
+        body.append(_chosen_gene(kind, space, choose, f"b{i}_{kind}"))
     n_dense = choose("dense", tuple(range(space.max_dense + 1))) if "dense" in space.options else 0
-    head = [Dense(**{f: choose(f"d{i}_{f}", v) for f, v in space.options["dense"].items()}) for i in range(n_dense)]
+    head = [_chosen_gene("dense", space, choose, f"d{i}") for i in range(n_dense)]
     readout = Readout(choose("readout", space.readout))
     return repair(Genome((*body, readout, *head)), space)
 

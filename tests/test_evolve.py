@@ -44,6 +44,26 @@ def _summary(run_dir: Path) -> tuple:
     return ev.to_dict("records"), front, champion
 
 
+def _spawn_evolve(run_dir: Path, data: Path, *extra: str, **popen) -> subprocess.Popen:
+    """scripts/evolve.py in its own process, for tests that signal or kill it."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/evolve.py"),
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        *ARGS,
+        *extra,
+    ]
+    return subprocess.Popen(cmd, **popen)
+
+
+def _wait_for_first_generation(run_dir: Path, deadline: float) -> None:
+    while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(synthetic_csv, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "full"
@@ -92,19 +112,11 @@ def test_same_seed_same_search(uninterrupted, synthetic_csv, tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_generation_then_resume_equals_uninterrupted(uninterrupted, synthetic_csv, tmp_path):
     run_dir = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        str(ROOT / "scripts/evolve.py"),
-        "--data",
-        str(synthetic_csv),
-        "--run-dir",
-        str(run_dir),
-        *ARGS,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = _spawn_evolve(
+        run_dir, synthetic_csv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
-    while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:  # first generation done
-        time.sleep(0.2)
+    _wait_for_first_generation(run_dir, deadline)
     cache = run_dir / "cache.jsonl"
     n_after_gen0 = len(cache.read_text().splitlines())
     while len(cache.read_text().splitlines()) < n_after_gen0 + 2 and time.monotonic() < deadline:
@@ -182,21 +194,10 @@ def test_baselines_command_prints_their_sizes(capsys):
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_and_says_how_to_resume(synthetic_csv, tmp_path):
     run_dir = tmp_path / "term"
-    cmd = [
-        sys.executable,
-        str(ROOT / "scripts/evolve.py"),
-        "--data",
-        str(synthetic_csv),
-        "--run-dir",
-        str(run_dir),
-        *ARGS,
-        "--generations",
-        "5",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (run_dir / "progress.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    proc = _spawn_evolve(
+        run_dir, synthetic_csv, "--generations", "5", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_first_generation(run_dir, time.monotonic() + 300)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
