@@ -2,9 +2,9 @@
 
 Runs ``nas evolve`` with each ``--algorithm`` and seed (same space, fidelity, population and number of
 generations, so the same number of evaluation requests), then reports the hypervolume of the
-(accuracy, parameters, latency) front against the number of networks trained and against wall-clock
-seconds: mean and spread over seeds, as a markdown table, a CSV of the curves and one plot. The
-hand-made baselines are evaluated at the same fidelity (without the space's FLOPs budget) and drawn on
+(accuracy, parameters, latency) front against the number of networks trained and against the seconds
+of training spent: mean and spread over seeds, as a markdown table, a CSV of the curves and one plot. The
+hand-made baselines are evaluated at the same fidelity and time limit (without the FLOPs budget) and drawn on
 the same axes, and each algorithm's champion is checked for dominating them.
 
 Every run lives in ``<out>/<algorithm>-s<seed>``; an interrupted benchmark resumes its runs and skips
@@ -49,26 +49,28 @@ def run_search(out: Path, algorithm: str, seed: int, args: argparse.Namespace) -
             *("--algorithm", algorithm, "--seed", str(seed), "--data", args.data, "--space", args.space),
             *("--generations", str(args.generations), "--population", str(args.population)),
             *("--fidelity", args.fidelity, "--jobs", str(args.jobs), "--run-dir", str(run_dir)),
+            *("--time-limit", str(args.time_limit)),
+            *(("--max-mflops", str(args.max_mflops)) if args.max_mflops else ()),
         ]
     if nas_main(argv) != 0:
         raise SystemExit(f"error: {algorithm} seed {seed} stopped; rerun the same command to resume it")
     return run_dir
 
 
-def curves(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hypervolume after each network trained (in the order the search asked), and after each generation."""
+def curve(run_dir: Path) -> pd.DataFrame:
+    """Hypervolume after each network trained, in the order the search asked, against the count and
+    against the training seconds spent so far (summed over workers: per network, unlike generations'
+    wall clock, whose steps are too coarse to compare runs of a few generations)."""
     evals = pd.read_csv(run_dir / "evaluations.csv")
     trained = evals[~evals["cached"]].drop_duplicates("key")
     records = trained.to_dict("records")
-    by_eval = pd.DataFrame(
+    return pd.DataFrame(
         {
             "evaluations": range(len(records) + 1),
+            "train_seconds": [0.0, *trained["train_seconds"].fillna(0.0).cumsum()],
             "hypervolume": [objs.hypervolume(records[:k], OBJECTIVES) for k in range(len(records) + 1)],
         }
     )
-    progress = pd.read_csv(run_dir / "progress.csv")[["gen", "seconds", "hypervolume"]]
-    start = pd.DataFrame([{"gen": -1, "seconds": 0.0, "hypervolume": 0.0}])
-    return by_eval, pd.concat([start, progress], ignore_index=True)
 
 
 def value_at(curve: pd.DataFrame, x: str, at: float) -> float:
@@ -78,8 +80,9 @@ def value_at(curve: pd.DataFrame, x: str, at: float) -> float:
 
 
 def evaluate_baselines(out: Path, args: argparse.Namespace) -> list[dict]:
-    """The hand-made networks at the searches' fidelity; no FLOPs budget, so all four are measured."""
-    task = EvalTask(args.data, get_fidelity(args.fidelity), seed=0, threads=max(1, (os.cpu_count() or 1) // args.jobs))
+    """The hand-made networks at the searches' fidelity and time limit; no FLOPs budget, so all four are tried."""
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    task = EvalTask(args.data, get_fidelity(args.fidelity), seed=0, threads=threads, time_limit=args.time_limit)
     evaluator = Evaluator(task, Cache(out / "baselines.jsonl"), jobs=args.jobs)
     try:
         baselines = load_baselines()
@@ -92,49 +95,57 @@ def evaluate_baselines(out: Path, args: argparse.Namespace) -> list[dict]:
 def summarize(runs: dict[tuple[str, int], Path], baselines: list[dict], out: Path) -> str:
     rows, curve_rows = [], []
     for (algorithm, seed), run_dir in runs.items():
-        by_eval, by_time = curves(run_dir)
+        by_eval = curve(run_dir)
         champion = json.loads((run_dir / "champion.json").read_text())
         rows.append(
             {
                 "algorithm": algorithm,
                 "seed": seed,
                 "trained": int(by_eval["evaluations"].max()),
-                "seconds": float(by_time["seconds"].max()),
-                "final_hv": float(by_time["hypervolume"].iloc[-1]),
+                "not_ok": int(
+                    (pd.read_csv(run_dir / "evaluations.csv").drop_duplicates("key")["status"] != "ok").sum()
+                ),
+                "wall_seconds": float(pd.read_csv(run_dir / "progress.csv")["seconds"].max()),
+                "train_seconds": float(by_eval["train_seconds"].max()),
+                "final_hv": float(by_eval["hypervolume"].iloc[-1]),
                 "best_acc": float(pd.read_csv(run_dir / "pareto.csv")["val_acc"].max()),
                 "by_eval": by_eval,
-                "by_time": by_time,
                 "champion": champion,
                 "run_dir": run_dir,
             }
         )
-        curve_rows += [
-            {"algorithm": algorithm, "seed": seed, "x": "evaluations", **r} for r in by_eval.to_dict("records")
-        ]
-        curve_rows += [{"algorithm": algorithm, "seed": seed, "x": "seconds", **r} for r in by_time.to_dict("records")]
+        curve_rows += [{"algorithm": algorithm, "seed": seed, **r} for r in by_eval.to_dict("records")]
     pd.DataFrame(curve_rows).to_csv(out / "search_curves.csv", index=False)
     equal_evals = min(r["trained"] for r in rows)
-    equal_time = min(r["seconds"] for r in rows)
+    equal_time = min(r["train_seconds"] for r in rows)
     for r in rows:
         r["hv_at_evals"] = value_at(r["by_eval"], "evaluations", equal_evals)
-        r["hv_at_time"] = value_at(r["by_time"], "seconds", equal_time)
+        r["hv_at_time"] = value_at(r["by_eval"], "train_seconds", equal_time)
     table = pd.DataFrame(rows)
 
     def spread(values: pd.Series) -> str:
         return f"{values.mean():.4f} ({values.min():.4f}-{values.max():.4f})"
 
     lines = [
-        f"| algorithm | seeds | networks trained | wall min | HV at {equal_evals} trained "
-        f"| HV at {equal_time:.0f} s | final HV | best val acc |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| algorithm | seeds | networks | of which failed | wall min | training min | HV at {equal_evals} networks "
+        f"| HV at {equal_time / 60:.1f} training min | final HV | best val acc |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for algorithm, g in table.groupby("algorithm", sort=False):
         lines.append(
-            f"| {algorithm} | {len(g)} | {g['trained'].mean():.0f} | {g['seconds'].mean() / 60:.0f} | "
+            f"| {algorithm} | {len(g)} | {g['trained'].mean():.0f} | {g['not_ok'].mean():.1f} | "
+            f"{g['wall_seconds'].mean() / 60:.1f} | "
+            f"{g['train_seconds'].mean() / 60:.1f} | "
             f"{spread(g['hv_at_evals'])} | {spread(g['hv_at_time'])} | {spread(g['final_hv'])} | "
             f"{spread(g['best_acc'])} |"
         )
-    lines += ["", "mean (min-max) over seeds; HV: share of the normalised objective box (nas/objectives.py)", ""]
+    lines += [
+        "",
+        "mean (min-max) over seeds; HV: share of the normalised objective box (nas/objectives.py); training min:"
+        " seconds of training summed over the networks (and so over workers), the equal-time axis; networks:"
+        " new genomes evaluated, of which failed: over the FLOPs budget (rejected untrained) or over the time limit",
+        "",
+    ]
     lines += dominance_table(rows, baselines)
     plot(rows, baselines, out)
     return "\n".join(lines)
@@ -166,13 +177,13 @@ def plot(rows: list[dict], baselines: list[dict], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for ax, curve, x, label in (
-        (axes[0], "by_eval", "evaluations", "networks trained"),
-        (axes[1], "by_time", "seconds", "wall-clock seconds"),
+    for ax, x, label in (
+        (axes[0], "evaluations", "networks evaluated"),
+        (axes[1], "train_seconds", "training seconds"),
     ):
         for algorithm in dict.fromkeys(r["algorithm"] for r in rows):
             for i, r in enumerate(x for x in rows if x["algorithm"] == algorithm):
-                c = r[curve]
+                c = r["by_eval"]
                 ax.step(
                     c[x],
                     c["hypervolume"],
@@ -210,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int, default=8)
     ap.add_argument("--fidelity", default="default")
     ap.add_argument("--space", default="default")
+    ap.add_argument("--max-mflops", type=float, default=None, help="FLOPs budget in place of the space's")
+    ap.add_argument("--time-limit", type=float, default=900, help="seconds of training per network, baselines too")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default="runs/bench-search")
     ap.add_argument("--quick", action="store_true", help="smoke run: synthetic data, tiny space, 2 seeds")
@@ -231,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{len(runs)} runs: algorithms {args.algorithms}, seeds {args.seeds}, population {args.population}, "
         f"{args.generations} generations after the first, fidelity {args.fidelity}, space {args.space}, "
+        f"FLOPs budget {args.max_mflops or 'of the space'} MFLOPs, time limit {args.time_limit:g} s, "
         f"{args.jobs} workers; data {args.data}"
     )
     (out / "search.md").write_text(header + "\n\n" + text + "\n")

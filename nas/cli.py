@@ -15,7 +15,7 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from nas.errors import NasError, RunDirError
@@ -51,6 +51,9 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--generations", type=int, default=30)
     p.add_argument("--population", type=int, default=16, help="multiple of 4 in pareto mode")
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
+    p.add_argument(
+        "--max-mflops", type=float, default=None, help="FLOPs budget per image, in place of the space's max_mflops"
+    )
     p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
     p.add_argument(
         "--algorithm",
@@ -87,6 +90,10 @@ def _new_run_config(args) -> dict:
     from nas.space import load_space, resolve_space_path
 
     space = load_space(args.space)
+    if args.max_mflops is not None:
+        if args.max_mflops <= 0:
+            raise NasError(f"--max-mflops must be positive, got {args.max_mflops:g}")
+        space = replace(space, max_mflops=args.max_mflops)
     search = SearchConfig(
         generations=args.generations,
         population=args.population,

@@ -123,7 +123,9 @@ def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, caps
     for name in ("| nsga2 | 2 |", "| random | 2 |", "| optuna | 2 |", "| mini_xception |", "| vgg |"):
         assert name in table
     curves = pd.read_csv(out / "search_curves.csv")
-    assert set(curves["x"]) == {"evaluations", "seconds"} and len(set(zip(curves["algorithm"], curves["seed"]))) == 6
+    assert {"evaluations", "train_seconds", "hypervolume"} <= set(curves.columns)
+    assert len(set(zip(curves["algorithm"], curves["seed"]))) == 6
+    assert (curves.groupby(["algorithm", "seed"])["train_seconds"].diff().dropna() >= 0).all()
     assert (out / "search.png").stat().st_size > 0
     trained = {p: p.read_text() for p in out.glob("*/cache.jsonl")}
     assert bench.main(["--quick", "--out", str(out)]) == 0  # finished runs are skipped, not trained again

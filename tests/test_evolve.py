@@ -139,6 +139,19 @@ def test_penalty_mode_runs(synthetic_csv, tmp_path):
     assert (tmp_path / "pen" / "champion.json").exists()
 
 
+def test_max_mflops_replaces_the_space_budget_and_survives_resume(synthetic_csv, tmp_path):
+    run = tmp_path / "budget"
+    assert _evolve(run, synthetic_csv, "--max-mflops", "0.3", "--generations", "0") == 0
+    assert json.loads((run / "config.json").read_text())["space"]["max_mflops"] == 0.3
+    assert main(["evolve", "--resume", str(run), "--generations", "1"]) == 0
+    evals = pd.read_csv(run / "evaluations.csv")
+    over = evals["flops"] > 0.3e6
+    assert over.any() and (~over).any(), "the budget should split the tiny space's networks"
+    assert (evals.loc[over, "status"] == "failed").all()
+    assert evals.loc[over, "error"].str.contains("over the space's budget of 0.3").all()
+    assert (evals.loc[~over, "status"] == "ok").all()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -147,6 +160,7 @@ def test_penalty_mode_runs(synthetic_csv, tmp_path):
         (["--population", "6"], "population must be a multiple of 4"),
         (["--objectives", "acc,speed"], "unknown objective(s) ['speed']"),
         (["--resume", "/nonexistent_run"], "/nonexistent_run: not a run directory"),
+        (["--max-mflops", "0"], "--max-mflops must be positive"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(synthetic_csv, tmp_path, capsys, extra, message):
