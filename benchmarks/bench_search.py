@@ -57,12 +57,16 @@ def run_search(out: Path, algorithm: str, seed: int, args: argparse.Namespace) -
     return run_dir
 
 
-def curve(run_dir: Path) -> pd.DataFrame:
-    """Hypervolume after each network trained, in the order the search asked, against the count and
-    against the training seconds spent so far (summed over workers: per network, unlike generations'
-    wall clock, whose steps are too coarse to compare runs of a few generations)."""
+def trained_networks(run_dir: Path) -> pd.DataFrame:
+    """The run's evaluations of new genomes, in the order the search asked (repeats are cache hits)."""
     evals = pd.read_csv(run_dir / "evaluations.csv")
-    trained = evals[~evals["cached"]].drop_duplicates("key")
+    return evals[~evals["cached"]].drop_duplicates("key")
+
+
+def curve(trained: pd.DataFrame) -> pd.DataFrame:
+    """Hypervolume after each network, against the count and against the training seconds spent so far
+    (summed over workers: per network, unlike generations' wall clock, whose steps are too coarse to
+    compare runs of a few generations)."""
     records = trained.to_dict("records")
     return pd.DataFrame(
         {
@@ -95,16 +99,15 @@ def evaluate_baselines(out: Path, args: argparse.Namespace) -> list[dict]:
 def summarize(runs: dict[tuple[str, int], Path], baselines: list[dict], out: Path) -> str:
     rows, curve_rows = [], []
     for (algorithm, seed), run_dir in runs.items():
-        by_eval = curve(run_dir)
+        trained = trained_networks(run_dir)
+        by_eval = curve(trained)
         champion = json.loads((run_dir / "champion.json").read_text())
         rows.append(
             {
                 "algorithm": algorithm,
                 "seed": seed,
                 "trained": int(by_eval["evaluations"].max()),
-                "not_ok": int(
-                    (pd.read_csv(run_dir / "evaluations.csv").drop_duplicates("key")["status"] != "ok").sum()
-                ),
+                "not_ok": int((trained["status"] != "ok").sum()),
                 "wall_seconds": float(pd.read_csv(run_dir / "progress.csv")["seconds"].max()),
                 "train_seconds": float(by_eval["train_seconds"].max()),
                 "final_hv": float(by_eval["hypervolume"].iloc[-1]),
