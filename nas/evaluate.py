@@ -142,7 +142,9 @@ def train_candidate(genome_text: str, task: EvalTask) -> dict:
         model = build(genome, task.input_shape, task.num_classes)
         record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
         if task.max_flops and record["flops"] > task.max_flops:
-            raise OverBudget(f"{record['flops'] / 1e6:.0f} MFLOPs, over the space's budget of {task.max_flops / 1e6:g}")
+            raise OverBudget(
+                f"{record['flops'] / 1e6:.3g} MFLOPs, over the run's budget of {task.max_flops / 1e6:g} MFLOPs"
+            )
         deadline = t0 + task.time_limit if task.time_limit else None
         result = train(
             model, train_split, val_split, task.fidelity.train_config(task.seed), task.device, deadline=deadline

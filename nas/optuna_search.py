@@ -3,8 +3,12 @@
 A genome is encoded define-by-run (``nas.space.draw`` with ``trial.suggest_categorical``): block count,
 then each block's kind and fields, names fixed by position and kind. Optuna's ``NSGAIISampler`` proposes,
 our evaluator trains (same fidelity, cache, workers, latency phase), and the objective values go back
-with ``study.tell``. The study lives in ``<run>/search.db``; a trial asked but not told when a run
-stopped is evaluated first on resume (from the cache if it had finished), so no training is lost.
+with ``study.tell``. A network over the FLOPs budget is told as a complete trial with the worst values
+and its excess MFLOPs as a constraint (``Trial.set_constraint``), so the sampler ranks it below every
+network within budget, nearer misses first (the DEAP search gives it the worst fitness); told as failed,
+it would be invisible to the sampler, and generation 0 would go on sampling at random. The study lives
+in ``<run>/search.db``; a trial asked but not told when a run stopped is evaluated first on resume (from
+the cache if it had finished), so no training is lost.
 Unlike the DEAP search, a resumed run does not repeat the uninterrupted one's decisions exactly: the
 sampler's random state is not part of the study.
 """
@@ -32,11 +36,13 @@ class OptunaSearch(Search):
             storage=f"sqlite:///{Path(self.run_dir) / STUDY_FILE}",
             directions=["maximize" if o.maximize else "minimize" for o in self.objectives],
             sampler=optuna.samplers.NSGAIISampler(
-                population_size=self.cfg.population, crossover_prob=self.cfg.cx_prob, seed=self.cfg.seed
+                population_size=self.cfg.population,
+                crossover_prob=self.cfg.cx_prob,
+                seed=self.cfg.seed,
             ),
             load_if_exists=True,
         )
-        self.asked: list[int] = []
+        self.asked: list[optuna.Trial] = []
 
     def _initial(self) -> list[Genome]:
         return self._ask()
@@ -49,20 +55,22 @@ class OptunaSearch(Search):
 
     def _ask(self) -> list[Genome]:
         left = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        asked = [(t.number, parse_genome(t.user_attrs["genome"])) for t in left[: self.cfg.population]]
-        while len(asked) < self.cfg.population:
+        self.asked = [optuna.Trial(self.study, t._trial_id) for t in left[: self.cfg.population]]
+        while len(self.asked) < self.cfg.population:
             trial = self.study.ask()
-            genome = draw(self.space, trial.suggest_categorical)
-            trial.set_user_attr("genome", str(genome))
-            asked.append((trial.number, genome))
-        self.asked = [number for number, _ in asked]
-        return [genome for _, genome in asked]
+            trial.set_user_attr("genome", str(draw(self.space, trial.suggest_categorical)))
+            self.asked.append(trial)
+        return [parse_genome(t.user_attrs["genome"]) for t in self.asked]
 
     def _evaluate(self, genomes: list[Genome], generation: int, rows: list[dict]) -> list:
         inds = super()._evaluate(genomes, generation, rows)
-        for number, ind in zip(self.asked, inds):
-            if ind.record["status"] == "ok":
-                self.study.tell(number, list(ind.fitness.values))
-            else:  # over budget, diverged, timed out: Optuna's sampler skips failed trials
-                self.study.tell(number, state=TrialState.FAIL)
+        budget = self.space.max_mflops
+        for trial, ind in zip(self.asked, inds):
+            excess = (ind.record.get("flops") or 0.0) / 1e6 - budget if budget else None
+            if ind.record["status"] == "ok" or (excess is not None and excess > 0):
+                if excess is not None:
+                    trial.set_constraint("excess_mflops", excess)
+                self.study.tell(trial, list(ind.fitness.values))
+            else:  # diverged, timed out: Optuna's sampler skips failed trials
+                self.study.tell(trial, state=TrialState.FAIL)
         return inds

@@ -91,6 +91,19 @@ def test_optuna_search_interrupted_mid_generation_resumes_its_asked_trials(synth
     assert [t.user_attrs["genome"] for t in trials[8:]] == [t.user_attrs["genome"] for t in left[8:]]
 
 
+def test_optuna_sampler_sees_over_budget_networks_as_infeasible(synthetic_csv, tmp_path):
+    run_dir = tmp_path / "budget"
+    assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--max-mflops", "0.3", "--generations", "1") == 0
+    trials = optuna.load_study(study_name="search", storage=f"sqlite:///{run_dir / 'search.db'}").trials
+    mflops = pd.read_csv(run_dir / "evaluations.csv").groupby("genome")["flops"].first() / 1e6
+    excess = [mflops[t.user_attrs["genome"]] - 0.3 for t in trials]
+    assert any(e > 0 for e in excess) and any(e <= 0 for e in excess), "the budget should split the tiny space"
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert [t.constraints for t in trials] == [{"excess_mflops": pytest.approx(e)} for e in excess]
+    # told as failed, over-budget trials would not count, and generation 0 would still be sampling at random
+    assert [t.system_attrs["NSGAIISampler:generation"] for t in trials] == [0] * 8 + [1] * 8
+
+
 def test_draw_is_uniform_sampling_or_an_optuna_encoding():
     space = load_space("default")
     rng_a, rng_b = random.Random(5), random.Random(5)

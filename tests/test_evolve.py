@@ -148,7 +148,7 @@ def test_max_mflops_replaces_the_space_budget_and_survives_resume(synthetic_csv,
     over = evals["flops"] > 0.3e6
     assert over.any() and (~over).any(), "the budget should split the tiny space's networks"
     assert (evals.loc[over, "status"] == "failed").all()
-    assert evals.loc[over, "error"].str.contains("over the space's budget of 0.3").all()
+    assert evals.loc[over, "error"].str.contains("over the run's budget of 0.3 MFLOPs").all()
     assert (evals.loc[~over, "status"] == "ok").all()
 
 
