@@ -55,6 +55,7 @@ class OptunaSearch(Search):
 
     def _ask(self) -> list[Genome]:
         left = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        # a Trial, not a FrozenTrial, takes a constraint; Optuna offers no public way from one to the other
         self.asked = [optuna.Trial(self.study, t._trial_id) for t in left[: self.cfg.population]]
         while len(self.asked) < self.cfg.population:
             trial = self.study.ask()
