@@ -82,4 +82,4 @@ def test_networks_over_the_flops_budget_fail_untrained(synthetic_csv, monkeypatc
     monkeypatch.setattr(evaluate, "train", lambda *a, **k: pytest.fail("trained a network over budget"))
     big = "conv_k3_c16_s1_relu_bn | conv_k3_c16_s1_relu_bn | gap"
     (rec,) = Evaluator(task).evaluate([big])
-    assert rec["status"] == "failed" and rec["error"].startswith("over budget: 11 MFLOPs")
+    assert rec["status"] == "failed" and rec["error"] == "over budget: 11.3 MFLOPs, over the run's budget of 1 MFLOPs"
