@@ -36,9 +36,7 @@ class OptunaSearch(Search):
             storage=f"sqlite:///{Path(self.run_dir) / STUDY_FILE}",
             directions=["maximize" if o.maximize else "minimize" for o in self.objectives],
             sampler=optuna.samplers.NSGAIISampler(
-                population_size=self.cfg.population,
-                crossover_prob=self.cfg.cx_prob,
-                seed=self.cfg.seed,
+                population_size=self.cfg.population, crossover_prob=self.cfg.cx_prob, seed=self.cfg.seed
             ),
             load_if_exists=True,
         )
