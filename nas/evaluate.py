@@ -230,6 +230,24 @@ class Evaluator:
         self.latency_config = latency_config or LatencyConfig()
         self.fingerprint = fer.load(task.data, ("train", "val")).fingerprint
         self._client = None
+        self._flops: dict[str, int | None] = {}
+
+    def admits(self, genome: Genome) -> bool:
+        """Whether ``genome`` would be trained rather than rejected untrained as over the FLOPs budget.
+
+        Searches ask before proposing, so that every evaluation they spend trains a network. Counted here,
+        in the searching process, by the same builder and FLOP counter as the worker (about 60 ms a genome).
+        """
+        if not self.task.max_flops:
+            return True
+        if genome.key not in self._flops:
+            try:
+                model = build(genome, self.task.input_shape, self.task.num_classes)
+                self._flops[genome.key] = count_flops(model, self.task.input_shape)
+            except Exception:  # noqa: BLE001 - a network that cannot be built is no proposal either
+                self._flops[genome.key] = None
+        flops = self._flops[genome.key]
+        return flops is not None and flops <= self.task.max_flops
 
     def key_of(self, genome_text: str) -> str:
         """The cache key; a string that does not parse still gets one, and fails in its worker."""

@@ -29,6 +29,7 @@ from nas.space import SearchSpace, crossover, load_baselines, mutate, repair, sa
 
 CHECKPOINT = "checkpoint.pkl"
 ALGORITHMS = ("nsga2", "random", "optuna")
+VARY_TRIES = 20  # breedings per child slot before an over-budget child gives way to its parent
 
 
 @dataclass(frozen=True)
@@ -184,33 +185,63 @@ class Search:
     # ----------------------------------------------------------- variation and selection
 
     def _initial(self) -> list[Genome]:
-        genomes, keys = [], set()
+        genomes: list[Genome] = []
         if self.cfg.seed_baselines:
             for b in load_baselines().values():
                 g = repair(b.genome, self.space)
-                if g.key not in keys:
+                if g.key not in {x.key for x in genomes} and self.evaluator.admits(g):
                     genomes.append(g)
-                    keys.add(g.key)
-        while len(genomes) < self.cfg.population:
+        seen = {self.evaluator.key_of(str(g)) for g in genomes}
+        return (genomes + self._fresh(seen, max(0, self.cfg.population - len(genomes))))[: self.cfg.population]
+
+    def _fresh(self, seen: set[str], n: int) -> list[Genome]:
+        """``n`` uniform samples of the space, not in ``seen`` (cache keys, updated) and within the FLOPs budget.
+
+        Rejection sampling keeps them uniform over the affordable part of the space. A tiny or
+        over-constrained space that runs out gets repeats or over-budget networks (which the evaluator
+        rejects untrained) rather than a search that never starts.
+        """
+        genomes: list[Genome] = []
+        for _ in range(100 * n):
+            if len(genomes) == n:
+                break
             g = sample(self.space, self.rng)
-            if g.key not in keys:
+            key = self.evaluator.key_of(str(g))
+            if key not in seen and self.evaluator.admits(g):
                 genomes.append(g)
-                keys.add(g.key)
-        return genomes[: self.cfg.population]
+                seen.add(key)
+        while len(genomes) < n:
+            genomes.append(sample(self.space, self.rng))
+        return genomes
 
     def _vary(self, parents: list) -> list[Genome]:
-        cfg, children = self.cfg, []
+        """One child per parent, bred with its neighbour; a child over the FLOPs budget is bred again.
+
+        Crossover and mutation repair a genome's grammar but know nothing of its cost; retrying keeps
+        every evaluation for a network that gets trained. A slot with no affordable child after
+        ``VARY_TRIES`` gets its parent back (a repeat, served by the cache).
+        """
         genomes = [Genome(tuple(p)) for p in parents]
-        for a, b in zip(genomes[::2], genomes[1::2]):
-            if self.rng.random() < cfg.cx_prob:
-                a, b = crossover(a, b, self.space, self.rng, cfg.cx_points)
-            children += [a, b]
-        if len(genomes) % 2:
-            children.append(genomes[-1])
-        return [
-            mutate(c, self.space, self.rng, cfg.mutation_weights) if self.rng.random() < cfg.mut_prob else c
-            for c in children
-        ]
+        mates = [genomes[i ^ 1] if i ^ 1 < len(genomes) else None for i in range(len(genomes))]
+        children = []
+        for g, mate in zip(genomes, mates):
+            for _ in range(VARY_TRIES):
+                child = self._child(g, mate)
+                if self.evaluator.admits(child):
+                    break
+            else:
+                child = g
+            children.append(child)
+        return children
+
+    def _child(self, a: Genome, b: Genome | None) -> Genome:
+        """Crossover with ``b`` (if any) and mutation, each with its probability."""
+        cfg = self.cfg
+        if b is not None and self.rng.random() < cfg.cx_prob:
+            a = crossover(a, b, self.space, self.rng, cfg.cx_points)[0]
+        if self.rng.random() < cfg.mut_prob:
+            a = mutate(a, self.space, self.rng, cfg.mutation_weights)
+        return a
 
     def _propose(self, pop: list, rows: list[dict]) -> list[Genome]:
         """The next generation's candidates; the alternatives to DEAP's GA override this."""
@@ -331,27 +362,13 @@ class RandomSearch(Search):
     """
 
     def _initial(self) -> list[Genome]:
-        return self._fresh(set())
+        return self._fresh(set(), self.cfg.population)
 
     def _propose(self, pop: list, rows: list[dict]) -> list[Genome]:
-        return self._fresh({r["cache_key"] for r in rows})
+        return self._fresh({r["cache_key"] for r in rows}, self.cfg.population)
 
     def _survivors(self, pop: list, offspring: list) -> list:
         return offspring
-
-    def _fresh(self, seen: set[str]) -> list[Genome]:
-        genomes: list[Genome] = []
-        for _ in range(100 * self.cfg.population):  # a tiny space may run out of new genomes: then repeat
-            if len(genomes) == self.cfg.population:
-                break
-            g = sample(self.space, self.rng)
-            key = self.evaluator.key_of(str(g))
-            if key not in seen:
-                genomes.append(g)
-                seen.add(key)
-        while len(genomes) < self.cfg.population:
-            genomes.append(sample(self.space, self.rng))
-        return genomes
 
 
 def make_search(space: SearchSpace, cfg: SearchConfig, *args, **kwargs) -> Search:
