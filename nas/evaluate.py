@@ -86,6 +86,9 @@ class EvalTask:
     num_classes: int = 7
     max_flops: float | None = None  # networks above this fail at once, untrained
 
+    def over_budget(self, flops: float) -> bool:
+        return bool(self.max_flops) and flops > self.max_flops
+
 
 RECORD_FIELDS = (
     "key",
@@ -141,7 +144,7 @@ def train_candidate(genome_text: str, task: EvalTask) -> dict:
         torch.manual_seed(task.seed)
         model = build(genome, task.input_shape, task.num_classes)
         record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
-        if task.max_flops and record["flops"] > task.max_flops:
+        if task.over_budget(record["flops"]):
             raise OverBudget(
                 f"{record['flops'] / 1e6:.3g} MFLOPs, over the run's budget of {task.max_flops / 1e6:g} MFLOPs"
             )
@@ -247,7 +250,7 @@ class Evaluator:
             except Exception:  # noqa: BLE001 - a network that cannot be built is no proposal either
                 self._flops[genome.key] = None
         flops = self._flops[genome.key]
-        return flops is not None and flops <= self.task.max_flops
+        return flops is not None and not self.task.over_budget(flops)
 
     def key_of(self, genome_text: str) -> str:
         """The cache key; a string that does not parse still gets one, and fails in its worker."""

@@ -13,7 +13,7 @@ import math
 import pickle
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,33 +185,38 @@ class Search:
     # ----------------------------------------------------------- variation and selection
 
     def _initial(self) -> list[Genome]:
-        genomes: list[Genome] = []
-        if self.cfg.seed_baselines:
-            for b in load_baselines().values():
-                g = repair(b.genome, self.space)
-                if g.key not in {x.key for x in genomes} and self.evaluator.admits(g):
-                    genomes.append(g)
-        seen = {self.evaluator.key_of(str(g)) for g in genomes}
-        return (genomes + self._fresh(seen, max(0, self.cfg.population - len(genomes))))[: self.cfg.population]
+        seen: set[str] = set()
+        baselines = (repair(b.genome, self.space) for b in load_baselines().values()) if self.cfg.seed_baselines else ()
+        genomes = self._new_affordable(baselines, seen, self.cfg.population)
+        return genomes + self._fresh(seen, self.cfg.population - len(genomes))
 
     def _fresh(self, seen: set[str], n: int) -> list[Genome]:
-        """``n`` uniform samples of the space, not in ``seen`` (cache keys, updated) and within the FLOPs budget.
+        """``n`` uniform samples of the space, new and within the FLOPs budget (see ``_new_affordable``).
 
         Rejection sampling keeps them uniform over the affordable part of the space. A tiny or
         over-constrained space that runs out gets repeats or over-budget networks (which the evaluator
         rejects untrained) rather than a search that never starts.
         """
+        genomes = self._new_affordable((sample(self.space, self.rng) for _ in range(100 * n)), seen, n)
+        while len(genomes) < n:
+            genomes.append(sample(self.space, self.rng))
+        return genomes
+
+    def _new_affordable(self, candidates: Iterable[Genome], seen: set[str], n: int) -> list[Genome]:
+        """Up to ``n`` of ``candidates``, in order, not in ``seen`` (cache keys, updated) and within budget.
+
+        Stops as soon as it has ``n``, so a lazy ``candidates`` draws no more than it needs.
+        """
         genomes: list[Genome] = []
-        for _ in range(100 * n):
-            if len(genomes) == n:
-                break
-            g = sample(self.space, self.rng)
+        if n <= 0:
+            return genomes
+        for g in candidates:
             key = self.evaluator.key_of(str(g))
             if key not in seen and self.evaluator.admits(g):
                 genomes.append(g)
                 seen.add(key)
-        while len(genomes) < n:
-            genomes.append(sample(self.space, self.rng))
+                if len(genomes) == n:
+                    break
         return genomes
 
     def _vary(self, parents: list) -> list[Genome]:

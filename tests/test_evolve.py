@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import random
@@ -142,6 +143,7 @@ def test_penalty_mode_runs(synthetic_csv, tmp_path):
     assert (tmp_path / "pen" / "champion.json").exists()
 
 
+@functools.cache
 def _share_over(space: str, mflops: float, n: int = 100) -> float:
     """The share of uniform samples of ``space`` over a FLOPs budget: what a budget-blind search would waste."""
     rng, sp = random.Random(0), load_space(space)
