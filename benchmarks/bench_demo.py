@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nas.artifact import Classifier
 from nas.demo import Demo, DemoConfig, FaceDetector
-from nas.export import Classifier
 
 GRID = [  # scale factor, detector width, detect every Nth frame
     (1.1, 640, 1),
@@ -50,8 +50,8 @@ def video(photos: list[np.ndarray], frames_per_photo: int) -> list[np.ndarray]:
 
 def default_model() -> str:
     """An exported mini-Xception (untrained: speed does not depend on the weights)."""
+    from nas.artifact import export
     from nas.build import build
-    from nas.export import export
     from nas.space import load_baselines
 
     folder = Path(tempfile.mkdtemp()) / "export"

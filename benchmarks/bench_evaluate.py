@@ -49,13 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name in args.presets.split(","):
         fid = get_fidelity(name)
-        task = EvalTask(
-            args.data,
-            fid,
-            seed=args.seed,
-            threads=threads,
-            max_flops=space.max_mflops * 1e6 if space.max_mflops else None,
-        )
+        task = EvalTask(args.data, fid, seed=args.seed, threads=threads)
         ev = Evaluator(task, jobs=args.jobs)
         t0 = time.perf_counter()
         records = ev.evaluate(genomes)

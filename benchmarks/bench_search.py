@@ -1,6 +1,6 @@
 """Does the genetic search beat random search and Optuna's NSGA-II at an equal budget?
 
-Runs ``nas evolve`` with each ``--algorithm`` and seed (same space, fidelity, population and number of
+Runs ``nas.search`` with each algorithm and seed (same space, fidelity, population and number of
 generations, so the same number of evaluation requests), then reports the hypervolume of the
 (accuracy, parameters, latency) front against the number of networks trained and against the seconds
 of training spent: mean and spread over seeds, as a markdown table, a CSV of the curves and one plot. The
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import nas
 from nas import data as fer
 from nas import objectives as objs
-from nas.cli import main as nas_main
-from nas.evaluate import Cache, EvalTask, Evaluator, get_fidelity
+from nas.evaluate import EvalTask, Evaluator, get_fidelity
 from nas.report import save_figure
+from nas.rundir import Cache
 from nas.space import load_baselines
 
 OBJECTIVES = objs.parse_objectives(objs.DEFAULT_OBJECTIVES)
@@ -42,18 +43,13 @@ def run_search(out: Path, algorithm: str, seed: int, args: argparse.Namespace) -
     if progress.exists() and pd.read_csv(progress)["gen"].max() >= args.generations:
         return run_dir
     if (run_dir / "config.json").exists():
-        argv = ["evolve", "--resume", str(run_dir), "--generations", str(args.generations)]
+        nas.resume(run_dir, args.generations)
     else:
-        argv = [
-            "evolve",
-            *("--algorithm", algorithm, "--seed", str(seed), "--data", args.data, "--space", args.space),
-            *("--generations", str(args.generations), "--population", str(args.population)),
-            *("--fidelity", args.fidelity, "--jobs", str(args.jobs), "--run-dir", str(run_dir)),
-            *("--time-limit", str(args.time_limit)),
-            *(("--max-mflops", str(args.max_mflops)) if args.max_mflops else ()),
-        ]
-    if nas_main(argv) != 0:
-        raise SystemExit(f"error: {algorithm} seed {seed} stopped; rerun the same command to resume it")
+        nas.search(
+            args.data, args.space, generations=args.generations, population=args.population, algorithm=algorithm,
+            seed=seed, fidelity=args.fidelity, max_mflops=args.max_mflops, jobs=args.jobs,
+            time_limit=args.time_limit, run_dir=run_dir,
+        )  # fmt: skip
     return run_dir
 
 

@@ -1,3 +1,16 @@
-"""fer-nas: genetic neural-architecture search for facial expression recognition."""
+"""fer-nas: genetic neural-architecture search for facial expression recognition.
+
+The Python API (``nas.search``, ``nas.resume``, ``nas.tune``, ``nas.train``, ``nas.export``; see ``nas.api``) is
+imported on first use, so that ``import nas.genome`` stays free of torch.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Result", "export", "resume", "search", "train", "tune"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from nas import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")

@@ -1,108 +1,16 @@
 """Genome -> ``torch.nn.Module``: the only place a genome becomes a network.
 
-One table maps each gene type to the module that builds it; the builder carries the channel count from
-block to block (timm's ``_efficientnet_builder`` does the same), so genes never name their input width.
+Each gene builds its own module (``module`` of its declaration in ``nas.blocks``); the builder carries
+the shape from block to block (timm's ``_efficientnet_builder`` does the same with the channel count),
+so genes never name their input width.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from nas.genome import Conv, Dense, Gene, Genome, InvertedResidual, Pool, Readout, feature_shapes, readout_features
-
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "relu6": lambda: nn.ReLU6(inplace=True),
-    "hardswish": lambda: nn.Hardswish(inplace=True),
-}
-
-
-class ConvBlock(nn.Sequential):
-    def __init__(self, gene: Conv, in_ch: int) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, gene.channels, gene.kernel, gene.stride, gene.kernel // 2, bias=not gene.batch_norm)
-        ]
-        if gene.batch_norm:
-            layers.append(nn.BatchNorm2d(gene.channels))
-        layers.append(_ACTIVATIONS[gene.activation]())
-        super().__init__(*layers)
-
-
-class SqueezeExcite(nn.Module):
-    """Channel attention as in MobileNetV3: global pool, bottleneck (1/4), hard-sigmoid gate."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        hidden = max(8, channels // 4)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.expand = nn.Conv2d(hidden, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.expand(torch.relu(self.reduce(s)))
-        return x * nn.functional.hardsigmoid(s)
-
-
-class InvertedResidualUnit(nn.Module):
-    """One MobileNetV2 unit: expand (skipped when e=1), depthwise, [SE], linear projection."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, expansion: int, stride: int, se: bool) -> None:
-        super().__init__()
-        hidden = in_ch * expansion
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers += [nn.Conv2d(in_ch, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        layers += [
-            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=True),
-        ]
-        if se:
-            layers.append(SqueezeExcite(hidden))
-        layers += [nn.Conv2d(hidden, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and in_ch == out_ch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
-
-
-class InvertedResidualStage(nn.Sequential):
-    def __init__(self, gene: InvertedResidual, in_ch: int) -> None:
-        units = []
-        for r in range(gene.repeats):
-            stride = gene.stride if r == 0 else 1
-            units.append(InvertedResidualUnit(in_ch, gene.channels, gene.kernel, gene.expansion, stride, gene.se))
-            in_ch = gene.channels
-        super().__init__(*units)
-
-
-def _pool(gene: Pool, in_ch: int) -> nn.Module:
-    return nn.MaxPool2d(2, 2) if gene.op == "max" else nn.AvgPool2d(2, 2)
-
-
-def _readout(gene: Readout, in_ch: int) -> nn.Module:
-    if gene.op == "gap":
-        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return nn.Flatten()
-
-
-def _dense(gene: Dense, in_features: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_features, gene.units), nn.ReLU(inplace=True), nn.Dropout(gene.dropout))
-
-
-# gene type -> (module factory taking the incoming width)
-BLOCKS: dict[type, Callable[[Gene, int], nn.Module]] = {
-    Conv: ConvBlock,
-    Pool: _pool,
-    InvertedResidual: InvertedResidualStage,
-    Readout: _readout,
-    Dense: _dense,
-}
+from nas.genome import Genome, Readout
 
 
 class Network(nn.Module):
@@ -112,15 +20,20 @@ class Network(nn.Module):
         super().__init__()
         self.genome = str(genome)
         self.input_shape = tuple(input_shape)
-        widths = [input_shape[0]] + [shape[0] for shape in feature_shapes(genome, input_shape)]
-        self.features = nn.Sequential(*(BLOCKS[type(g)](g, c) for g, c in zip(genome.body, widths)))
-        self.readout = BLOCKS[Readout](genome.readout or Readout("gap"), widths[-1])
-        width = readout_features(genome, input_shape)
+        shape: tuple[int, ...] = self.input_shape
+        body = []
+        for gene in genome.body:
+            body.append(gene.module(shape))
+            shape = gene.output_shape(shape)
+        self.features = nn.Sequential(*body)
+        readout = genome.readout or Readout("gap")
+        self.readout = readout.module(shape)
+        shape = readout.output_shape(shape)
         head = []
         for gene in genome.head:
-            head.append(BLOCKS[Dense](gene, width))
-            width = gene.units
-        head.append(nn.Linear(width, num_classes))
+            head.append(gene.module(shape))
+            shape = gene.output_shape(shape)
+        head.append(nn.Linear(shape[0], num_classes))
         self.head = nn.Sequential(*head)
         _init_weights(self)
 
@@ -156,3 +69,17 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int] = (1, 48, 48
         model(torch.zeros(1, *input_shape))
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def describe_baselines() -> list[dict]:
+    """The hand-made networks with their measured size and FLOPs (``nas baselines``)."""
+    from nas.space import load_baselines
+
+    out = []
+    for name, b in load_baselines().items():
+        model = build(b.genome)
+        out.append(
+            {"name": name, "genome": str(b.genome), "params": count_params(model), "flops": count_flops(model),
+             "literature_params": b.literature_params}
+        )  # fmt: skip
+    return out

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nas.artifact import Classifier
 from nas.data import face_to_input
 from nas.errors import NasError
-from nas.export import Classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 STAGES = ("detect", "preprocess", "infer", "draw")

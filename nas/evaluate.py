@@ -1,16 +1,20 @@
-"""Genome string -> evaluation record: brief training, objectives, cache, parallel workers.
+"""Training jobs -> evaluation records: brief training, cache, parallel workers, the latency phase.
 
-Workers receive genome strings and a small task description, and return plain dicts: nothing DEAP- or
-run-specific crosses a process boundary, so the same code runs in loky processes on one machine or on
-a Dask cluster. Training runs in the workers; latency is measured afterwards in this process, in a
+The evaluator is what evaluation strategies (``nas.strategies``) run their jobs on. A job is a genome
+string, optionally with a budget (train to epoch ``until`` of the fidelity's schedule) and a request to
+keep the training state, so that a later job continues it instead of training again: the one primitive
+successive halving, finalist stages and confirmation runs are built from. Workers receive plain data and
+return plain dicts (a kept state travels back as bytes and is stored by this process, so joblib and Dask
+workers alike reach it, with or without a shared disk); nothing algorithm- or run-specific crosses a
+process boundary. Training runs in the workers; latency is measured afterwards in this process, in a
 phase of its own, so it never competes with training for the cores (see ``nas.latency``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
-import os
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -24,8 +28,9 @@ from nas import data as fer
 from nas import latency
 from nas.build import build, count_flops, count_params
 from nas.errors import GenomeError
-from nas.genome import Genome, parse_genome
-from nas.train import Diverged, TimeLimitExceeded, TrainConfig, train
+from nas.genome import parse_genome
+from nas.rundir import Cache, atomic_write
+from nas.training import Diverged, TimeLimitExceeded, TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -84,51 +89,41 @@ class EvalTask:
     time_limit: float | None = None  # seconds of training per candidate
     input_shape: tuple[int, int, int] = (1, 48, 48)
     num_classes: int = 7
-    max_flops: float | None = None  # networks above this fail at once, untrained
-
-    def over_budget(self, flops: float) -> bool:
-        return bool(self.max_flops) and flops > self.max_flops
 
 
-RECORD_FIELDS = (
-    "key",
-    "genome",
-    "status",
-    "error",
-    "val_acc",
-    "val_f1",
-    "params",
-    "flops",
-    "latency_ms",
-    "latency_ratio",
-    "train_seconds",
-    "epochs",
-    "fidelity",
-    "data",
-    "seed",
-)
+@dataclass(frozen=True)
+class Job:
+    """One training the evaluator runs.
+
+    ``until``: train to this epoch of the fidelity's schedule (None: all of it); a kept state of the same
+    network from an earlier job is continued, never trained again. ``keep_state``: store the training
+    state afterwards, for a later job to continue (``Evaluator.drop_state`` removes it).
+    """
+
+    genome: str
+    until: int | None = None
+    keep_state: bool = False
 
 
-def cache_key(genome_key: str, task: EvalTask, data_fingerprint: str) -> str:
-    """Same genome, fidelity, data and seed: same result, so it is never trained twice."""
-    return f"{genome_key}|{task.fidelity.name}:{hash_text(task.fidelity.key)}|{data_fingerprint}|{task.seed}"
+def cache_key(genome_key: str, task: EvalTask, data_fingerprint: str, until: int | None = None) -> str:
+    """Same genome, fidelity, budget, data and seed: same result, so it is never trained twice."""
+    budget = f"@{until}" if until is not None and until < task.fidelity.epochs else ""
+    return f"{genome_key}|{task.fidelity.name}:{hash_text(task.fidelity.key)}{budget}|{data_fingerprint}|{task.seed}"
 
 
 def hash_text(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-class OverBudget(Exception):
-    """The network costs more FLOPs than the search space allows."""
-
-
-def train_candidate(genome_text: str, task: EvalTask) -> dict:
+def train_candidate(
+    genome_text: str, task: EvalTask, until: int | None = None, state: bytes | None = None, keep_state: bool = False
+) -> dict:
     """Train one candidate briefly and return its record; never raises.
 
     Anything that goes wrong (a build error, NaN loss, out of memory, the time limit) becomes a record
-    with status ``failed`` or ``timeout`` and the error message, so the search goes on.
+    with status ``failed`` or ``timeout`` and the error message, so the search goes on. ``state`` (bytes
+    of an earlier job's training state) is continued; with ``keep_state`` the record carries the new state
+    under ``"state"``.
     """
     torch.set_num_threads(task.threads)
     record: dict = {"genome": genome_text, "status": "ok", "error": "", "fidelity": task.fidelity.name}
@@ -144,17 +139,17 @@ def train_candidate(genome_text: str, task: EvalTask) -> dict:
         torch.manual_seed(task.seed)
         model = build(genome, task.input_shape, task.num_classes)
         record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
-        if task.over_budget(record["flops"]):
-            raise OverBudget(
-                f"{record['flops'] / 1e6:.3g} MFLOPs, over the run's budget of {task.max_flops / 1e6:g} MFLOPs"
-            )
         deadline = t0 + task.time_limit if task.time_limit else None
-        result = train(
-            model, train_split, val_split, task.fidelity.train_config(task.seed), task.device, deadline=deadline
-        )
+        cfg = task.fidelity.train_config(task.seed)
+        with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:
+            checkpoint = Path(tmp) / "state.pt" if state is not None or keep_state else None
+            if state is not None:
+                checkpoint.write_bytes(state)
+            result = train(model, train_split, val_split, cfg, task.device, deadline=deadline, checkpoint=checkpoint,
+                           until=until)  # fmt: skip
+            if keep_state:
+                record["state"] = checkpoint.read_bytes()
         record |= {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs": result.epochs_run}
-    except OverBudget as exc:
-        record |= {"status": "failed", "error": f"over budget: {exc}"}
     except TimeLimitExceeded as exc:
         record |= {"status": "timeout", "error": str(exc)}
     except Diverged as exc:
@@ -168,46 +163,6 @@ def train_candidate(genome_text: str, task: EvalTask) -> dict:
     return record
 
 
-class Cache:
-    """Evaluation records by cache key, persisted as JSON lines (append-only; the last line wins).
-
-    Every finished evaluation is appended and flushed at once, so a crash loses at most the
-    evaluations still running.
-    """
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path) if path else None
-        self.records: dict[str, dict] = {}
-        if self.path and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a crash mid-write
-                    self.records[rec["cache_key"]] = rec
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.records
-
-    def get(self, key: str) -> dict | None:
-        return self.records.get(key)
-
-    def put(self, record: dict) -> None:
-        self.records[record["cache_key"]] = record
-        if self.path:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record, default=_json_default) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-
-
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {value!r}")
-
-
 @dataclass
 class LatencyConfig:
     backend: str = "onnx"  # or "torch" (eager)
@@ -217,7 +172,11 @@ class LatencyConfig:
 
 
 class Evaluator:
-    """Evaluates batches of genome strings: cache, then parallel training, then a latency phase."""
+    """Runs batches of jobs: cache, then parallel training, then a latency phase.
+
+    ``state_dir`` is where kept training states live (a run's ``states/``); without one they are kept in
+    memory for as long as the evaluator lives.
+    """
 
     def __init__(
         self,
@@ -227,59 +186,45 @@ class Evaluator:
         backend: str = "loky",
         scheduler: str | None = None,
         latency_config: LatencyConfig | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.task, self.cache, self.jobs = task, cache or Cache(), max(1, jobs)
         self.backend, self.scheduler = backend, scheduler
         self.latency_config = latency_config or LatencyConfig()
         self.fingerprint = fer.load(task.data, ("train", "val")).fingerprint
+        self.state_dir = Path(state_dir) if state_dir else None
+        self._states: dict[str, tuple[int, bytes]] = {}
         self._client = None
-        self._flops: dict[str, int | None] = {}
 
-    def admits(self, genome: Genome) -> bool:
-        """Whether ``genome`` would be trained rather than rejected untrained as over the FLOPs budget.
-
-        Searches ask before proposing, so that every evaluation they spend trains a network. Counted here,
-        in the searching process, by the same builder and FLOP counter as the worker (about 60 ms a genome).
-        """
-        if not self.task.max_flops:
-            return True
-        if genome.key not in self._flops:
-            try:
-                model = build(genome, self.task.input_shape, self.task.num_classes)
-                self._flops[genome.key] = count_flops(model, self.task.input_shape)
-            except Exception:  # noqa: BLE001 - a network that cannot be built is no proposal either
-                self._flops[genome.key] = None
-        flops = self._flops[genome.key]
-        return flops is not None and not self.task.over_budget(flops)
-
-    def key_of(self, genome_text: str) -> str:
+    def key_of(self, genome_text: str, until: int | None = None) -> str:
         """The cache key; a string that does not parse still gets one, and fails in its worker."""
         try:
             genome_key = parse_genome(genome_text).key
         except GenomeError:
             genome_key = "invalid-" + hash_text(genome_text)
-        return cache_key(genome_key, self.task, self.fingerprint)
+        return cache_key(genome_key, self.task, self.fingerprint, until)
 
-    def evaluate(self, genomes: Iterable[str], on_record: Callable[[dict, bool], None] | None = None) -> list[dict]:
-        """Records for ``genomes``, in order; ``on_record(record, cached)`` is called as each is known.
+    def evaluate(self, jobs: Iterable[str | Job], on_record: Callable[[dict, bool], None] | None = None) -> list[dict]:
+        """Records for ``jobs`` (genome strings train the full schedule), in order; ``on_record(record,
+        cached)`` is called as each is known.
 
-        New genomes are trained in parallel, then every successful one without a latency (new, or
-        left so by a crash) is timed in one latency phase once all training has stopped.
+        New jobs are trained in parallel, then every successful one without a latency (new, or left so
+        by a crash) is timed in one latency phase once all training has stopped.
         """
-        genomes = list(genomes)
-        keys = [self.key_of(g) for g in genomes]
-        by_genome = dict(zip(genomes, keys))
+        jobs = [j if isinstance(j, Job) else Job(j) for j in jobs]
+        keys = [self.key_of(j.genome, j.until) for j in jobs]
         new, repeats = {}, []
-        for g, k in zip(genomes, keys):
+        for job, k in zip(jobs, keys):
             if k in self.cache:
                 if on_record:
                     on_record(self.cache.get(k), True)
             elif k in new:
                 repeats.append(k)
             else:
-                new[k] = g
-        for record in self._train_all(list(new.values())):
-            record["cache_key"] = by_genome[record["genome"]]
+                new[k] = job
+        for record in self._train_all(new):
+            if "state" in record:
+                self._store_state(record.pop("state"), record)
             self.cache.put(record)
             if on_record:
                 on_record(record, False)
@@ -291,42 +236,88 @@ class Evaluator:
             self.cache.put(record)
         return [self.cache.get(k) for k in keys]
 
+    def reject(self, genome_text: str, error: str, costs: dict | None = None) -> dict:
+        """Record a network that is not trained (over a cap), as a failed evaluation; cached like one."""
+        key = self.key_of(genome_text)
+        if key not in self.cache:
+            record = _failed(genome_text, self.task, error) | {"data": self.fingerprint, **(costs or {})}
+            self.cache.put(record | {"cache_key": key})
+        return self.cache.get(key)
+
+    # ----------------------------------------------------------- kept training states
+
+    def _state_base(self, genome_text: str) -> str:
+        return hash_text(self.key_of(genome_text))
+
+    def _kept(self, genome_text: str) -> list[tuple[int, Path | None]]:
+        """(epochs, file) of the kept states of a network, fewest epochs first."""
+        base = self._state_base(genome_text)
+        if self.state_dir is None:
+            return [(self._states[base][0], None)] if base in self._states else []
+        return sorted((int(p.stem.rsplit("-e", 1)[1]), p) for p in self.state_dir.glob(f"{base}-e*.pt"))
+
+    def _state_for(self, job: Job) -> bytes | None:
+        """The most trained kept state that does not go past the job's budget."""
+        until = job.until if job.until is not None else self.task.fidelity.epochs
+        usable = [(e, p) for e, p in self._kept(job.genome) if e <= until]
+        if not usable:
+            return None
+        epochs, path = usable[-1]
+        return path.read_bytes() if path is not None else self._states[self._state_base(job.genome)][1]
+
+    def _store_state(self, state: bytes, record: dict) -> None:
+        base, epochs = self._state_base(record["genome"]), record["epochs"]
+        if self.state_dir is None:
+            self._states[base] = (epochs, state)
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_dir / f"{base}-e{epochs}.pt", state)
+        for e, path in self._kept(record["genome"]):
+            if e != epochs:
+                path.unlink(missing_ok=True)
+
+    def drop_state(self, genome_text: str) -> None:
+        """Forget a network's kept training state (when no later job will continue it)."""
+        self._states.pop(self._state_base(genome_text), None)
+        for _, path in self._kept(genome_text):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
     # ----------------------------------------------------------- training phase
 
-    def _train_all(self, genomes: list[str]) -> Iterator[dict]:
+    def _train_all(self, jobs: dict[str, Job]) -> Iterator[dict]:
         """Yield each record as it finishes; a worker that dies costs only its own candidate."""
-        if not genomes:
+        if not jobs:
             return
+        calls = {k: (k, job, self.task, self._state_for(job)) for k, job in jobs.items()}
         if self.jobs == 1 and self.backend == "loky":
-            for g in genomes:
-                yield train_candidate(g, self.task)
+            for args in calls.values():
+                yield _train_job(*args)
             return
         done: set[str] = set()
         try:
-            for record in self._parallel(genomes):
-                done.add(record["genome"])
+            for record in self._parallel(list(calls.values())):
+                done.add(record["cache_key"])
                 yield record
         except Exception as exc:  # noqa: BLE001 - e.g. joblib's TerminatedWorkerError
-            for g in genomes:
-                if g in done:
+            for k, args in calls.items():
+                if k in done:
                     continue
                 try:
-                    yield next(iter(self._parallel([g])))
+                    yield next(iter(self._parallel([args])))
                 except Exception:  # noqa: BLE001
-                    yield _failed(g, self.task, f"worker process died: {type(exc).__name__}")
+                    failed = _failed(args[1].genome, self.task, f"worker process died: {type(exc).__name__}")
+                    yield failed | {"cache_key": k}
 
-    def _parallel(self, genomes: list[str]) -> Iterator[dict]:
-        task = self.task
-        call = joblib.delayed(train_candidate)
+    def _parallel(self, calls: list[tuple]) -> Iterator[dict]:
+        call = joblib.delayed(_train_job)
         if self.backend == "dask":
             self._connect_dask()
             with joblib.parallel_config(backend="dask"):
-                yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(call(g, task) for g in genomes)
+                yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(call(*a) for a in calls)
             return
-        with joblib.parallel_config(backend=self.backend, inner_max_num_threads=task.threads):
-            yield from joblib.Parallel(n_jobs=self.jobs, return_as="generator_unordered")(
-                call(g, task) for g in genomes
-            )
+        with joblib.parallel_config(backend=self.backend, inner_max_num_threads=self.task.threads):
+            yield from joblib.Parallel(n_jobs=self.jobs, return_as="generator_unordered")(call(*a) for a in calls)
 
     def _connect_dask(self) -> None:
         if self._client is None:
@@ -353,6 +344,12 @@ class Evaluator:
         return [r | {"latency_ms": ms[r["cache_key"]], "latency_ratio": ms[r["cache_key"]] / ref} for r in records]
 
 
+def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None) -> dict:
+    """A worker's whole task: train, and label the record with its cache key."""
+    record = train_candidate(job.genome, task, job.until, state, job.keep_state)
+    return record | {"cache_key": key}
+
+
 def _needs_latency(record: dict) -> bool:
     return record["status"] == "ok" and record.get("latency_ms") is None
 
@@ -373,5 +370,28 @@ def _failed(genome_text: str, task: EvalTask, error: str) -> dict:
     }
 
 
-def genome_of(record: dict) -> Genome:
-    return parse_genome(record["genome"])
+def estimate(task: EvalTask, evaluations: int, jobs: int) -> str:
+    """Up-front cost: a probe network's measured training speed times the number of evaluations."""
+    from nas.space import load_baselines
+    from nas.training import resolve_device
+
+    probe = load_baselines()["mini_xception"]
+    dataset = fer.load(task.data, ("train", "val"))
+    split = dataset["train"].subset(512, 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(task.threads)
+    try:
+        t0 = time.perf_counter()
+        train(build(probe.genome), split, split.subset(64, 0), TrainConfig(epochs=1, batch_size=128), task.device)
+        ips = 576 / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    n_train = min(task.fidelity.train_images or len(dataset["train"]), len(dataset["train"]))
+    n_val = min(task.fidelity.val_images or len(dataset["val"]), len(dataset["val"]))
+    per = (n_train * task.fidelity.epochs) / ips + n_val / (3 * ips)  # inference ~3x faster than training
+    total = evaluations * per / jobs
+    return (
+        f"estimate: {evaluations} evaluations x ~{per:.0f} s / {jobs} worker(s) ~ {total / 3600:.1f} h "
+        f"(probe {probe.name} trains at {ips:.0f} images/s on {task.threads} thread(s), {resolve_device(task.device)};"
+        f" repeats come from the cache, so usually less)"
+    )

@@ -7,8 +7,9 @@ A genome is written like timm's block strings, one gene per block, joined by " |
 Unlike timm, every gene has exactly one spelling: tokens come in one fixed order, numbers are written
 in their shortest form, flags (``bn``, ``se``) are present or absent, and anything else is an error.
 So ``format_genome(parse_genome(s)) == s`` for every string ``parse_genome`` accepts, and
-``parse_genome(format_genome(g)) == g`` for every genome. This module imports no torch: genomes are
-cheap to create, compare, hash and send between processes.
+``parse_genome(format_genome(g)) == g`` for every genome. The spelling of each gene comes from its
+declaration in ``nas.blocks``. This module imports no torch: genomes are cheap to create, compare,
+hash and send between processes.
 """
 
 from __future__ import annotations
@@ -16,98 +17,46 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
 
+from nas.blocks import (
+    ACTIVATIONS,
+    BLOCKS,
+    SECTIONS,
+    Block,
+    Conv,
+    Dense,
+    InvertedResidual,
+    Pool,
+    Readout,
+    Shape,
+    token_fields,
+)
 from nas.errors import GenomeError
 
-ACTIVATIONS = ("relu", "relu6", "hardswish")
-POOL_KINDS = ("max", "avg")
-READOUTS = ("gap", "flat")
+__all__ = [
+    "ACTIVATIONS",
+    "BODY_KINDS",
+    "Conv",
+    "Dense",
+    "Gene",
+    "Genome",
+    "InvertedResidual",
+    "Pool",
+    "Readout",
+    "canonical",
+    "feature_shapes",
+    "format_genome",
+    "parse_genome",
+]
 
-
-@dataclass(frozen=True)
-class Conv:
-    """Plain convolution, 'same' padding; ``stride`` 2 halves the feature map (rounding up)."""
-
-    kernel: int
-    channels: int
-    stride: int
-    activation: str
-    batch_norm: bool
-
-    kind: ClassVar[str] = "conv"
-
-    def tokens(self) -> list[str]:
-        out = [f"k{self.kernel}", f"c{self.channels}", f"s{self.stride}", self.activation]
-        return out + (["bn"] if self.batch_norm else [])
-
-
-@dataclass(frozen=True)
-class Pool:
-    """2x2 pooling with stride 2 (halves the feature map, rounding down)."""
-
-    op: str
-
-    kind: ClassVar[str] = "pool"
-
-    def tokens(self) -> list[str]:
-        return [self.op]
-
-
-@dataclass(frozen=True)
-class InvertedResidual:
-    """MobileNetV2 inverted residual: 1x1 expand, kxk depthwise, optional SE, 1x1 linear project.
-
-    ``repeats`` stacks the block; only the first repeat uses ``stride`` (as in MobileNetV2).
-    """
-
-    kernel: int
-    expansion: int
-    channels: int
-    stride: int
-    repeats: int
-    se: bool
-
-    kind: ClassVar[str] = "ir"
-
-    def tokens(self) -> list[str]:
-        out = [f"k{self.kernel}", f"e{self.expansion}", f"c{self.channels}", f"s{self.stride}"]
-        return out + [f"r{self.repeats}"] + (["se"] if self.se else [])
-
-
-@dataclass(frozen=True)
-class Readout:
-    """Feature map -> vector: global average pooling (``gap``) or flattening (``flat``)."""
-
-    op: str
-
-    kind: ClassVar[str] = "readout"
-
-    def tokens(self) -> list[str]:
-        return []
-
-
-@dataclass(frozen=True)
-class Dense:
-    """Fully connected layer with ReLU, then dropout; the 7-way classifier is always appended."""
-
-    units: int
-    dropout: float
-
-    kind: ClassVar[str] = "dense"
-
-    def tokens(self) -> list[str]:
-        return [f"u{self.units}", f"d{_format_float(self.dropout)}"]
-
-
-Gene = Conv | Pool | InvertedResidual | Readout | Dense
-BODY_KINDS = ("conv", "pool", "ir")
+Gene = Block
+BODY_KINDS = tuple(kind for kind, cls in BLOCKS.items() if cls.section == "body")
 SEPARATOR = " | "
 
 
 @dataclass(frozen=True)
 class Genome:
-    """One network: body genes (conv/pool/ir), one readout, then dense genes."""
+    """One network: body genes, one readout, then head (dense) genes."""
 
     genes: tuple[Gene, ...]
 
@@ -119,15 +68,15 @@ class Genome:
 
     @property
     def body(self) -> tuple[Gene, ...]:
-        return tuple(g for g in self.genes if g.kind in BODY_KINDS)
+        return tuple(g for g in self.genes if g.section == "body")
 
     @property
-    def head(self) -> tuple[Dense, ...]:
-        return tuple(g for g in self.genes if isinstance(g, Dense))
+    def head(self) -> tuple[Gene, ...]:
+        return tuple(g for g in self.genes if g.section == "head")
 
     @property
     def readout(self) -> Readout | None:
-        return next((g for g in self.genes if isinstance(g, Readout)), None)
+        return next((g for g in self.genes if g.section == "readout"), None)
 
     @property
     def key(self) -> str:
@@ -136,65 +85,94 @@ class Genome:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _format_float(x: float) -> str:
+# ---------------------------------------------------------------- spelling, derived from the declarations
+
+
+def _format_number(x: int | float) -> str:
+    if isinstance(x, int):
+        return str(x)
     text = f"{x:.4f}".rstrip("0").rstrip(".")
     return text or "0"
 
 
+def _token(f, value) -> str | None:
+    kind = f.metadata["token"]
+    if kind == "number":
+        return f.metadata["prefix"] + _format_number(value)
+    if kind == "word":
+        return value
+    return f.metadata["name"] if value else None
+
+
 def format_gene(gene: Gene) -> str:
-    if isinstance(gene, Readout):
-        return gene.op
-    if isinstance(gene, Pool):
-        return f"pool_{gene.op}"
-    return "_".join([gene.kind, *gene.tokens()])
+    tokens = [t for f in token_fields(type(gene)) if (t := _token(f, getattr(gene, f.name))) is not None]
+    return "_".join(tokens if gene.bare else [gene.kind, *tokens])
 
 
 def format_genome(genome: Genome) -> str:
     return SEPARATOR.join(format_gene(g) for g in genome.genes)
 
 
-# One regular expression per gene kind: the fixed token order, nothing else.
-_INT = r"(0|[1-9]\d*)"
-_GRAMMAR: dict[str, re.Pattern[str]] = {
-    "conv": re.compile(rf"conv_k{_INT}_c{_INT}_s{_INT}_(relu6|relu|hardswish)(_bn)?"),
-    "pool": re.compile(r"pool_(max|avg)"),
-    "ir": re.compile(rf"ir_k{_INT}_e{_INT}_c{_INT}_s{_INT}_r{_INT}(_se)?"),
-    "readout": re.compile(r"(gap|flat)"),
-    "dense": re.compile(rf"dense_u{_INT}_d(\d+(?:\.\d+)?)"),
-}
-_SPELLING = {
-    "conv": "conv_k<kernel>_c<channels>_s<stride>_<relu|relu6|hardswish>[_bn]",
-    "pool": "pool_<max|avg>",
-    "ir": "ir_k<kernel>_e<expansion>_c<channels>_s<stride>_r<repeats>[_se]",
-    "readout": "gap | flat",
-    "dense": "dense_u<units>_d<dropout>",
-}
+_NUMBER = {"int": r"(0|[1-9]\d*)", "float": r"(\d+(?:\.\d+)?)"}
 
 
-def _gene_from_match(kind: str, m: re.Match[str]) -> Gene:
-    g = m.groups()
-    if kind == "conv":
-        return Conv(int(g[0]), int(g[1]), int(g[2]), g[3], g[4] is not None)
-    if kind == "pool":
-        return Pool(g[0])
-    if kind == "ir":
-        return InvertedResidual(int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4]), g[5] is not None)
-    if kind == "readout":
-        return Readout(g[0])
-    return Dense(int(g[0]), float(g[1]))
+def _field_pattern(f) -> str:
+    kind = f.metadata["token"]
+    if kind == "number":
+        return "_" + re.escape(f.metadata["prefix"]) + _NUMBER[f.type]
+    if kind == "word":
+        return "_(" + "|".join(sorted(map(re.escape, f.metadata["choices"]), key=len, reverse=True)) + ")"
+    return "(_" + re.escape(f.metadata["name"]) + ")?"
+
+
+def _field_spelling(f) -> str:
+    kind = f.metadata["token"]
+    if kind == "number":
+        return f"_{f.metadata['prefix']}<{f.name}>"
+    if kind == "word":
+        return "_<" + "|".join(f.metadata["choices"]) + ">"
+    return f"[_{f.metadata['name']}]"
+
+
+def _grammar(cls: type[Block]) -> tuple[re.Pattern[str], str]:
+    """The one regular expression of a block kind, and its spelling for error messages."""
+    fs = token_fields(cls)
+    if cls.bare:
+        (f,) = fs
+        return re.compile("(" + "|".join(map(re.escape, f.metadata["choices"])) + ")"), " | ".join(
+            f.metadata["choices"]
+        )
+    pattern = re.escape(cls.kind) + "".join(_field_pattern(f) for f in fs)
+    return re.compile(pattern), cls.kind + "".join(_field_spelling(f) for f in fs)
+
+
+_GRAMMAR = {kind: _grammar(cls) for kind, cls in BLOCKS.items()}
+_BARE_WORDS = {w: kind for kind, cls in BLOCKS.items() if cls.bare for w in token_fields(cls)[0].metadata["choices"]}
+
+
+def _gene_from_match(cls: type[Block], m: re.Match[str]) -> Gene:
+    values = {}
+    for f, text in zip(token_fields(cls), m.groups()):
+        kind = f.metadata["token"]
+        values[f.name] = text is not None if kind == "flag" else text if kind == "word" else _NUMBER_TYPE[f.type](text)
+    return cls(**values)
+
+
+_NUMBER_TYPE = {"int": int, "float": float}
 
 
 def parse_gene(text: str, index: int = 0) -> Gene:
     """Parse one gene; the error names the block and the spelling that was expected."""
     name = text.strip()
-    kind = "readout" if name in READOUTS else name.split("_", 1)[0]
+    kind = _BARE_WORDS.get(name, name.split("_", 1)[0])
     if kind not in _GRAMMAR:
-        known = ", ".join(k for k in _GRAMMAR if k != "readout")
-        raise GenomeError(f"block {index}: unknown block type in {name!r} (known: {known}, gap, flat)")
-    m = _GRAMMAR[kind].fullmatch(name)
+        known = [k for k, cls in BLOCKS.items() if not cls.bare] + list(_BARE_WORDS)
+        raise GenomeError(f"block {index}: unknown block type in {name!r} (known: {', '.join(known)})")
+    pattern, spelling = _GRAMMAR[kind]
+    m = pattern.fullmatch(name)
     if m is None:
-        raise GenomeError(f"block {index}: cannot parse {name!r}; expected {_SPELLING[kind]}")
-    gene = _gene_from_match(kind, m)
+        raise GenomeError(f"block {index}: cannot parse {name!r}; expected {spelling}")
+    gene = _gene_from_match(BLOCKS[kind], m)
     if format_gene(gene) != name:
         raise GenomeError(f"block {index}: {name!r} is not canonical; write {format_gene(gene)!r}")
     return gene
@@ -211,21 +189,32 @@ def parse_genome(text: str) -> Genome:
     return genome
 
 
+# ---------------------------------------------------------------- identity and shapes
+
+
+def _stackable(gene: Gene) -> bool:
+    return {"stride", "repeats"} <= {f.name for f in fields(gene)}
+
+
 def canonical(genome: Genome) -> Genome:
-    """Merge runs of identical stride-1 inverted residuals into their first block's ``repeats``.
+    """Merge runs of identical stride-1 repeated blocks (``ir``, ...) into their first block's ``repeats``.
 
     ``ir_..._s2_r2`` and ``ir_..._s2_r1 | ir_..._s1_r1`` build the same network, so they must share a
     hash: the caches and the Pareto archive would otherwise count one network twice.
     """
+
+    def shape_of(g: Gene) -> tuple:
+        return tuple(getattr(g, f.name) for f in fields(g) if f.name not in ("stride", "repeats"))
+
     merged: list[Gene] = []
     for gene in genome.genes:
         prev = merged[-1] if merged else None
         if (
-            isinstance(gene, InvertedResidual)
-            and isinstance(prev, InvertedResidual)
+            prev is not None
+            and type(gene) is type(prev)
+            and _stackable(gene)
             and gene.stride == 1
-            and (gene.kernel, gene.expansion, gene.channels, gene.se)
-            == (prev.kernel, prev.expansion, prev.channels, prev.se)
+            and shape_of(gene) == shape_of(prev)
         ):
             merged[-1] = replace(prev, repeats=prev.repeats + gene.repeats)
         else:
@@ -233,31 +222,20 @@ def canonical(genome: Genome) -> Genome:
     return Genome(tuple(merged))
 
 
-def gene_output(gene: Gene, shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Output (C, H, W) of a body gene: 'same' convs round up, 2x2 pools round down."""
-    c, h, w = shape
-    if isinstance(gene, Pool):
-        return c, h // 2, w // 2
-    s = gene.stride
-    return gene.channels, (h - 1) // s + 1, (w - 1) // s + 1
-
-
-def feature_shapes(genome: Genome, input_shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+def feature_shapes(genome: Genome, input_shape: Shape) -> list[Shape]:
     """The (C, H, W) after each body gene; the builder's shapes must agree (a test says so)."""
     shapes, shape = [], tuple(input_shape)
     for gene in genome.body:
-        shape = gene_output(gene, shape)
+        shape = gene.output_shape(shape)
         shapes.append(shape)
     return shapes
 
 
-def readout_features(genome: Genome, input_shape: tuple[int, int, int]) -> int:
+def readout_features(genome: Genome, input_shape: Shape) -> int:
     shapes = feature_shapes(genome, input_shape)
-    c, h, w = shapes[-1] if shapes else input_shape
-    readout = genome.readout
-    return c * h * w if readout is not None and readout.op == "flat" else c
+    return (genome.readout or Readout("gap")).output_shape(shapes[-1] if shapes else tuple(input_shape))[0]
 
 
-def gene_fields(gene: Gene) -> list[str]:
-    """The mutable parameters of a gene, in token order."""
-    return [f.name for f in fields(gene)]
+def section_rank(gene: Gene) -> int:
+    """Position of the gene's section in a genome: body, readout, head."""
+    return SECTIONS.index(gene.section)

@@ -1,4 +1,4 @@
-"""The objectives, declared once: DEAP weights, CSV columns, plot axes and hypervolume derive from here.
+"""The objectives, declared once: fitness weights, CSV columns, plot axes, the front and hypervolume derive from here.
 
 Hypervolume is computed in a fixed normalised space so that it is comparable across runs: each
 objective is mapped to [0, 1] with 0 the best end of its ``bounds`` (log10 for sizes and times) and
@@ -94,3 +94,22 @@ def dominates(a: tuple[float, ...], b: tuple[float, ...], objectives: tuple[Obje
     wa = [v * o.weight for v, o in zip(a, objectives)]
     wb = [v * o.weight for v, o in zip(b, objectives)]
     return all(x >= y for x, y in zip(wa, wb)) and any(x > y for x, y in zip(wa, wb))
+
+
+def nondominated(points: list[tuple], objectives: tuple[Objective, ...], keep_ties: bool = True) -> list[bool]:
+    """Which points no other point dominates (moocore's dimension sweep); ``keep_ties=False`` keeps the
+    first of equal points only."""
+    import moocore
+
+    if not points:
+        return []
+    mask = moocore.is_nondominated(points, maximise=[o.maximize for o in objectives], keep_weakly=keep_ties)
+    return [bool(m) for m in mask]
+
+
+def pareto_front(records: list[dict], objectives: tuple[Objective, ...]) -> list[dict]:
+    """The non-dominated successful records, one per network (cache key), best accuracy first."""
+    ok = [r for r in records if r and r.get("status") == "ok" and all(map(math.isfinite, values(r, objectives)))]
+    mask = nondominated([values(r, objectives) for r in ok], objectives)
+    unique = {r["cache_key"]: r for r, keep in zip(ok, mask) if keep}
+    return sorted(unique.values(), key=lambda r: (-r["val_acc"], r["params"], r["genome"]))

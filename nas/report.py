@@ -6,41 +6,33 @@ redraw the plots from the CSVs at any time, also while the search is still going
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from nas import objectives as objs
-from nas.evaluate import RECORD_FIELDS
+from nas.errors import RunDirError
+from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, read_config, write_json
+from nas.runner import Callback, State
 from nas.space import load_baselines
 
-EVALUATIONS, PARETO, PROGRESS = "evaluations.csv", "pareto.csv", "progress.csv"
+log = logging.getLogger(__name__)
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+class Plots(Callback):
+    """Redraws a run's plots after every generation; a plot that fails is logged, and the search goes on."""
 
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.failed = Path(run_dir), False
 
-def write_tables(run_dir: Path, rows: list[dict], cache: dict[str, dict], front: list[dict], logbook) -> None:
-    """``evaluations.csv`` (one row per evaluation request), ``pareto.csv`` and ``progress.csv``."""
-    run_dir = Path(run_dir)
-    columns = ["generation", "cached", *RECORD_FIELDS]
-    table = [{**{k: cache[r["cache_key"]].get(k) for k in RECORD_FIELDS}, **r} for r in rows]
-    _atomic_csv(pd.DataFrame(table, columns=columns), run_dir / EVALUATIONS)
-    _atomic_csv(
-        pd.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in front], columns=list(RECORD_FIELDS)),
-        run_dir / PARETO,
-    )
-    _atomic_csv(pd.DataFrame(list(logbook)), run_dir / PROGRESS)
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    def end_generation(self, state: State) -> None:
+        try:
+            plot_run(self.run_dir)
+        except Exception as exc:  # noqa: BLE001 - a plot is never worth a search
+            if not self.failed:
+                log.warning(f"{self.run_dir}: plots not drawn ({type(exc).__name__}: {exc})")
+            self.failed = True
 
 
 def save_figure(fig, path: Path, size: tuple[float, float] | None = None) -> Path:
@@ -56,8 +48,14 @@ def save_figure(fig, path: Path, size: tuple[float, float] | None = None) -> Pat
 
 
 def _objectives(run_dir: Path) -> tuple[objs.Objective, ...]:
-    config = json.loads((run_dir / "config.json").read_text())
-    return objs.parse_objectives(config["search"]["objectives"])
+    return objs.parse_objectives(read_config(run_dir)["problem"]["objectives"])
+
+
+def redraw(run_dir: str | Path) -> list[Path]:
+    """``scripts/report.py``: the plots of a run directory, also while its search is running."""
+    if not (Path(run_dir) / EVALUATIONS).exists():
+        raise RunDirError(f"{run_dir}: no {EVALUATIONS} yet (is this a run directory?)")
+    return plot_run(run_dir)
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
@@ -109,7 +107,7 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
         linewidths=1.5,
         label="Pareto front (all objectives)",
     )
-    staircase = _front_2d(ok, o.column)
+    staircase = _front_2d(ok, o)
     ax.step(
         staircase[o.column],
         staircase["val_acc"],
@@ -142,10 +140,12 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
     return path
 
 
-def _front_2d(ok: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The non-dominated points in (max accuracy, min column), sorted by the column."""
-    ranked = ok.sort_values([column, "val_acc"], ascending=[True, False])
-    return ranked[ranked["val_acc"] > ranked["val_acc"].cummax().shift(fill_value=-1)]
+def _front_2d(ok: pd.DataFrame, o: objs.Objective) -> pd.DataFrame:
+    """The non-dominated points in (accuracy, ``o``), one of equal points, sorted by ``o``."""
+    two = (objs.OBJECTIVES["acc"], o)
+    ranked = ok.sort_values([o.column, "val_acc"], ascending=[True, False])
+    points = list(zip(ranked["val_acc"], ranked[o.column]))
+    return ranked[objs.nondominated(points, two, keep_ties=False)]
 
 
 def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
@@ -188,7 +188,7 @@ def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[s
 
     from nas import metrics
     from nas.data import CLASS_NAMES
-    from nas.train import predict, predict_ten_crop, resolve_device
+    from nas.training import predict, predict_ten_crop, resolve_device
 
     out_dir = Path(out_dir)
     device = resolve_device(extra.get("device", "auto"))
@@ -213,7 +213,7 @@ def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[s
     }
     write_json(out_dir / "report.json", result)
     _plot_confusion(cm, out_dir / "confusion.png", f"{extra.get('name', 'champion')}: PrivateTest, ten-crop")
-    (out_dir / "report.md").write_text(_report_markdown(result, baselines or {}))
+    atomic_write(out_dir / "report.md", _report_markdown(result, baselines or {}))
     return result
 
 

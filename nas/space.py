@@ -15,19 +15,18 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nas.blocks import BLOCKS
 from nas.errors import GenomeError, SpaceError
 from nas.genome import (
     BODY_KINDS,
-    Conv,
-    Dense,
     Gene,
     Genome,
-    InvertedResidual,
     Pool,
     Readout,
     feature_shapes,
-    gene_output,
+    parse_genome,
     readout_features,
+    section_rank,
 )
 
 if sys.version_info >= (3, 11):
@@ -35,13 +34,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-GENE_CLASSES: dict[str, type] = {
-    "conv": Conv,
-    "pool": Pool,
-    "ir": InvertedResidual,
-    "dense": Dense,
-}
-_FIELD_TYPES = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+# the block kinds a space file lists values for (a readout has its own top-level key)
+GENE_CLASSES: dict[str, type] = {kind: cls for kind, cls in BLOCKS.items() if not cls.bare}
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+# body blocks that can keep the map size (they have a stride): repair pads short bodies with one of them
+_PADDING_KINDS = tuple(k for k in BODY_KINDS if "stride" in {f.name for f in fields(GENE_CLASSES[k])})
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class SearchSpace:
     max_flat_features: int
     options: dict[str, dict[str, tuple]]
     source: str = ""
-    max_mflops: float | None = None  # budget checked by the evaluator (torch's FLOP counter), before training
+    max_mflops: float | None = None  # the space's FLOPs budget: a run's constraint unless the run sets its own
 
     @property
     def body_kinds(self) -> tuple[str, ...]:
@@ -72,11 +69,6 @@ class SearchSpace:
         top["readout"] = list(self.readout)
         top["input_shape"] = list(self.input_shape)
         return top | {k: {f: list(v) for f, v in opts.items()} for k, opts in self.options.items()}
-
-
-def _field_type(cls: type, name: str) -> type:
-    hints = {"int": int, "float": float, "bool": bool, "str": str}
-    return hints[next(f.type for f in fields(cls) if f.name == name)]
 
 
 def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
@@ -110,9 +102,9 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
         raise fail("need 1 <= min_blocks <= max_blocks")
     if raw["max_dense"] < 0 or raw["num_classes"] < 2 or raw["max_flat_features"] < 1:
         raise fail("need max_dense >= 0, num_classes >= 2 and max_flat_features >= 1")
-    readout = tuple(raw["readout"])
-    if not readout or not set(readout) <= {"gap", "flat"}:
-        raise fail(f"readout must be a non-empty subset of ['gap', 'flat'], got {list(readout)!r}")
+    readout, readouts = tuple(raw["readout"]), list(fields(Readout)[0].metadata["choices"])
+    if not readout or not set(readout) <= set(readouts):
+        raise fail(f"readout must be a non-empty subset of {readouts}, got {list(readout)!r}")
 
     options: dict[str, dict[str, tuple]] = {}
     for kind, cls in GENE_CLASSES.items():
@@ -126,20 +118,24 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
         if extra:
             raise fail(f"[{kind}] unknown key(s) {sorted(extra)}; allowed: {names}")
         options[kind] = {}
-        for name in names:
-            values = section.get(name)
+        for f in fields(cls):
+            values = section.get(f.name)
             if not isinstance(values, list) or not values:
-                raise fail(f"[{kind}] {name} must be a non-empty list")
-            ok = _FIELD_TYPES[_field_type(cls, name)]
+                raise fail(f"[{kind}] {f.name} must be a non-empty list")
+            ok = _FIELD_TYPES[f.type]
             bad = [v for v in values if not isinstance(v, ok) or (bool not in ok and isinstance(v, bool))]
             if bad:
-                raise fail(f"[{kind}] {name} has values of the wrong type: {bad!r}")
-            options[kind][name] = tuple(sorted(set(values), key=values.index))
+                raise fail(f"[{kind}] {f.name} has values of the wrong type: {bad!r}")
+            choices = f.metadata.get("choices")
+            if choices and not set(values) <= set(choices):
+                unknown = [v for v in values if v not in choices]
+                raise fail(f"[{kind}] {f.name} has unknown value(s) {unknown!r}; known: {list(choices)}")
+            options[kind][f.name] = tuple(sorted(set(values), key=values.index))
     max_mflops = raw.get("max_mflops")
     if max_mflops is not None and (not isinstance(max_mflops, (int, float)) or max_mflops <= 0):
         raise fail(f"'max_mflops' must be a positive number, got {max_mflops!r}")
-    if not any(k in options for k in ("conv", "ir")):
-        raise fail("the space needs a [conv] or [ir] section")
+    if not any(k in options for k in _PADDING_KINDS):
+        raise fail("the space needs one of the sections " + ", ".join(f"[{k}]" for k in _PADDING_KINDS))
     if raw["max_dense"] > 0 and "dense" not in options:
         raise fail("max_dense > 0 needs a [dense] section")
     return SearchSpace(
@@ -191,8 +187,6 @@ class Baseline:
 
 def load_baselines(path: str | Path = SPACES_DIR / "baselines.toml") -> dict[str, Baseline]:
     """The hand-made networks we compare against, as genomes (``search_spaces/baselines.toml``)."""
-    from nas.genome import parse_genome
-
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -214,9 +208,8 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
     """Everything wrong with ``genome`` in ``space``, each naming its block; empty when valid."""
     out: list[str] = []
     sections = [g.kind for g in genome.genes]
-    order = {"conv": 0, "pool": 0, "ir": 0, "readout": 1, "dense": 2}
     for i in range(1, len(sections)):
-        if order[sections[i]] < order[sections[i - 1]]:
+        if section_rank(genome.genes[i]) < section_rank(genome.genes[i - 1]):
             out.append(f"block {i}: {sections[i]} after {sections[i - 1]}; order is body, readout, dense")
             break
     n_readout = sections.count("readout")
@@ -241,9 +234,9 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
                 out.append(f"block {i}: {gene.kind} {name} {value} not in allowed {list(allowed)}")
     shape = space.input_shape
     for i, gene in enumerate(genome.genes):
-        if gene.kind not in BODY_KINDS:
+        if gene.section != "body":
             continue
-        new = gene_output(gene, shape)
+        new = gene.output_shape(shape)
         if min(new[1:]) < 1:
             out.append(f"block {i}: {gene.kind} would reduce {shape[1]}x{shape[2]} below 1x1")
             break
@@ -287,7 +280,7 @@ def _snap_gene(gene: Gene, space: SearchSpace) -> Gene:
 
 def _default_gene(space: SearchSpace) -> Gene:
     """The smallest legal block that keeps the feature map size: used to pad short bodies."""
-    kind = "conv" if "conv" in space.options else "ir"
+    kind = next(k for k in _PADDING_KINDS if k in space.options)
     opts = space.options[kind]
     values = {k: (min(v) if k == "stride" else v[0]) for k, v in opts.items()}
     return GENE_CLASSES[kind](**values)
@@ -300,19 +293,19 @@ def repair(genome: Genome, space: SearchSpace) -> Genome:
     blocks are cut, reductions below 1x1 become stride 1 or are dropped, short bodies are padded.
     """
     body = [_snap_gene(g, space) for g in genome.body if g.kind in space.options]
-    head = [_snap_gene(g, space) for g in genome.head if "dense" in space.options]
+    head = [_snap_gene(g, space) for g in genome.head if g.kind in space.options]
     readout = genome.readout if genome.readout and genome.readout.op in space.readout else None
     readout = readout or Readout(space.readout[0])
     body, head = body[: space.max_blocks], head[: space.max_dense]
 
     fitted, shape = [], space.input_shape
     for gene in body:
-        new = gene_output(gene, shape)
+        new = gene.output_shape(shape)
         if min(new[1:]) < 1:
-            if isinstance(gene, Pool) or 1 not in space.options[gene.kind]["stride"]:
+            if 1 not in space.options[gene.kind].get("stride", ()):
                 continue
             gene = replace(gene, stride=1)
-            new = gene_output(gene, shape)
+            new = gene.output_shape(shape)
         fitted.append(gene)
         shape = new
     while len(fitted) < space.min_blocks:

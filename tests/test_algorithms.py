@@ -34,7 +34,7 @@ def optuna_run(synthetic_csv, tmp_path_factory):
 @pytest.mark.parametrize("algorithm", ["random", "optuna"])
 def test_same_run_directory_as_the_genetic_search(algorithm, request):
     run_dir = request.getfixturevalue(f"{algorithm}_run")
-    for name in ("config.json", "evaluations.csv", "pareto.csv", "progress.csv", "checkpoint.pkl", "champion.json"):
+    for name in ("config.json", "evaluations.csv", "pareto.csv", "progress.csv", "checkpoint.json", "champion.json"):
         assert (run_dir / name).stat().st_size > 0, name
     assert json.loads((run_dir / "config.json").read_text())["search"]["algorithm"] == algorithm
     evals = pd.read_csv(run_dir / "evaluations.csv")
@@ -96,10 +96,10 @@ def test_optuna_sampler_sees_over_budget_networks_as_infeasible(synthetic_csv, t
     assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--max-mflops", "0.3", "--generations", "1") == 0
     trials = optuna.load_study(study_name="search", storage=f"sqlite:///{run_dir / 'search.db'}").trials
     mflops = pd.read_csv(run_dir / "evaluations.csv").groupby("genome")["flops"].first() / 1e6
-    excess = [mflops[t.user_attrs["genome"]] - 0.3 for t in trials]
+    excess = [mflops[t.user_attrs["genome"]] / 0.3 - 1 for t in trials]
     assert any(e > 0 for e in excess) and any(e <= 0 for e in excess), "the budget should split the tiny space"
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert [t.constraints for t in trials] == [{"excess_mflops": pytest.approx(e)} for e in excess]
+    assert [t.constraints for t in trials] == [{"excess_flops": pytest.approx(e)} for e in excess]
     # told as failed, over-budget trials would not count, and generation 0 would still be sampling at random
     assert [t.system_attrs["NSGAIISampler:generation"] for t in trials] == [0] * 8 + [1] * 8
 
@@ -117,9 +117,12 @@ def test_draw_is_uniform_sampling_or_an_optuna_encoding():
         assert trial.params["blocks"] in range(space.min_blocks, space.max_blocks + 1)
 
 
-def test_alternatives_refuse_penalty_mode(synthetic_csv, tmp_path, capsys):
+def test_alternatives_refuse_penalty_mode_and_options_of_others(synthetic_csv, tmp_path, capsys):
     assert _evolve(tmp_path / "r", synthetic_csv, "--algorithm", "random", "--mode", "penalty") == 2
-    assert "searches the Pareto front" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--mode penalty is the penalised GA" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert _evolve(tmp_path / "s", synthetic_csv, "--algorithm", "random", "--seed-baselines") == 2
+    assert "algorithm 'random' has no option(s) ['seed_baselines']" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.bench

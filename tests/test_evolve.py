@@ -82,7 +82,7 @@ def test_run_directory_is_complete_and_consistent(uninterrupted):
         "evaluations.csv",
         "pareto.csv",
         "progress.csv",
-        "checkpoint.pkl",
+        "checkpoint.json",
         "champion.json",
         "cache.jsonl",
         "pareto_params.png",
@@ -163,7 +163,7 @@ def test_searches_spend_no_evaluation_on_networks_over_the_budget(algorithm, syn
 def test_max_mflops_replaces_the_space_budget_and_survives_resume(synthetic_csv, tmp_path):
     run = tmp_path / "budget"
     assert _evolve(run, synthetic_csv, "--max-mflops", "0.3", "--generations", "0") == 0
-    assert json.loads((run / "config.json").read_text())["space"]["max_mflops"] == 0.3
+    assert json.loads((run / "config.json").read_text())["problem"]["max_mflops"] == 0.3
     assert main(["evolve", "--resume", str(run), "--generations", "1"]) == 0
     evals = pd.read_csv(run / "evaluations.csv")
     assert (evals["generation"] == 1).sum() == 8 and (evals["flops"] <= 0.3e6).all()
@@ -202,18 +202,18 @@ def test_report_redraws_from_csv(uninterrupted):
 
 
 def test_penalty_forms_reward_small_and_punish_large():
-    from nas.evolve import SearchConfig, penalized_fitness
+    from nas.algorithms.ga import Options, penalized_fitness
 
     def rec(params):
         return {"status": "ok", "val_acc": 0.6, "params": params, "latency_ms": 1.0}
 
     for form in ("mnas", "linear"):
-        cfg = SearchConfig(mode="penalty", penalty=form, target_params=1e5, population=8)
-        at, small, large = (penalized_fitness(rec(p), cfg) for p in (1e5, 5e4, 4e5))
+        options = Options(penalty=form, target_params=1e5)
+        at, small, large = (penalized_fitness(rec(p), options, latency=True) for p in (1e5, 5e4, 4e5))
         assert at == pytest.approx(0.6) and small > at > large
-        assert penalized_fitness({"status": "failed"}, cfg) < large
-    linear = SearchConfig(mode="penalty", penalty="linear", target_params=1e5, population=8)
-    assert penalized_fitness(rec(2e5), linear) == pytest.approx(0.6 - 0.02)  # 2 points per doubling
+        assert penalized_fitness({"status": "failed"}, options, latency=True) < large
+    linear = Options(penalty="linear", target_params=1e5)
+    assert penalized_fitness(rec(2e5), linear, latency=True) == pytest.approx(0.6 - 0.02)  # 2 points per doubling
 
 
 def test_baselines_command_prints_their_sizes(capsys):
@@ -233,13 +233,13 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(synthetic_csv, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert f"--resume {run_dir}" in err
-    assert (run_dir / "checkpoint.pkl").exists()
+    assert (run_dir / "checkpoint.json").exists()
 
 
 def test_resume_before_the_first_checkpoint_restarts_from_the_cache(uninterrupted, synthetic_csv, tmp_path):
     run_dir = tmp_path / "early"
     assert _evolve(run_dir, synthetic_csv, "--generations", "0") == 0
-    (run_dir / "checkpoint.pkl").unlink()  # as if stopped before the first checkpoint was written
+    (run_dir / "checkpoint.json").unlink()  # as if stopped before the first checkpoint was written
     lines = len((run_dir / "cache.jsonl").read_text().splitlines())
     assert main(["evolve", "--resume", str(run_dir), "--generations", "0"]) == 0
     assert len((run_dir / "cache.jsonl").read_text().splitlines()) == lines  # nothing trained again

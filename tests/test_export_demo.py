@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import FACES
 
+from nas.artifact import Classifier, ExportError, export, load_checkpoint, save_checkpoint
 from nas.build import build
 from nas.cli import main
 from nas.demo import DemoConfig, Tracker, run
-from nas.export import Classifier, ExportError, export, load_checkpoint, save_checkpoint
 from nas.genome import parse_genome
 
 GENOME = "conv_k3_c8_s1_relu_bn | ir_k3_e2_c16_s2_r2_se | pool_max | flat | dense_u16_d0.5"
@@ -41,7 +41,7 @@ def test_export_round_trip(exported):
 
 
 def test_export_fails_loudly_when_outputs_disagree(tmp_path, monkeypatch):
-    import nas.export as ex
+    import nas.artifact as ex
 
     monkeypatch.setattr(ex, "TOLERANCE", -1.0)
     with pytest.raises(ExportError, match="disagrees with the original"):

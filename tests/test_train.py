@@ -6,7 +6,7 @@ import torch
 from nas import data
 from nas.build import build
 from nas.genome import parse_genome
-from nas.train import Diverged, TimeLimitExceeded, TrainConfig, augment, train
+from nas.training import Diverged, TimeLimitExceeded, TrainConfig, augment, train
 
 GENOME = parse_genome("conv_k3_c16_s1_relu_bn | pool_max | conv_k3_c32_s1_relu_bn | pool_max | gap")
 

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from nas.cli import main
-from nas.tune import config_from_params, default_params
+from nas.tuning import config_from_params, default_params
 
 GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
 
@@ -31,29 +31,34 @@ def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
     assert len(study.trials) == 5
     assert study.trials[0].params == default_params()  # the default recipe is measured first, once
     assert tuned["value"] >= study.trials[0].value
-    assert isinstance(study.pruner, optuna.pruners.BasePruner)
+    assert all(len(t.intermediate_values) == 2 for t in study.trials if t.state.name == "COMPLETE")
 
 
-def test_pruner_stops_a_hopeless_trial(run_dir):
-    from nas.tune import tune
+@pytest.mark.parametrize("pruner, pruned", [("median", [4]), ("none", [])])
+def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned, run_dir, monkeypatch):
+    import nas.tuning
+    from nas.training import TrainResult
 
-    study = tune(
-        GENOME,
-        json.loads((run_dir / "config.json").read_text())["data"],
-        run_dir,
-        trials=6,
-        epochs=3,
-        train_images=None,
-        pruner="median",
-    )
-    reported = [t for t in study.trials if t.intermediate_values]
-    assert len(reported) == 6 and all(len(t.intermediate_values) >= 1 for t in reported)
+    epochs_run = []
+
+    def fake_train(model, train_split, val_split, cfg, device, on_epoch):  # trial 4 is hopeless
+        acc = 0.1 if len(epochs_run) == 4 else 0.9
+        epochs_run.append(0)
+        for epoch in range(cfg.epochs):
+            epochs_run[-1] += 1
+            on_epoch(epoch, {"val_acc": acc})
+        return TrainResult(best_acc=acc, best_f1=acc, epochs_run=cfg.epochs)
+
+    monkeypatch.setattr(nas.tuning, "train", fake_train)
+    study = nas.tuning.tune(GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner)
+    assert [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.PRUNED] == pruned
+    assert epochs_run == [3, 3, 3, 3, 2 if pruned else 3, 3]  # pruned at the end of its second epoch
 
 
 def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
-    import nas.train
+    import nas.training
 
-    real_train = nas.train.train
+    real_train = nas.training.train
 
     def interrupted(*args, on_epoch, **kwargs):  # Ctrl-C at the end of the first epoch
         def hook(epoch, row):
@@ -62,11 +67,11 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
 
         return real_train(*args, on_epoch=hook, **kwargs)
 
-    monkeypatch.setattr(nas.train, "train", interrupted)
+    monkeypatch.setattr(nas.training, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         main(["train", "--run", str(run_dir), "--epochs", "2"])
     assert (run_dir / "train_state.pt").exists() and not (run_dir / "report.json").exists()
-    monkeypatch.setattr(nas.train, "train", real_train)
+    monkeypatch.setattr(nas.training, "train", real_train)
     assert main(["train", "--run", str(run_dir), "--epochs", "3"]) == 2  # other settings: refused, not mixed
     assert main(["train", "--run", str(run_dir), "--epochs", "2"]) == 0  # continues from epoch 1
     report = json.loads((run_dir / "report.json").read_text())
@@ -93,13 +98,13 @@ def test_missing_champion_is_a_clean_error(tmp_path, capsys):
 
 
 def test_default_params_are_the_default_recipe():
-    from nas.train import TrainConfig
+    from nas.training import TrainConfig
 
     assert config_from_params(default_params(), 5) == TrainConfig(epochs=5)
 
 
 def test_tuned_schedule_is_stretched_to_the_full_run():
-    from nas.tune import tuned_config
+    from nas.tuning import tuned_config
 
     tuned = {
         "train_config": {"scheduler": "step", "step_size": 1, "restart_period": 2, "epochs": 3},

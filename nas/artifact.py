@@ -8,6 +8,7 @@ that ONNX Runtime, TorchScript and the original network agree before it writes a
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import NasError
 from nas.genome import parse_genome
 from nas.latency import measure, onnx_bytes, ort_session
+from nas.rundir import atomic_write, write_json
 
 TOLERANCE = 1e-4
 
@@ -39,9 +41,9 @@ def save_checkpoint(
         "metrics": metrics or {},
         "train_config": train_config or {},
     }
-    tmp = Path(path).with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -77,8 +79,10 @@ def export(model: torch.nn.Module, out_dir: str | Path, metrics: dict | None = N
     if bad:
         raise ExportError(f"exported model disagrees with the original: max abs difference {bad} > {TOLERANCE}")
 
-    (out_dir / "model.onnx").write_bytes(onnx_model)
-    scripted.save(str(out_dir / "model.ts"))
+    atomic_write(out_dir / "model.onnx", onnx_model)
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf)
+    atomic_write(out_dir / "model.ts", buf.getvalue())
     info = {
         "format": "fer-nas/1",
         "genome": model.genome,
@@ -98,7 +102,7 @@ def export(model: torch.nn.Module, out_dir: str | Path, metrics: dict | None = N
         "metrics": metrics or {},
         "files": {"onnx": "model.onnx", "torchscript": "model.ts"},
     }
-    (out_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_json(out_dir / "model.json", info)
     return info
 
 

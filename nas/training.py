@@ -8,6 +8,7 @@ stops early (a pruner raises its own exception from there instead).
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from torch.nn import functional as F
 from nas import metrics
 from nas.data import Split, normalize
 from nas.errors import NasError
+from nas.rundir import atomic_write
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "step", "none")
@@ -192,11 +194,14 @@ def train(
     on_epoch: Callable[[int, dict[str, float]], bool | None] | None = None,
     deadline: float | None = None,
     checkpoint: Path | None = None,
+    until: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
 
     ``deadline`` is a ``time.monotonic()`` value; past it, TimeLimitExceeded is raised. With
-    ``checkpoint``, state is saved after every epoch and an existing file is resumed from.
+    ``checkpoint``, state is saved after every epoch and an existing file is resumed from. ``until``
+    stops after that many epochs of the ``cfg.epochs``-long schedule; a later call with the same
+    checkpoint continues it exactly as if it had never stopped.
     """
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
@@ -234,7 +239,7 @@ def train(
         start_epoch = result.epochs_run
 
     t0 = time.monotonic() - result.seconds
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, min(cfg.epochs, until or cfg.epochs)):
         model.train()
         order = torch.randperm(len(y_train), generator=gen).to(dev)
         total, seen = 0.0, 0
@@ -285,6 +290,6 @@ def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResu
         "result": asdict(result),
         "config": asdict(cfg),
     }
-    tmp = Path(path).with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())

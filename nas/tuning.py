@@ -9,7 +9,6 @@ can work one study. Only ``Training`` and ``PublicTest`` are used.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,8 @@ from nas import data as fer
 from nas.build import build
 from nas.errors import NasError
 from nas.genome import parse_genome
-from nas.train import TrainConfig, train
+from nas.rundir import write_json
+from nas.training import TrainConfig, train
 
 
 def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
@@ -181,7 +181,7 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
         "study": study.study_name,
         "budget": {"epochs": epochs, "train_images": study.user_attrs.get("train_images")},
     }
-    (run_dir / "tuned.json").write_text(json.dumps(tuned, indent=2) + "\n")
+    write_json(run_dir / "tuned.json", tuned)
     from optuna.visualization import matplotlib as ovm
 
     from nas.report import save_figure

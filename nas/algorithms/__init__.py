@@ -1,0 +1,108 @@
+"""Search algorithms behind one small ask/tell protocol (pymoo's ask/tell, Optuna's samplers).
+
+An algorithm proposes genomes (``ask``), learns from their evaluations (``tell``), and can say what it
+must remember across a restart (``state_dict``, plain data). It never trains, times or saves anything:
+the runner (``nas.runner``) owns the loop, the random generators, the archive, the checkpoints and the
+evaluations. Adding an algorithm is one module in this package plus a line in ``ALGORITHMS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nas.genome import Genome
+from nas.problem import Evaluation, Problem
+
+Lookup = Callable[[Genome], Evaluation]  # the run's evaluation of a genome (for resuming)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A genome to evaluate and the genomes it was bred from (none for samples)."""
+
+    genome: Genome
+    parents: tuple[Genome, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """An algorithm without settings of its own."""
+
+
+class Algorithm(ABC):
+    """Proposes genomes of ``problem.space`` and learns from their evaluations.
+
+    ``rng`` is the algorithm's own generator (the runner checkpoints its state); DEAP's operators use
+    the global ``random``, which the runner seeds and checkpoints too. ``workdir`` is the run directory,
+    for algorithms that keep state in files of their own (Optuna's study), or None.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(
+        self,
+        problem: Problem,
+        population: int,
+        rng: random.Random,
+        options: Any = None,
+        seed: int = 0,
+        workdir: Path | None = None,
+    ) -> None:
+        self.problem, self.population_size, self.rng, self.seed = problem, population, rng, seed
+        self.options = options if options is not None else self.Options()
+        self.workdir = workdir
+        self._last: list[Evaluation] = []
+
+    @abstractmethod
+    def ask(self, n: int) -> list[Proposal | Genome]:
+        """The next genomes to evaluate (``n`` is the population size; an algorithm may propose fewer)."""
+
+    @abstractmethod
+    def tell(self, evaluations: list[Evaluation]) -> None:
+        """The evaluations of the last ``ask``, in the same order."""
+
+    @property
+    def population(self) -> list[Evaluation]:
+        """The evaluations the algorithm currently keeps (its parents' pool), for progress statistics."""
+        return self._last
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs besides the RNG states and the evaluations: plain data."""
+        return {}
+
+    def load_state_dict(self, state: dict, lookup: Lookup) -> None:  # noqa: B027 - optional, like state_dict
+        """Restore from ``state_dict()``; ``lookup`` gives the run's evaluation of any genome it evaluated."""
+
+
+# name -> "module:class", imported only when chosen (Optuna is not imported by a DEAP search)
+ALGORITHMS = {
+    "nsga2": "nas.algorithms.nsga2:NSGA2",
+    "ga": "nas.algorithms.ga:PenalizedGA",
+    "random": "nas.algorithms.random_search:RandomSearch",
+    "optuna": "nas.algorithms.optuna_sampler:OptunaSampler",
+}
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+    module, cls = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def resolve_options(name: str, given: dict | None) -> Any:
+    """The algorithm's options with defaults filled in; an option it does not have is an error."""
+    cls = algorithm_class(name).Options
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(given or {}) - set(known))
+    if unknown:
+        raise ValueError(f"algorithm {name!r} has no option(s) {unknown}; its options: {known or 'none'}")
+    return cls(**(given or {}))

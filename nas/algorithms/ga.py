@@ -1,0 +1,73 @@
+"""A genetic algorithm on one penalised fitness (MnasNet's soft constraint), with DEAP.
+
+The same breeding as NSGA-II (this module builds on ``nas.algorithms.nsga2``); parents by tournament on
+the penalised fitness, survivors are the elites plus the children.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from deap import tools
+
+from nas.algorithms import nsga2
+from nas.problem import Evaluation
+
+
+@dataclass(frozen=True)
+class Options(nsga2.Options):
+    # "mnas": MnasNet's soft constraint acc * (params/P)^w * (latency/T)^w;
+    # "linear": acc - c * log2(params/P) - c * log2(latency/T), i.e. c of accuracy per doubling
+    penalty: str = "mnas"
+    target_params: float = 100_000
+    target_latency_ms: float = 1.0
+    penalty_exponent: float = -0.07
+    penalty_per_doubling: float = 0.02
+    tournament_size: int = 3
+    elites: int = 2
+
+    def __post_init__(self) -> None:
+        if self.penalty not in ("mnas", "linear"):
+            raise ValueError(f"penalty must be 'mnas' or 'linear', got {self.penalty!r}")
+
+
+def penalized_fitness(record: dict, options: Options, latency: bool) -> float:
+    """One number: accuracy traded against size (and latency, when ``latency``) around the targets.
+
+    Both forms reward networks below the targets a little and punish those above smoothly (a soft
+    constraint); failed candidates get the worst value.
+    """
+    if record.get("status") != "ok":
+        return -math.inf
+    ratios = [record["params"] / options.target_params]
+    if latency:
+        ratios.append(record["latency_ms"] / options.target_latency_ms)
+    if options.penalty == "linear":
+        return float(record["val_acc"] - sum(options.penalty_per_doubling * math.log2(r) for r in ratios))
+    return float(record["val_acc"] * math.prod(r**options.penalty_exponent for r in ratios))
+
+
+class PenalizedGA(nsga2.NSGA2):
+    name = "ga"
+    Options = Options
+
+    def _check_population(self) -> None:
+        pass  # no tournament on crowding distance, so any population size
+
+    def _parents(self) -> list:
+        k = len(self.pop) - self.options.elites
+        return tools.selTournament(self.pop, k, self.options.tournament_size, fit_attr="penalized")
+
+    def _survivors(self, offspring: list) -> list:
+        elites = tools.selBest(self.pop, self.options.elites, fit_attr="penalized")
+        return elites + offspring[: self.population_size - len(elites)]
+
+    def _rank(self) -> None:
+        pass
+
+    def _individual(self, ev: Evaluation):
+        ind = super()._individual(ev)
+        latency = any(o.name == "latency" for o in self.problem.objectives)
+        ind.penalized.values = (penalized_fitness(ev.record, self.options, latency),)
+        return ind

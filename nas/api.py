@@ -1,0 +1,302 @@
+"""The Python API: every step of the pipeline as a function. The CLI and the benchmarks only call these.
+
+    import nas
+    result = nas.search(data="fer2013.csv.gz", space="default", generations=30)
+    print(result.champion["genome"], result.hypervolume)
+    nas.train(result.run_dir)                  # full training of the champion, test report
+    nas.export(result.run_dir)                 # model.onnx, model.ts, model.json
+
+Progress goes to the ``nas`` logger (the CLI shows it on stderr); a search writes everything it finds
+into its run directory as it goes, and ``resume`` continues one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nas import objectives as objs
+from nas import rundir
+from nas.errors import NasError, RunDirError
+from nas.runner import Callback, SearchConfig
+
+log = logging.getLogger("nas")
+RUNS = Path("runs")
+
+
+@dataclass
+class Result:
+    """What a search found: its run directory, the front (records, best accuracy first), the champion."""
+
+    run_dir: Path
+    generation: int
+    front: list[dict]
+    champion: dict | None
+    progress: list[dict]
+    seconds: float
+
+    @property
+    def hypervolume(self) -> float:
+        return self.progress[-1]["hypervolume"] if self.progress else 0.0
+
+
+def search(
+    data: str | None = None,
+    space: str | Path = "default",
+    *,
+    generations: int = 30,
+    population: int = 16,
+    algorithm: str = "nsga2",
+    objectives: str | Sequence[str] = objs.DEFAULT_OBJECTIVES,
+    seed: int = 0,
+    fidelity: str = "default",
+    strategy: str = "scratch",
+    strategy_options: dict | None = None,
+    max_mflops: float | None = None,
+    max_params: float | None = None,
+    options: dict | None = None,
+    jobs: int | None = None,
+    device: str = "auto",
+    backend: str = "loky",
+    scheduler: str | None = None,
+    time_limit: float | None = 900,
+    latency_backend: str = "onnx",
+    champion_rule: str = "max-acc",
+    champion_max_params: float | None = None,
+    champion_max_latency_ms: float | None = None,
+    run_dir: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    plots: bool = True,
+) -> Result:
+    """Search ``space`` on ``data`` (a FER2013 CSV, image folder, .npz or ``synthetic:N``; default $FER2013).
+
+    ``algorithm``: nsga2, ga (one penalised fitness), random or optuna, with ``options`` of its own (e.g.
+    ``{"cx_prob": 0.7}``, ``{"penalty": "linear"}``); ``strategy``: how candidates are evaluated
+    (``nas.strategies``), with ``strategy_options`` of its own. ``max_mflops`` / ``max_params`` cap what is trained
+    (the space's ``max_mflops`` unless given); the champion is chosen by ``champion_rule`` within the
+    ``champion_*`` budgets. ``jobs`` parallel workers (default: one per core). The run directory defaults
+    to ``runs/<time>-<space>-s<seed>``.
+    """
+    config = new_config(**{k: v for k, v in locals().items() if k not in ("run_dir", "callbacks", "plots")})
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config['space']['name']}-s{seed}"
+    run_dir = Path(run_dir) if run_dir else RUNS / name
+    if any((run_dir / f).exists() for f in (rundir.CHECKPOINT, rundir.OLD_CHECKPOINT, rundir.CACHE)):
+        raise RunDirError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    return _run(run_dir, config, callbacks, plots)
+
+
+def resume(
+    run_dir: str | Path, generations: int | None = None, *, callbacks: Sequence[Callback] = (), plots: bool = True
+) -> Result:
+    """Continue a search from its run directory (to ``generations``, if given, else its own number)."""
+    run_dir = Path(run_dir)
+    config = rundir.read_config(run_dir)
+    if generations is not None:
+        config["search"]["generations"] = generations
+    if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
+        log.warning(
+            f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
+            f"the search restarts at generation 0 and takes every evaluation it repeats from {rundir.CACHE}"
+        )
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    return _run(run_dir, config, callbacks, plots)
+
+
+def new_config(
+    data: str | None,
+    space: str | Path,
+    generations: int,
+    population: int,
+    algorithm: str,
+    objectives: str | Sequence[str],
+    seed: int,
+    fidelity: str,
+    strategy: str,
+    strategy_options: dict | None,
+    max_mflops: float | None,
+    max_params: float | None,
+    options: dict | None,
+    jobs: int | None,
+    device: str,
+    backend: str,
+    scheduler: str | None,
+    time_limit: float | None,
+    latency_backend: str,
+    champion_rule: str,
+    champion_max_params: float | None,
+    champion_max_latency_ms: float | None,
+) -> dict:
+    """The resolved configuration of a new run, checked: what ``config.json`` holds."""
+    from nas.algorithms import resolve_options
+    from nas.data import resolve_data_path
+    from nas.evaluate import get_fidelity
+    from nas.problem import Problem
+    from nas.space import load_space, resolve_space_path
+    from nas.strategies import STRATEGIES
+
+    loaded = load_space(space)
+    for flag, value in (("max_mflops", max_mflops), ("max_params", max_params)):
+        if value is not None and not value > 0:
+            raise NasError(f"--{flag.replace('_', '-')} must be positive, got {value:g}")
+    objectives = objectives.split(",") if isinstance(objectives, str) else list(objectives)
+    problem = Problem.create(loaded, tuple(objectives), max_mflops, max_params)
+    options = asdict(resolve_options(algorithm, options))
+    search_cfg = SearchConfig(generations, population, algorithm, seed, options, champion_rule,
+                              champion_max_params, champion_max_latency_ms)  # fmt: skip
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown evaluation strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if backend not in ("loky", "dask"):
+        raise ValueError(f"backend must be loky or dask, got {backend!r}")
+    if latency_backend not in ("onnx", "torch"):
+        raise ValueError(f"latency backend must be onnx or torch, got {latency_backend!r}")
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    return {
+        "search": asdict(search_cfg),
+        "problem": {
+            "objectives": [o.name for o in problem.objectives],
+            "max_mflops": problem.caps["flops"] / 1e6 if "flops" in problem.caps else None,
+            "max_params": problem.caps.get("params"),
+        },
+        "space_file": str(resolve_space_path(space)),
+        "space": loaded.to_dict(),
+        "data": resolve_data_path(data),
+        "evaluation": {
+            "strategy": strategy,
+            "strategy_options": dict(strategy_options or {}),
+            "fidelity": asdict(get_fidelity(fidelity)),
+            "jobs": jobs,
+            "threads_per_job": max(1, (os.cpu_count() or 1) // jobs),
+            "backend": backend,
+            "scheduler": scheduler,
+            "device": device,
+            "time_limit": time_limit,
+            "latency_backend": latency_backend,
+        },
+        "versions": rundir.versions(),
+        "cpu": rundir.cpu_model(),
+        "command": " ".join(sys.argv),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
+    """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
+    from nas import data as fer
+    from nas.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
+    from nas.problem import Problem
+    from nas.report import Plots
+    from nas.runner import Runner
+    from nas.space import space_from_dict
+    from nas.strategies import make_strategy
+
+    space = space_from_dict(dict(config["space"]), source=config["space_file"])
+    p = config["problem"]
+    problem = Problem.create(space, tuple(p["objectives"]), p.get("max_mflops"), p.get("max_params"))
+    search_cfg = SearchConfig(**config["search"])
+    ev = config["evaluation"]
+    task = EvalTask(
+        data=config["data"],
+        fidelity=Fidelity(**ev["fidelity"]),
+        seed=search_cfg.seed,
+        device=ev["device"],
+        threads=ev["threads_per_job"],
+        time_limit=ev["time_limit"],
+        input_shape=tuple(space.input_shape),
+        num_classes=space.num_classes,
+    )
+    log.info(f"loading data from {config['data']} ...")
+    fer.load(task.data, ("train", "val"))
+    cache = rundir.Cache(run_dir / rundir.CACHE)
+    evaluator = Evaluator(
+        task,
+        cache,
+        ev["jobs"],
+        ev["backend"],
+        ev["scheduler"],
+        LatencyConfig(backend=ev["latency_backend"]),
+        state_dir=run_dir / "states",
+    )
+    strategy = make_strategy(ev["strategy"], evaluator, **ev["strategy_options"])
+    checkpoint = rundir.read_checkpoint(run_dir)
+    done = checkpoint["generation"] + 1 if checkpoint else 0
+    log.info(estimate(task, search_cfg.population * (search_cfg.generations + 1 - done), ev["jobs"]))
+    runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
+    try:
+        state = runner.run()
+    finally:
+        strategy.close()
+    return Result(run_dir, state.generation, state.front, state.champion, state.progress, state.seconds)
+
+
+# ---------------------------------------------------------------- after the search
+
+
+def tune(run_dir: str | Path, genome: str | None = None, data: str | None = None, **study) -> dict:
+    """Tune the champion's (or ``genome``'s) training recipe with Optuna; returns ``tuned.json``'s contents.
+
+    ``study``: trials, epochs, train_images, pruner, storage, resume, seed, device (see ``nas.tuning.tune``).
+    """
+    from nas import tuning
+    from nas.final import target
+
+    run_dir, genome, data = target(run_dir, genome, None, data)
+    study = tuning.tune(genome, data, run_dir, **study)
+    return rundir.read_json(run_dir / "tuned.json", "tuned recipe") | {"n_trials": len(study.trials)}
+
+
+def train(run_dir: str | Path, **kwargs) -> dict:
+    """Train the champion (or ``genome=``, or ``baseline=``) fully and report on the test split
+    (see ``nas.final.train_final``); returns the report."""
+    from nas.final import train_final
+
+    return train_final(run_dir, **kwargs)
+
+
+def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = None, out: str | Path | None = None):
+    """Export a trained model (``<run_dir>/model.pt`` or ``checkpoint``) to ONNX + TorchScript + model.json."""
+    from nas.artifact import export as export_model
+    from nas.artifact import load_checkpoint
+    from nas.final import MODEL_FILE
+
+    if (run_dir is None) == (checkpoint is None):
+        raise ValueError("export needs a run directory or a checkpoint, not both")
+    if run_dir is not None:
+        checkpoint = Path(run_dir) / MODEL_FILE
+        if not checkpoint.exists():
+            raise RunDirError(f"{checkpoint}: no trained champion; run scripts/train.py --run {run_dir} first")
+    checkpoint = Path(checkpoint)
+    model, state = load_checkpoint(checkpoint)
+    out = Path(out) if out else checkpoint.parent / "export"
+    return export_model(model, out, state.get("metrics")) | {"out": str(out)}
+
+
+def demo(source: str, model: str | Path, output: str | Path | None = None, headless: bool = False,
+         backend: str = "onnx", max_frames: int | None = None, **config):  # fmt: skip
+    """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields)."""
+    from nas.demo import DemoConfig, run
+
+    if headless and not output:
+        raise NasError("--headless needs --output (out.mp4, out.png or a folder)")
+    return run(str(source), str(model), str(output) if output else None, headless, DemoConfig(**config), backend,
+               max_frames)  # fmt: skip
+
+
+def report(run_dir: str | Path) -> list[Path]:
+    """Redraw a run's plots from its tables (also while its search runs); returns the files written."""
+    from nas.report import redraw
+
+    return redraw(run_dir)
+
+
+def baselines() -> list[dict]:
+    """The hand-made networks with their parameters and FLOPs."""
+    from nas.build import describe_baselines
+
+    return describe_baselines()

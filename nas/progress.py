@@ -1,0 +1,55 @@
+"""A progress bar per generation for the command line: evaluations done, cache hits, best accuracy, front."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nas.runner import Callback, State
+
+
+class ProgressBar(Callback):
+    """tqdm on stderr; ``run_dir`` remembers where the search writes (for the message after Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.bar, self.best, self.hits, self.last, self.generations = None, 0.0, 0, {}, 0
+        self.run_dir: Path | None = None
+
+    def start_run(self, run_dir: Path | None, generations: int, state: State) -> None:
+        self.run_dir, self.generations = run_dir, generations
+        self.last = state.progress[-1] if state.progress else {}
+
+    def start_generation(self, generation: int, n: int) -> None:
+        from tqdm import tqdm
+
+        self.close()
+        self.bar = tqdm(total=n, desc=f"gen {generation}/{self.generations}", unit="net", file=sys.stderr)
+        self.hits = 0
+
+    def on_record(self, record: dict, cached: bool) -> None:
+        self.hits += cached
+        if record.get("status") == "ok":
+            self.best = max(self.best, record.get("val_acc") or 0.0)
+        self._postfix(self.best)
+        if self.bar:
+            self.bar.update(1)
+
+    def end_generation(self, state: State) -> None:
+        self.last = state.progress[-1]
+        self._postfix(self.last["best_acc"])
+        if self.bar:
+            self.bar.refresh()
+
+    def _postfix(self, best: float) -> None:
+        if self.bar:
+            self.bar.set_postfix(
+                hits=self.hits,
+                best=f"{best:.3f}",
+                front=self.last.get("front_size", "-"),
+                hv=f"{self.last.get('hypervolume', 0):.3f}",
+            )
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+            self.bar = None

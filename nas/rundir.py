@@ -1,0 +1,250 @@
+"""The run directory: every file a run keeps, how each is written, and how it is read back.
+
+``runs/<run-id>/`` holds the resolved configuration, the evaluation cache, the tables, the champion and
+the checkpoint (see the README's table). Everything is written atomically (``atomic_write``: a unique
+temporary file in the same folder, fsynced, then renamed), so a crash leaves the previous version whole;
+the cache is appended line by line and fsynced. Nothing here unpickles: the checkpoint is JSON, so
+loading a run directory can never run code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nas.errors import RunDirError
+
+CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
+EVALUATIONS, PARETO, PROGRESS = "evaluations.csv", "pareto.csv", "progress.csv"
+OLD_CHECKPOINT = "checkpoint.pkl"  # before checkpoints were JSON; never loaded (unpickling runs code)
+CHECKPOINT_FORMAT = "fer-nas-checkpoint/2"
+
+# the columns of evaluations.csv and pareto.csv: one evaluation record each
+RECORD_FIELDS = (
+    "key",
+    "genome",
+    "status",
+    "error",
+    "val_acc",
+    "val_f1",
+    "params",
+    "flops",
+    "latency_ms",
+    "latency_ratio",
+    "train_seconds",
+    "epochs",
+    "fidelity",
+    "data",
+    "seed",
+)
+
+
+# ---------------------------------------------------------------- writing safely
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Replace ``path`` with ``data`` all at once: readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _finite(value: Any) -> Any:
+    """Infinities and NaN become null: JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    return atomic_write(path, json.dumps(_finite(payload), indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> dict:
+    """A JSON object from ``path``; anything else is one line naming the file."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(payload, dict):
+        raise RunDirError(f"{path}: unreadable {what} (not a JSON object)")
+    return payload
+
+
+# ---------------------------------------------------------------- the evaluation cache
+
+
+class Cache:
+    """Evaluation records by cache key, persisted as JSON lines (append-only; the last line wins).
+
+    Every finished evaluation is appended and fsynced at once, so a crash loses at most the
+    evaluations still running.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.records: dict[str, dict] = {}
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a crash mid-write
+                    self.records[rec["cache_key"]] = rec
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict | None:
+        return self.records.get(key)
+
+    def put(self, record: dict) -> None:
+        self.records[record["cache_key"]] = record
+        if self.path:
+            with self.path.open("a") as f:
+                f.write(json.dumps(_finite(record)) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------- tables, champion, checkpoint
+
+
+def write_tables(run_dir: Path, rows: list[dict], records: dict[str, dict], front: list[dict], progress: list[dict]):
+    """``evaluations.csv`` (one row per evaluation request), ``pareto.csv`` and ``progress.csv``."""
+    import pandas as pd
+
+    def csv(frame: pd.DataFrame, name: str) -> None:
+        atomic_write(Path(run_dir) / name, frame.to_csv(index=False))
+
+    table = [{**{k: records[r["cache_key"]].get(k) for k in RECORD_FIELDS}, **r} for r in rows]
+    csv(pd.DataFrame(table, columns=["generation", "cached", *RECORD_FIELDS]), EVALUATIONS)
+    csv(pd.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in front], columns=list(RECORD_FIELDS)), PARETO)
+    csv(pd.DataFrame(progress), PROGRESS)
+
+
+def write_checkpoint(run_dir: Path, checkpoint: dict) -> None:
+    write_json(Path(run_dir) / CHECKPOINT, {"format": CHECKPOINT_FORMAT, **checkpoint})
+
+
+def read_checkpoint(run_dir: Path) -> dict | None:
+    """The last checkpoint, or None when the run stopped before its first one (then it restarts from
+    generation 0, and its cache spares it every training already done)."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    checkpoint = read_json(path, "checkpoint")
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise RunDirError(f"{path}: unreadable checkpoint (format {checkpoint.get('format')!r})")
+    return checkpoint
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "deap", "numpy", "onnxruntime", "optuna", "opencv-python", "joblib", "fer-nas"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def read_config(run_dir: Path) -> dict:
+    """A run's ``config.json``, in the current layout (older runs' configs are translated)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG})")
+    return _upgrade(read_json(run_dir / CONFIG, "run configuration"), run_dir / CONFIG)
+
+
+_VARIATION = ("cx_prob", "mut_prob", "cx_points", "mutation_weights")
+_PENALTY = ("penalty", "target_params", "target_latency_ms", "penalty_exponent", "penalty_per_doubling")
+
+
+def _upgrade(config: dict, path: Path) -> dict:
+    """Configs written before the search engine had algorithms, a problem and strategies."""
+    if "problem" in config:
+        return config
+    try:
+        old, space = dict(config["search"]), config["space"]
+        penalty = old.get("mode") == "penalty"
+        keys = _VARIATION + (_PENALTY + ("tournament_size", "elites") if penalty else ())
+        options = {k: old[k] for k in keys if k in old}
+        if old.get("algorithm", "nsga2") == "nsga2":
+            options["seed_baselines"] = old.get("seed_baselines", False)
+        elif old.get("algorithm") == "optuna":
+            options = {"cx_prob": old.get("cx_prob", 0.5)}
+        else:
+            options = {}
+        config["search"] = {
+            "generations": old["generations"],
+            "population": old["population"],
+            "algorithm": "ga" if penalty else old.get("algorithm", "nsga2"),
+            "seed": old["seed"],
+            "options": options,
+            "champion_rule": old.get("champion_rule", "max-acc"),
+            "champion_max_params": old.get("max_params"),
+            "champion_max_latency_ms": old.get("max_latency_ms"),
+        }
+        config["problem"] = {"objectives": list(old["objectives"]), "max_mflops": space.get("max_mflops")}
+        config["evaluation"] = {"strategy": "scratch", "strategy_options": {}, "fidelity": config.pop("fidelity"),
+                                **config["evaluation"]}  # fmt: skip
+    except (KeyError, TypeError) as exc:
+        raise RunDirError(f"{path}: unreadable run configuration (missing {exc})") from None
+    return config
+
+
+def champion_genome(run_dir: Path) -> str:
+    path = Path(run_dir) / CHAMPION
+    if not path.exists():
+        raise RunDirError(f"{path}: no champion yet; pass --genome or let the search finish a generation")
+    return read_json(path, "champion")["genome"]
+
+
+def run_data(run_dir: Path) -> str | None:
+    """The data a run searched on, if it is a run directory."""
+    path = Path(run_dir) / CONFIG
+    return read_json(path, "run configuration").get("data") if path.exists() else None

@@ -1,0 +1,64 @@
+"""Evaluation strategies: how the runner's requests become evaluation records.
+
+The runner sends one ``Request`` per admitted proposal (the genome, its parents, its costs known before
+training) and gets one record back per request, in order. A strategy decides what training each network
+gets, using the evaluator's jobs (``nas.evaluate.Job``): train from scratch at one fidelity (``scratch``),
+or several rounds over the batch that continue the promising networks from their kept training states.
+Adding a strategy is one module here plus a line in ``STRATEGIES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from nas.genome import Genome
+
+if TYPE_CHECKING:
+    from nas.evaluate import Evaluator
+
+OnRecord = Callable[[dict, bool], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One network to evaluate: the genome, the genomes it was bred from, and what is known before training."""
+
+    genome: Genome
+    parents: tuple[Genome, ...] = ()
+    costs: dict[str, float] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """Turns a batch of requests into records (see the module docstring)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, evaluator: Evaluator, **options: Any) -> None:
+        if options:
+            raise ValueError(f"unknown option(s) {sorted(options)} for evaluation strategy {self.name!r}")
+        self.evaluator = evaluator
+
+    @abstractmethod
+    def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
+        """One record per request, in order; ``on_record(record, cached)`` as each final record is known."""
+
+    def reject(self, genome: Genome, reason: str, costs: dict | None) -> dict:
+        """The record of a network the problem does not admit: failed, untrained."""
+        return self.evaluator.reject(str(genome), reason, costs)
+
+    def close(self) -> None:
+        self.evaluator.close()
+
+
+STRATEGIES = {"scratch": "nas.strategies.scratch:Scratch"}
+
+
+def make_strategy(name: str, evaluator: Evaluator, **options: Any) -> Strategy:
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown evaluation strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    module, cls = STRATEGIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)(evaluator, **options)

@@ -1,0 +1,209 @@
+"""The search logic on a fake evaluation: every algorithm, resume, caps and the front, in milliseconds each.
+
+The fake strategy scores a genome by a deterministic function of its costs and its hash (bigger networks
+are more accurate, with noise; some "diverge"), and the fake costs count channels, so nothing is built or
+trained: what is tested is the runner and the algorithms alone.
+"""
+
+import json
+import math
+import pickle
+import random
+
+import pytest
+
+from nas import objectives as objs
+from nas.genome import Genome
+from nas.problem import Problem
+from nas.rundir import CHECKPOINT, Cache, read_checkpoint
+from nas.runner import Callback, Runner, SearchConfig
+from nas.space import load_space
+from nas.strategies import Request, Strategy
+
+TINY = load_space("tiny")
+DEFAULT = load_space("default")
+
+
+def fake_costs(genome: Genome) -> dict:
+    channels = [getattr(g, "channels", 4) for g in genome.body]
+    params = 100 + sum(c * c * 9 for c in channels) + sum(g.units * 20 for g in genome.head)
+    return {"params": params, "flops": params * (40 + 10 * len(channels))}
+
+
+class FakeStrategy(Strategy):
+    """Records from a formula; fails the test if asked to evaluate a network the problem does not admit."""
+
+    name = "fake"
+
+    def __init__(self, cache: Cache, problem: Problem) -> None:
+        self.cache, self.problem, self.requests = cache, problem, []
+
+    def evaluate(self, requests: list[Request], on_record=None) -> list[dict]:
+        out = []
+        for r in requests:
+            assert self.problem.admits(r.genome), f"asked to train {r.genome}, which breaks the caps"
+            assert r.costs == fake_costs(r.genome)
+            self.requests.append(r)
+            key = f"{r.genome.key}|fake"
+            if key not in self.cache:
+                self.cache.put(self._record(r.genome, key, r.costs))
+            out.append(self.cache.get(key))
+            if on_record:
+                on_record(out[-1], False)
+        return out
+
+    def reject(self, genome, reason, costs):
+        key = f"{genome.key}|fake"
+        if key not in self.cache:
+            self.cache.put({"cache_key": key, "key": genome.key, "genome": str(genome), "status": "failed",
+                            "error": reason, **(costs or {})})  # fmt: skip
+        return self.cache.get(key)
+
+    @staticmethod
+    def _record(genome: Genome, key: str, costs: dict) -> dict:
+        noise = int(genome.key[:6], 16) / 16**6
+        record = {"cache_key": key, "key": genome.key, "genome": str(genome), "error": "", **costs}
+        if int(genome.key[6:8], 16) < 12:  # about one in twenty diverges
+            return record | {"status": "failed", "error": "diverged: fake"}
+        acc = 0.15 + 0.6 * (1 - math.exp(-costs["params"] / 4000)) * (0.7 + 0.3 * noise)
+        return record | {"status": "ok", "val_acc": acc, "val_f1": acc * 0.9, "latency_ms": costs["flops"] / 1e6}
+
+
+def run(tmp_path, algorithm="nsga2", generations=4, space=TINY, caps=None, seed=3, population=8, **options):
+    problem = Problem(space, objs.parse_objectives("acc,params"), caps or {}, fake_costs)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cache = Cache(tmp_path / "cache.jsonl")
+    strategy = FakeStrategy(cache, problem)
+    config = SearchConfig(generations, population, algorithm, seed, options)
+    state = Runner(problem, strategy, cache, config, tmp_path).run()
+    return state, strategy
+
+
+def summary(state) -> tuple:
+    return state.rows, [r["cache_key"] for r in state.front], state.champion["genome"], state.progress
+
+
+ALGORITHMS = ["nsga2", "ga", "random"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_same_seed_same_search_and_another_seed_another(algorithm, tmp_path):
+    a, _ = run(tmp_path / "a", algorithm)
+    b, _ = run(tmp_path / "b", algorithm)
+    c, _ = run(tmp_path / "c", algorithm, seed=4)
+    strip = lambda s: [{k: v for k, v in p.items() if k != "seconds"} for p in s.progress]  # noqa: E731
+    assert summary(a)[:3] == summary(b)[:3] and strip(a) == strip(b)
+    assert a.rows != c.rows
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_resumed_search_decides_like_an_uninterrupted_one(algorithm, tmp_path):
+    whole, _ = run(tmp_path / "whole", algorithm, generations=5)
+    run(tmp_path / "parts", algorithm, generations=2)
+    checkpoint = json.loads((tmp_path / "parts" / CHECKPOINT).read_text())  # plain data, no pickle
+    assert checkpoint["generation"] == 2 and isinstance(checkpoint["rng"]["random"], list)
+    random.seed(999)  # as in a new process: the resumed run must restore DEAP's generator itself
+    resumed, strategy = run(tmp_path / "parts", algorithm, generations=5)
+    assert summary(resumed)[:3] == summary(whole)[:3]
+    assert len(strategy.requests) == len(resumed.rows) - len(checkpoint["rows"])  # only the generations left
+
+
+def test_ga_keeps_its_elites_and_breeds_the_rest(tmp_path):
+    state, _ = run(tmp_path, "ga", generations=2, population=6)
+    per_gen = [sum(r["generation"] == g for r in state.rows) for g in range(3)]
+    assert per_gen == [6, 4, 4]  # two elites survive untouched, four children
+
+
+def test_nsga2_wants_a_population_divisible_by_four(tmp_path):
+    with pytest.raises(ValueError, match="population must be a multiple of 4"):
+        run(tmp_path, "nsga2", population=6)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_searches_that_can_propose_only_admitted_networks(algorithm, tmp_path):
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+    params = sorted(fake_costs(g)["params"] for g in _samples(problem, 200))
+    cap = params[len(params) // 2]  # half the space is over it
+    state, strategy = run(tmp_path, algorithm, caps={"params": cap})
+    assert len(strategy.requests) == len(state.rows) and not any("over budget" in str(r) for r in state.rows)
+    assert max(r.costs["params"] for r in strategy.requests) <= cap
+
+
+def test_optuna_is_told_what_breaks_the_caps_and_never_trains_it(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+    params = sorted(fake_costs(g)["params"] for g in _samples(problem, 200))
+    cap = params[len(params) // 2]
+    state, strategy = run(tmp_path, "optuna", generations=2, caps={"params": cap})
+    records = Cache(tmp_path / "cache.jsonl").records
+    rejected = [records[r["cache_key"]] for r in state.rows if records[r["cache_key"]]["status"] == "failed"]
+    assert any(r["error"].startswith("over budget:") for r in rejected), "the sampler should propose some"
+    assert len(strategy.requests) + len(rejected) == len(state.rows) == 24
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    over = [t for t in study.trials if t.constraints["excess_params"] > 0]
+    assert over and all(t.state == optuna.trial.TrialState.COMPLETE and t.values[0] == 0.0 for t in over)
+    assert all(r["params"] <= cap for r in state.front)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_front_is_exactly_the_non_dominated_evaluations(algorithm, tmp_path):
+    state, _ = run(tmp_path, algorithm, generations=3, space=DEFAULT, caps={"flops": 2e7})
+    o = objs.parse_objectives("acc,params")
+    records = Cache(tmp_path / "cache.jsonl").records
+    ok = [records[r["cache_key"]] for r in state.rows if records[r["cache_key"]]["status"] == "ok"]
+    front = {r["cache_key"] for r in state.front}
+    point = lambda r: (r["val_acc"], r["params"])  # noqa: E731
+    for r in ok:
+        dominated = any(objs.dominates(point(x), point(r), o) for x in ok)
+        assert dominated != (r["cache_key"] in front)
+    assert state.champion["val_acc"] == max(r["val_acc"] for r in state.front)
+
+
+def test_failed_evaluations_get_the_worst_values(tmp_path):
+    state, _ = run(tmp_path, "nsga2", generations=6)
+    records = Cache(tmp_path / "cache.jsonl").records
+    failed = [records[r["cache_key"]] for r in state.rows if records[r["cache_key"]]["status"] != "ok"]
+    assert failed, "the fake evaluation should fail some networks"
+    assert not {r["cache_key"] for r in failed} & {r["cache_key"] for r in state.front}
+    assert sum(p["failed"] for p in state.progress) == len(failed)
+
+
+def test_callbacks_see_every_request_and_generation(tmp_path):
+    class Spy(Callback):
+        def __init__(self):
+            self.events = []
+
+        def start_run(self, run_dir, generations, state):
+            self.events.append(("run", generations, state.generation))
+
+        def start_generation(self, generation, n):
+            self.events.append(("gen", generation, n))
+
+        def on_record(self, record, cached):
+            self.events.append(("record",))
+
+        def end_generation(self, state):
+            self.events.append(("end", state.generation, len(state.rows)))
+
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+    cache, spy = Cache(), Spy()
+    Runner(problem, FakeStrategy(cache, problem), cache, SearchConfig(1, 4, "random", 0), None, [spy]).run()
+    assert spy.events == [("run", 1, -1), ("gen", 0, 4), *[("record",)] * 4, ("end", 0, 4),
+                          ("gen", 1, 4), *[("record",)] * 4, ("end", 1, 8)]  # fmt: skip
+
+
+def test_an_old_pickled_checkpoint_is_never_loaded(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    (tmp_path / "checkpoint.pkl").write_bytes(pickle.dumps({"generation": 5, "x": Payload()}))
+    state, _ = run(tmp_path, "nsga2", generations=1)
+    assert not (tmp_path / "pwned").exists() and state.generation == 1 and read_checkpoint(tmp_path)
+
+
+def _samples(problem, n):
+    from nas.space import sample
+
+    rng = random.Random(0)
+    return [sample(problem.space, rng) for _ in range(n)]
