@@ -153,6 +153,30 @@ class InvertedResidual(Block):
         )  # fmt: skip
 
 
+@register
+@dataclass(frozen=True)
+class Residual(Block):
+    """ResNet's basic block (He et al. 2016), the block of the strongest single FER2013 networks: two 3x3
+    convolutions with batch norm and a skip, projected by a 1x1 convolution when the shape changes, ReLU
+    after the sum. ``repeats`` stacks it; only the first repeat uses ``stride``.
+    """
+
+    channels: int = number("c")
+    stride: int = number("s")
+    repeats: int = number("r")
+
+    kind: ClassVar[str] = "res"
+    section: ClassVar[str] = "body"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return _strided(shape, self.stride, self.channels)
+
+    def module(self, shape: Shape) -> nn.Module:
+        from nas import layers
+
+        return layers.stage(layers.BasicBlock, shape[0], self.channels, self.stride, self.repeats)
+
+
 # ---------------------------------------------------------------- readout and head
 
 

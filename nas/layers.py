@@ -68,6 +68,29 @@ class InvertedResidualUnit(nn.Module):
         return x + y if self.residual else y
 
 
+class BasicBlock(nn.Module):
+    """ResNet's basic block: conv-BN-ReLU, conv-BN, plus the input (projected when the shape changes), ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
+        project = stride != 1 or in_ch != out_ch
+        self.skip = (
+            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+            if project
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
 def stage(unit: Callable[..., nn.Module], in_ch: int, out_ch: int, stride: int, repeats: int, **kw) -> nn.Sequential:
     """``repeats`` units in a row; only the first one strides or changes the width (MobileNetV2, ResNet)."""
     units = []

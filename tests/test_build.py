@@ -44,6 +44,22 @@ def test_baselines_build_with_their_stated_parameter_counts(name):
     assert build(base.genome)(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
 
 
+def test_residual_block_adds_its_input_and_projects_it_when_the_shape_changes():
+    same = build(parse_genome("conv_k3_c16_s1_relu_bn | res_c16_s1_r1 | gap"))
+    block = same.features[1][0]
+    assert isinstance(block.skip, torch.nn.Identity)
+    # two 3x3 convs without bias, two batch norms: 2 * (16 * 16 * 9) + 2 * (2 * 16)
+    assert count_params(block) == 2 * 16 * 16 * 9 + 4 * 16
+    x = torch.randn(2, 16, 12, 12)
+    with torch.no_grad():
+        block.eval()
+        assert torch.allclose(block(x), torch.relu(block.body(x) + x))
+    down = build(parse_genome("conv_k3_c16_s1_relu_bn | res_c32_s2_r2 | gap")).features[1]
+    assert [type(u.skip).__name__ for u in down] == ["Sequential", "Identity"]  # 1x1 projection, then identity
+    assert count_params(down[0].skip) == 16 * 32 + 2 * 32
+    assert tuple(down(torch.zeros(1, 16, 48, 48)).shape) == (1, 32, 24, 24)
+
+
 def test_network_records_its_genome():
     text = str(BASELINES["mini_xception"].genome)
     assert build(parse_genome(text)).genome == text

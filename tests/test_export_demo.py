@@ -12,7 +12,7 @@ from nas.cli import main
 from nas.demo import DemoConfig, Tracker, run
 from nas.genome import parse_genome
 
-GENOME = "conv_k3_c8_s1_relu_bn | ir_k3_e2_c16_s2_r2_se | pool_max | flat | dense_u16_d0.5"
+GENOME = "conv_k3_c8_s1_relu_bn | ir_k3_e2_c16_s2_r2_se | res_c16_s1_r1 | res_c24_s2_r1 | flat | dense_u16_d0.5"
 needs_faces = pytest.mark.skipif(not (FACES / "skimage_astronaut.png").exists(), reason="face photos not present")
 
 

@@ -14,6 +14,7 @@ EXAMPLES = [
     "conv_k3_c32_s1_relu | pool_max | ir_k3_e4_c64_s2_r2 | gap | dense_u128_d0.5",
     "conv_k5_c16_s2_hardswish_bn | ir_k3_e1_c16_s1_r1_se | flat",
     "pool_avg | conv_k3_c8_s1_relu6_bn | gap | dense_u64_d0 | dense_u32_d0.25",
+    "conv_k3_c32_s1_relu_bn | res_c32_s1_r2 | res_c64_s2_r1 | flat",
 ]
 
 
@@ -33,6 +34,11 @@ def test_examples_round_trip_exactly(text):
         ("gap | dense_u128_d0.50", "block 1: 'dense_u128_d0.50' is not canonical; write 'dense_u128_d0.5'"),
         ("conv_k3_c32_s1_relu |gap", "not canonical"),  # spacing is part of the one spelling
         ("ir_k3_e4_c64_s2 | gap", "expected ir_k<kernel>_e<expansion>_c<channels>_s<stride>_r<repeats>[_se]"),
+        (
+            "res_k3_c64_s2_r1 | gap",
+            "block 0: cannot parse 'res_k3_c64_s2_r1'; expected res_c<channels>_s<stride>_r<repeats>",
+        ),
+        ("gap | relu", "block 1: unknown block type in 'relu' (known: conv, pool, ir, res, dense, gap, flat)"),
     ],
 )
 def test_bad_strings_give_one_line_errors(text, message):
@@ -49,6 +55,9 @@ def test_same_network_same_hash():
     assert canonical(split) == merged
     other = parse_genome("conv_k3_c8_s1_relu | ir_k3_e4_c64_s2_r1 | ir_k3_e4_c64_s1_r1_se | gap")
     assert other.key != merged.key
+    res = parse_genome("res_c16_s2_r1 | res_c16_s1_r2 | gap")
+    assert canonical(res) == parse_genome("res_c16_s2_r3 | gap")
+    assert res.key != parse_genome("res_c16_s1_r1 | res_c16_s2_r2 | gap").key  # the stride is not the first
 
 
 def test_genome_is_immutable_and_hashable():

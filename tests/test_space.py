@@ -15,7 +15,7 @@ TINY = load_space("tiny")
 
 def test_bundled_spaces_load():
     assert DEFAULT.input_shape == (1, 48, 48) and DEFAULT.num_classes == 7
-    assert DEFAULT.body_kinds == ("conv", "pool", "ir")
+    assert DEFAULT.body_kinds == ("conv", "pool", "ir", "res")
     assert TINY.max_blocks < DEFAULT.max_blocks
 
 
@@ -32,6 +32,10 @@ def test_bundled_spaces_load():
         (lambda t: t + "\n[attention]\nheads = [2]\n", "unknown key(s) ['attention']"),
         (lambda t: t.replace("[conv]", "[conv"), "not valid TOML"),
         (lambda t: t.replace("units = [16, 32]", "units = [16, 3.5]"), "[dense] units has values of the wrong type"),
+        (
+            lambda t: t.replace('activation = ["relu", "hardswish"]', 'activation = ["relu", "gelu"]'),
+            "[conv] activation has unknown value(s) ['gelu']; known: ['relu', 'relu6', 'hardswish']",
+        ),
     ],
 )
 def test_broken_space_files_name_file_and_problem(tmp_path, edit, message):
