@@ -150,6 +150,8 @@ def train_candidate(
             if keep_state:
                 record["state"] = checkpoint.read_bytes()
         record |= {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs": result.epochs_run}
+        # the learning curve: cheap signals (the sum of training losses, early epochs) are read off it
+        record["curve"] = [{k: round(row[k], 5) for k in ("train_loss", "val_acc")} for row in result.history]
     except TimeLimitExceeded as exc:
         record |= {"status": "timeout", "error": str(exc)}
     except Diverged as exc:
