@@ -87,7 +87,7 @@ def reference(genome: str, data: str, epochs: int, threads: int, state_dir: Path
     g = parse_genome(genome)
     torch.manual_seed(seed)
     model = build(g)
-    cfg = Fidelity("reference", None, epochs).train_config(seed)
+    cfg = Fidelity("reference", None, epochs, validate_every_epoch=True).train_config(seed)  # the whole curve
     state_dir.mkdir(parents=True, exist_ok=True)
     result = train(model, dataset["train"], dataset["val"], cfg, "cpu", checkpoint=state_dir / f"{g.key}.pt")
     return {

@@ -29,6 +29,16 @@ log = logging.getLogger("nas")
 RUNS = Path("runs")
 
 
+def _machine_rule(threads: int, device: str) -> float | None:
+    from nas.numerics import machine_rule
+
+    return machine_rule(threads, device)
+
+
+# --numerics: how each run decides which networks train in bf16 on the CPU (a FLOPs threshold, or None)
+NUMERICS = {"auto": _machine_rule, "fp32": lambda threads, device: None, "bf16": lambda threads, device: 0.0}
+
+
 @dataclass
 class Result:
     """What a search found: its run directory, the front (records, best accuracy first), the champion."""
@@ -66,6 +76,7 @@ def search(
     scheduler: str | None = None,
     time_limit: float | None = 900,
     latency_backend: str = "onnx",
+    numerics: str = "auto",
     champion_rule: str = "max-acc",
     champion_max_params: float | None = None,
     champion_max_latency_ms: float | None = None,
@@ -129,6 +140,7 @@ def new_config(
     scheduler: str | None,
     time_limit: float | None,
     latency_backend: str,
+    numerics: str,
     champion_rule: str,
     champion_max_params: float | None,
     champion_max_latency_ms: float | None,
@@ -157,6 +169,10 @@ def new_config(
     if latency_backend not in ("onnx", "torch"):
         raise ValueError(f"latency backend must be onnx or torch, got {latency_backend!r}")
     jobs = max(1, jobs or os.cpu_count() or 1)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if numerics not in NUMERICS:
+        raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
+    bf16_above = NUMERICS[numerics](threads, device)
     return {
         "search": asdict(search_cfg),
         "problem": {
@@ -172,12 +188,15 @@ def new_config(
             "strategy_options": dict(strategy_options or {}),
             "fidelity": asdict(get_fidelity(fidelity)),
             "jobs": jobs,
-            "threads_per_job": max(1, (os.cpu_count() or 1) // jobs),
+            "threads_per_job": threads,
             "backend": backend,
             "scheduler": scheduler,
             "device": device,
             "time_limit": time_limit,
             "latency_backend": latency_backend,
+            # training in bf16 on the CPU above this many MFLOPs (None: never), fixed for the run
+            "numerics": numerics,
+            "bf16_above_mflops": None if bf16_above is None else bf16_above / 1e6,
         },
         "versions": rundir.versions(),
         "cpu": rundir.cpu_model(),
@@ -203,13 +222,15 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
     ev = config["evaluation"]
     task = EvalTask(
         data=config["data"],
-        fidelity=Fidelity(**ev["fidelity"]),
+        # a fidelity written before the choice existed validated after every epoch
+        fidelity=Fidelity(**{"validate_every_epoch": True, **ev["fidelity"]}),
         seed=search_cfg.seed,
         device=ev["device"],
         threads=ev["threads_per_job"],
         time_limit=ev["time_limit"],
         input_shape=tuple(space.input_shape),
         num_classes=space.num_classes,
+        bf16_above_flops=None if ev.get("bf16_above_mflops") is None else ev["bf16_above_mflops"] * 1e6,
     )
     log.info(f"loading data from {config['data']} ...")
     fer.load(task.data, ("train", "val"))
@@ -223,7 +244,7 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
         LatencyConfig(backend=ev["latency_backend"]),
         state_dir=run_dir / "states",
     )
-    strategy = make_strategy(ev["strategy"], evaluator, **ev["strategy_options"])
+    strategy = make_strategy(ev["strategy"], evaluator, problem, **ev["strategy_options"])
     checkpoint = rundir.read_checkpoint(run_dir)
     done = checkpoint["generation"] + 1 if checkpoint else 0
     log.info(estimate(task, search_cfg.population * (search_cfg.generations + 1 - done), ev["jobs"]))

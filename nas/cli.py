@@ -52,7 +52,9 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--seed-baselines", action="store_true", help="nsga2/ga: start from the hand-made baselines")
     p.add_argument("--objectives", default="acc,params,latency", help="from acc, f1, params, flops, latency")
     p.add_argument("--fidelity", default="default", help="cheap, default or rich")
-    p.add_argument("--strategy", default="scratch", help="evaluation strategy (scratch)")
+    p.add_argument("--strategy", choices=["scratch", "halving"], default="scratch", help="evaluation strategy")
+    p.add_argument("--rungs", default=None, help="halving: epochs of each rung, e.g. 2,4 (the last: the fidelity's)")
+    p.add_argument("--eta", type=float, default=None, help="halving: promote 1/eta of the networks per rung")
     p.add_argument("--jobs", type=int, default=None, help="parallel training workers (default: one per core)")
     p.add_argument("--backend", choices=["loky", "dask"], default="loky")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (with --backend dask)")
@@ -60,6 +62,12 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=900, help="seconds of training per candidate")
     p.add_argument("--latency-backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument(
+        "--numerics",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast for the networks this machine trains faster in it (calibrated once)",
+    )
     p.add_argument("--champion-rule", choices=["max-acc", "knee"], default="max-acc")
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
     p.add_argument("--champion-max-latency-ms", "--max-latency-ms", type=float, default=None, help="champion budget")
@@ -71,7 +79,7 @@ def _evolve_parser(sub) -> None:
 # flags passed to nas.search as they are
 _SEARCH_SETTINGS = (
     "population", "objectives", "seed", "fidelity", "strategy", "max_mflops", "max_params", "jobs", "device",
-    "backend", "scheduler", "time_limit", "latency_backend", "champion_rule", "champion_max_params",
+    "backend", "scheduler", "time_limit", "latency_backend", "numerics", "champion_rule", "champion_max_params",
     "champion_max_latency_ms", "run_dir",
 )  # fmt: skip
 
@@ -102,9 +110,10 @@ def cmd_evolve(args) -> int:
             algorithm, options = _algorithm_options(args)
             generations = 30 if args.generations is None else args.generations
             settings = {name: getattr(args, name) for name in _SEARCH_SETTINGS}
+            given = {"rungs": [int(r) for r in args.rungs.split(",")] if args.rungs else None, "eta": args.eta}
             result = api.search(
                 args.data, args.space, generations=generations, algorithm=algorithm, options=options,
-                callbacks=[progress], **settings,
+                strategy_options={k: v for k, v in given.items() if v is not None}, callbacks=[progress], **settings,
             )  # fmt: skip
     except KeyboardInterrupt:
         progress.close()

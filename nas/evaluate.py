@@ -30,7 +30,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import GenomeError
 from nas.genome import parse_genome
 from nas.rundir import Cache, atomic_write
-from nas.training import Diverged, TimeLimitExceeded, TrainConfig, train
+from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, train
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class Fidelity:
     lr: float = 3e-3
     batch_size: int = 128
     augment: float = 0.3
+    # validation on PublicTest after every epoch (about a quarter of a brief training's time), or only
+    # where a decision needs it: at the end of the schedule, or of a successive-halving rung
+    validate_every_epoch: bool = False
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -53,12 +56,18 @@ class Fidelity:
             batch_size=self.batch_size,
             epochs=self.epochs,
             augment=self.augment,
+            validate_every_epoch=self.validate_every_epoch,
             seed=seed,
         )
 
     @property
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """What the cache key hashes; validating every epoch, as every fidelity did before the choice
+        existed, hashes as it did then, so older runs' caches stay valid."""
+        fields = asdict(self)
+        if fields["validate_every_epoch"]:
+            del fields["validate_every_epoch"]
+        return json.dumps(fields, sort_keys=True)
 
 
 # Chosen by benchmarks/bench_fidelity.py (16 genomes vs a 10-epoch reference, benchmarks/README.md):
@@ -89,6 +98,10 @@ class EvalTask:
     time_limit: float | None = None  # seconds of training per candidate
     input_shape: tuple[int, int, int] = (1, 48, 48)
     num_classes: int = 7
+    bf16_above_flops: float | None = None  # on the CPU, train networks with more FLOPs in bf16 (nas.numerics)
+
+    def bf16(self, flops: float) -> bool:
+        return self.bf16_above_flops is not None and flops > self.bf16_above_flops
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,9 @@ class Job:
 def cache_key(genome_key: str, task: EvalTask, data_fingerprint: str, until: int | None = None) -> str:
     """Same genome, fidelity, budget, data and seed: same result, so it is never trained twice."""
     budget = f"@{until}" if until is not None and until < task.fidelity.epochs else ""
-    return f"{genome_key}|{task.fidelity.name}:{hash_text(task.fidelity.key)}{budget}|{data_fingerprint}|{task.seed}"
+    numerics = f"|bf16>{task.bf16_above_flops / 1e6:g}M" if task.bf16_above_flops is not None else ""
+    fidelity = f"{task.fidelity.name}:{hash_text(task.fidelity.key)}{budget}"
+    return f"{genome_key}|{fidelity}|{data_fingerprint}|{task.seed}{numerics}"
 
 
 def hash_text(text: str) -> str:
@@ -140,7 +155,9 @@ def train_candidate(
         model = build(genome, task.input_shape, task.num_classes)
         record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
         deadline = t0 + task.time_limit if task.time_limit else None
-        cfg = task.fidelity.train_config(task.seed)
+        cfg = task.fidelity.train_config(task.seed).replace(cpu_bf16=task.bf16(record["flops"]))
+        gpu = resolve_device(task.device).type == "cuda"
+        record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
         with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:
             checkpoint = Path(tmp) / "state.pt" if state is not None or keep_state else None
             if state is not None:
@@ -151,7 +168,10 @@ def train_candidate(
                 record["state"] = checkpoint.read_bytes()
         record |= {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs": result.epochs_run}
         # the learning curve: cheap signals (the sum of training losses, early epochs) are read off it
-        record["curve"] = [{k: round(row[k], 5) for k in ("train_loss", "val_acc")} for row in result.history]
+        record["curve"] = [
+            {k: None if row[k] is None else round(row[k], 5) for k in ("train_loss", "val_acc")}
+            for row in result.history
+        ]
     except TimeLimitExceeded as exc:
         record |= {"status": "timeout", "error": str(exc)}
     except Diverged as exc:
@@ -233,8 +253,8 @@ class Evaluator:
         for k in repeats:
             if on_record:
                 on_record(self.cache.get(k), True)
-        pending = {k: self.cache.get(k) for k in keys}
-        for record in self._measure_latency([r for r in pending.values() if _needs_latency(r)]):
+        pending = [self.cache.get(k) for k in dict.fromkeys(keys)]
+        for record in self._measure_latency([r for r in pending if _needs_latency(r)]):
             self.cache.put(record)
         return [self.cache.get(k) for k in keys]
 
@@ -335,15 +355,24 @@ class Evaluator:
     # ----------------------------------------------------------- latency phase
 
     def _measure_latency(self, records: list[dict]) -> list[dict]:
-        """Time the given candidates and the reference network together, in one phase."""
+        """Time the given candidates and the reference network together, in one phase.
+
+        A network timed before (another budget of the same network) keeps its figures: latency belongs
+        to the network, and timing it again would only add noise.
+        """
+        known = {r["key"]: r for r in self.cache.records.values() if r.get("latency_ms") is not None}
+        figures = ("latency_ms", "latency_ratio")
+        timed = [r | {f: known[r["key"]][f] for f in figures} for r in records if r["key"] in known]
+        records = [r for r in records if r["key"] not in known]
         if not records:
-            return []
+            return timed
         cfg, shape, classes = self.latency_config, self.task.input_shape, self.task.num_classes
         models = {r["cache_key"]: build(parse_genome(r["genome"]), shape, classes) for r in records}
         models["__reference__"] = build(parse_genome(cfg.reference), shape, classes)
         ms = latency.measure(models, shape, cfg.backend, cfg.rounds, cfg.runs)
         ref = ms.pop("__reference__")
-        return [r | {"latency_ms": ms[r["cache_key"]], "latency_ratio": ms[r["cache_key"]] / ref} for r in records]
+        fresh = [r | {"latency_ms": ms[r["cache_key"]], "latency_ratio": ms[r["cache_key"]] / ref} for r in records]
+        return timed + fresh
 
 
 def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None) -> dict:
@@ -375,7 +404,6 @@ def _failed(genome_text: str, task: EvalTask, error: str) -> dict:
 def estimate(task: EvalTask, evaluations: int, jobs: int) -> str:
     """Up-front cost: a probe network's measured training speed times the number of evaluations."""
     from nas.space import load_baselines
-    from nas.training import resolve_device
 
     probe = load_baselines()["mini_xception"]
     dataset = fer.load(task.data, ("train", "val"))

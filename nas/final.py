@@ -21,6 +21,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import RunDirError
 from nas.genome import parse_genome
 from nas.latency import measure
+from nas.numerics import machine_rule
 from nas.report import test_report
 from nas.training import TrainConfig
 
@@ -66,7 +67,9 @@ def train_final(
         from nas.tuning import tuned_config
 
         cfg, recipe = tuned_config(rundir.read_json(tuned_path, "tuned recipe"), epochs), "tuned"
-    cfg = cfg.replace(epochs=epochs, early_stop=patience)
+    bf16_above = machine_rule(torch.get_num_threads(), device)  # this machine's faster numeric mode
+    flops = count_flops(build(parse_genome(genome)))
+    cfg = cfg.replace(epochs=epochs, early_stop=patience, cpu_bf16=bf16_above is not None and flops > bf16_above)
     name = baseline or ("untuned" if untuned else "champion")
     default_out = run_dir / "baselines" / baseline if baseline else run_dir / "untuned" if untuned else run_dir
     out = Path(out) if out else default_out
@@ -74,7 +77,8 @@ def train_final(
     dataset = fer.load(data, ("train", "val"))
     torch.manual_seed(cfg.seed)
     model = build(parse_genome(genome))
-    log.info(f"training {name} ({recipe} recipe, up to {cfg.epochs} epochs) on {len(dataset['train'])} images ...")
+    mode = "bf16" if cfg.cpu_bf16 else "fp32"
+    log.info(f"training {name} ({recipe} recipe, {mode}, up to {cfg.epochs} epochs) on {len(dataset['train'])} images")
 
     def show(epoch: int, row: dict) -> None:
         log.info(
@@ -92,6 +96,7 @@ def train_final(
         "epochs_run": result.epochs_run,
         "train_seconds": round(result.seconds, 1),
         "recipe": recipe,
+        "numerics": mode,
     }
     save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     model, _ = load_checkpoint(out / MODEL_FILE)  # report on exactly what was saved

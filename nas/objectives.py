@@ -107,6 +107,28 @@ def nondominated(points: list[tuple], objectives: tuple[Objective, ...], keep_ti
     return [bool(m) for m in mask]
 
 
+def preference(points: list[tuple], objectives: tuple[Objective, ...]) -> list[int]:
+    """Indices of ``points``, best first, as NSGA-II's survival keeps them: by Pareto rank (moocore's
+    non-dominated sorting), then by crowding distance within a rank (the extremes of each front first)."""
+    import moocore
+    import numpy as np
+
+    if not points:
+        return []
+    values = np.asarray(points, dtype=float)
+    ranks = moocore.pareto_rank(values, maximise=[o.maximize for o in objectives])
+    crowding = np.zeros(len(values))
+    for rank in np.unique(ranks):
+        members = np.flatnonzero(ranks == rank)
+        for j in range(values.shape[1]):
+            order = members[np.argsort(values[members, j], kind="stable")]
+            span = values[order[-1], j] - values[order[0], j]
+            crowding[order[[0, -1]]] = np.inf
+            if span > 0 and len(order) > 2:
+                crowding[order[1:-1]] += (values[order[2:], j] - values[order[:-2], j]) / span
+    return sorted(range(len(values)), key=lambda i: (ranks[i], -crowding[i], i))
+
+
 def pareto_front(records: list[dict], objectives: tuple[Objective, ...]) -> list[dict]:
     """The non-dominated successful records, one per network (cache key), best accuracy first."""
     ok = [r for r in records if r and r.get("status") == "ok" and all(map(math.isfinite, values(r, objectives)))]

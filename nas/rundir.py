@@ -40,6 +40,7 @@ RECORD_FIELDS = (
     "train_seconds",
     "epochs",
     "fidelity",
+    "numerics",
     "data",
     "seed",
 )

@@ -58,8 +58,12 @@ class TrainConfig:
     class_weighted: bool = False
     augment: float = 0.5  # 0 switches augmentation off; 1 is strong
     channels_last: bool = True
-    amp: bool = True  # bfloat16 autocast, on GPU only
+    amp: bool = True  # bfloat16 autocast on GPU
+    cpu_bf16: bool = False  # bfloat16 autocast on the CPU: faster for large dense networks (see nas.numerics)
     early_stop: int = 0  # stop after this many epochs without a better val accuracy (0: never)
+    # False: validate only after the last epoch of the call, and report that accuracy (a search's brief
+    # training needs no curve); early stopping and the plateau scheduler validate every epoch regardless
+    validate_every_epoch: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -217,12 +221,13 @@ def train(
         counts = np.maximum(train_split.class_counts(model.head[-1].out_features), 1)
         weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=dev)
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-    use_amp = cfg.amp and dev.type == "cuda"
+    use_amp = (cfg.amp and dev.type == "cuda") or (cfg.cpu_bf16 and dev.type == "cpu")
 
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=dev, weights_only=True)
-        changed = sorted(k for k, v in asdict(cfg).items() if state["config"].get(k) != v)
+        # a setting the checkpoint predates counts as unchanged
+        changed = sorted(k for k, v in asdict(cfg).items() if state["config"].get(k, v) != v)
         if changed:
             raise NasError(
                 f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
@@ -239,7 +244,9 @@ def train(
         start_epoch = result.epochs_run
 
     t0 = time.monotonic() - result.seconds
-    for epoch in range(start_epoch, min(cfg.epochs, until or cfg.epochs)):
+    stop_at = min(cfg.epochs, until or cfg.epochs)
+    every = cfg.validate_every_epoch or cfg.early_stop or cfg.scheduler == "plateau"
+    for epoch in range(start_epoch, stop_at):
         model.train()
         order = torch.randperm(len(y_train), generator=gen).to(dev)
         total, seen = 0.0, 0
@@ -258,14 +265,17 @@ def train(
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
-        scores = evaluate(model, val_split, dev)
+        scores = evaluate(model, val_split, dev) if every or epoch == stop_at - 1 else None
         if sched is not None and cfg.scheduler != "onecycle":
             sched.step(scores["acc"]) if cfg.scheduler == "plateau" else sched.step()
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": scores["acc"], "val_f1": scores["f1"]}
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": None, "val_f1": None}
+        row |= {k: scores[k[4:]] for k in ("val_acc", "val_f1")} if scores else {}
         row |= {"lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
         result.history.append(row)
         result.epochs_run, result.seconds = epoch + 1, row["seconds"]
-        if scores["acc"] > result.best_acc or result.best_epoch < 0:
+        # validating only at the end, the result is the accuracy there, whatever an earlier call saw: a
+        # training continued to epoch X must score what one straight to epoch X scores
+        if scores and (scores["acc"] > result.best_acc or result.best_epoch < 0 or not every):
             result.best_acc, result.best_f1, result.best_epoch = scores["acc"], scores["f1"], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if checkpoint is not None:

@@ -16,6 +16,25 @@ FACES = REAL_DATA.parent / "faces"
 torch.set_num_threads(1)
 
 
+def _seed_numerics_calibration() -> None:
+    """Searches calibrate their numeric modes once per machine (minutes); the tests get a fixed rule
+    (bf16 above 20 MFLOPs) in a cache of their own, which subprocesses inherit."""
+    import json
+    import tempfile
+
+    from nas.numerics import machine_key
+
+    cache = Path(tempfile.mkdtemp(prefix="fer-nas-test-cache-"))
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    rule = {"bf16_above_mflops": 20.0, "speedup": 1.0, "networks": []}
+    known = {machine_key(t): rule for t in range(1, (os.cpu_count() or 1) + 1)}
+    (cache / "fer-nas").mkdir()
+    (cache / "fer-nas" / "numerics.json").write_text(json.dumps(known))
+
+
+_seed_numerics_calibration()
+
+
 @pytest.fixture(scope="session")
 def synthetic_csv(tmp_path_factory) -> Path:
     """A learnable 7-class dataset of 700 images in the Kaggle CSV form (560/70/70)."""

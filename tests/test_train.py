@@ -85,3 +85,30 @@ def test_augment_keeps_shape_and_changes_pixels():
     y = augment(x, 1.0, gen)
     assert y.shape == x.shape and not torch.equal(x, y)
     assert torch.equal(augment(x, 0.0, gen), x)
+
+
+def test_numeric_modes_are_calibrated_once_per_machine_and_kept(tmp_path, monkeypatch):
+    from nas import numerics
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setitem(numerics.CALIBRATION, "networks", 2)
+    monkeypatch.setitem(numerics.CALIBRATION, "steps", 1)
+    monkeypatch.setitem(numerics.CALIBRATION, "batch", 8)
+    first = numerics.machine_rule(1, "cpu")
+    stored = (tmp_path / "fer-nas" / "numerics.json").read_text()
+    monkeypatch.setattr(numerics, "calibrate", lambda threads: pytest.fail("calibrated twice"))
+    assert numerics.machine_rule(1, "cpu") == first and (tmp_path / "fer-nas" / "numerics.json").read_text() == stored
+    assert numerics.machine_key(1) in stored and numerics.machine_key(2) not in stored
+
+
+def test_bf16_on_the_cpu_trains_and_is_recorded(synthetic_csv):
+    from nas.evaluate import EvalTask, Evaluator, Fidelity
+
+    genome = "conv_k3_c16_s1_relu_bn | pool_max | gap"
+    fid = Fidelity("one", train_images=140, epochs=1, batch_size=32)
+    fp32, bf16 = (
+        Evaluator(EvalTask(str(synthetic_csv), fid, bf16_above_flops=above)).evaluate([genome])[0]
+        for above in (None, 0.0)
+    )
+    assert (fp32["numerics"], bf16["numerics"]) == ("fp32", "bf16") and bf16["status"] == "ok"
+    assert fp32["cache_key"] != bf16["cache_key"]  # the mode is part of what is cached

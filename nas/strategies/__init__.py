@@ -19,6 +19,7 @@ from nas.genome import Genome
 
 if TYPE_CHECKING:
     from nas.evaluate import Evaluator
+    from nas.problem import Problem
 
 OnRecord = Callable[[dict, bool], None]
 
@@ -37,10 +38,10 @@ class Strategy(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, evaluator: Evaluator, **options: Any) -> None:
+    def __init__(self, evaluator: Evaluator, problem: Problem, **options: Any) -> None:
         if options:
             raise ValueError(f"unknown option(s) {sorted(options)} for evaluation strategy {self.name!r}")
-        self.evaluator = evaluator
+        self.evaluator, self.problem = evaluator, problem
 
     @abstractmethod
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
@@ -54,11 +55,11 @@ class Strategy(ABC):
         self.evaluator.close()
 
 
-STRATEGIES = {"scratch": "nas.strategies.scratch:Scratch"}
+STRATEGIES = {"scratch": "nas.strategies.scratch:Scratch", "halving": "nas.strategies.halving:Halving"}
 
 
-def make_strategy(name: str, evaluator: Evaluator, **options: Any) -> Strategy:
+def make_strategy(name: str, evaluator: Evaluator, problem: Problem, **options: Any) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"unknown evaluation strategy {name!r}; choose from {', '.join(STRATEGIES)}")
     module, cls = STRATEGIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(evaluator, **options)
+    return getattr(importlib.import_module(module), cls)(evaluator, problem, **options)

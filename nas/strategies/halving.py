@@ -1,0 +1,67 @@
+"""Successive halving inside a generation: train every new network a short first rung, continue only the
+most promising, from their own training state, to longer rungs up to the fidelity's whole schedule.
+
+Rungs are epochs of the fidelity's schedule (``rungs=(2, 4)`` with the 4-epoch ``default``): a rung is a
+prefix of the same training, so a network promoted to the last rung ends exactly where one trained
+straight through ends (same record, same cache key as ``scratch``), and no epoch is ever trained twice.
+After each rung, ``1 / eta`` of the networks that trained are promoted, chosen as NSGA-II's survival
+would choose them on the rung's accuracy and the costs known before training: by Pareto rank, then by
+crowding distance, so a tiny network on the front is kept although larger ones are more accurate.
+
+A network stopped at an early rung keeps the record of that rung (its ``epochs`` say which): an
+accuracy measured after less training, which can only understate it, so it enters survival and the
+front at a disadvantage and displaces a network measured at the full budget only by dominating it even
+so. Rungs are cached like any training and their states kept in the run's ``states/``; a run killed
+mid-generation resumes with every finished rung of every network, and continues the promoted ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from nas.evaluate import Job
+from nas.objectives import preference
+from nas.strategies import OnRecord, Request, Strategy
+
+
+class Halving(Strategy):
+    name = "halving"
+
+    def __init__(self, evaluator, problem, rungs: Sequence[int] = (2, 4), eta: float = 3.0) -> None:
+        super().__init__(evaluator, problem)
+        self.rungs, self.eta = tuple(int(r) for r in rungs), float(eta)
+        epochs = evaluator.task.fidelity.epochs
+        if not self.rungs or list(self.rungs) != sorted(set(self.rungs)) or self.rungs[0] < 1:
+            raise ValueError(f"halving rungs must be increasing epochs >= 1, got {list(rungs)}")
+        if self.rungs[-1] != epochs:
+            raise ValueError(f"the last halving rung must be the fidelity's {epochs} epochs, got {self.rungs[-1]}")
+        if not self.eta > 1:
+            raise ValueError(f"halving needs eta > 1, got {eta:g}")
+
+    def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
+        genomes = {r.genome.key: r.genome for r in requests}  # one training per network, repeats share it
+        records: dict[str, dict] = {}
+        alive = list(genomes)
+        for depth, until in enumerate(self.rungs):
+            last = depth == len(self.rungs) - 1
+            jobs = [Job(str(genomes[k]), until=until, keep_state=not last) for k in alive]
+            records |= dict(zip(alive, self.evaluator.evaluate(jobs)))
+            ok = [k for k in alive if records[k]["status"] == "ok"]
+            promoted = [] if last else self._promote(ok, genomes, records)
+            for k in alive:
+                if k not in promoted:
+                    self.evaluator.drop_state(str(genomes[k]))
+                    # trained to the end in an earlier generation (promoted then): that record is the better one
+                    records[k] = self.evaluator.cache.get(self.evaluator.key_of(str(genomes[k]))) or records[k]
+                    if on_record:
+                        on_record(records[k], False)
+            alive = promoted
+        return [records[r.genome.key] for r in requests]
+
+    def _promote(self, ok: list[str], genomes: dict, records: dict) -> list[str]:
+        """The best ``1 / eta`` of the networks that trained, as NSGA-II's survival ranks them."""
+        objectives = self.problem.objectives
+        points = [self.problem.evaluation(genomes[k], records[k]).values(objectives) for k in ok]
+        keep = math.ceil(len(ok) / self.eta)
+        return [ok[i] for i in preference(points, objectives)[:keep]]

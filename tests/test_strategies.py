@@ -1,0 +1,115 @@
+"""Evaluation strategies: successive halving's promotion, its exactness against scratch, and its resume."""
+
+import pytest
+
+from nas import evaluate
+from nas import objectives as objs
+from nas.evaluate import EvalTask, Evaluator, Fidelity
+from nas.genome import parse_genome
+from nas.problem import Problem
+from nas.rundir import Cache
+from nas.space import load_space
+from nas.strategies import Request, make_strategy
+
+TINY = load_space("tiny")
+GENOMES = [
+    "conv_k3_c8_s1_relu_bn | pool_max | gap",
+    "conv_k3_c8_s2_relu_bn | gap | dense_u16_d0",
+    "conv_k3_c16_s2_hardswish_bn | pool_avg | flat",
+    "ir_k3_e2_c8_s2_r1 | gap",
+    "pool_max | conv_k3_c4_s1_relu_bn | gap",
+    "conv_k3_c4_s2_relu_bn | ir_k3_e1_c16_s1_r2_se | gap",
+]
+FID = Fidelity("two", train_images=140, epochs=2, batch_size=32)
+
+
+class FakeEvaluator:
+    """Records from a table; what halving asks for, rung by rung."""
+
+    def __init__(self, table: dict[str, tuple[float, int]]) -> None:
+        self.table, self.asked, self.dropped, self.cache = table, [], [], Cache()
+        self.task = EvalTask("synthetic:70", Fidelity("f", 100, 4))
+
+    def key_of(self, genome: str, until=None) -> str:
+        return f"{genome}@{until}"
+
+    def evaluate(self, jobs, on_record=None):
+        self.asked.append([(j.genome, j.until) for j in jobs])
+        return [{"genome": j.genome, "key": j.genome, "status": "ok", "val_acc": self.table[j.genome][0] * j.until / 4,
+                 "params": self.table[j.genome][1], "epochs": j.until} for j in jobs]  # fmt: skip
+
+    def drop_state(self, genome: str) -> None:
+        self.dropped.append(genome)
+
+
+def test_promotion_keeps_the_networks_non_dominated_at_the_rung():
+    # accuracy, parameters: "tiny" is the least accurate, but nothing smaller is more accurate
+    table = {"tiny": (0.20, 100), "big": (0.60, 10**6), "mid": (0.40, 10**4)}
+    table |= {f"dominated{i}": (0.30, 10**5) for i in range(6)}
+    ev = FakeEvaluator(table)
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, lambda g: {})
+    halving = make_strategy("halving", ev, problem, rungs=(1, 4), eta=3)
+    requests = [Request(parse_genome(g)) for g in GENOMES[:1]]  # genomes only name the networks here
+    halving._requests = requests
+    keys = list(table)
+    promoted = halving._promote(keys, {k: k for k in keys}, {k: ev.evaluate([_job(k, 1)])[0] for k in keys})
+    assert len(promoted) == 3 and {"tiny", "big", "mid"} == set(promoted)
+
+
+def _job(genome, until):
+    return evaluate.Job(genome, until=until)
+
+
+def test_rungs_must_end_at_the_fidelity_budget_and_eta_exceed_one():
+    ev = FakeEvaluator({})
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, lambda g: {})
+    with pytest.raises(ValueError, match="last halving rung must be the fidelity's 4 epochs"):
+        make_strategy("halving", ev, problem, rungs=(1, 2))
+    with pytest.raises(ValueError, match="eta > 1"):
+        make_strategy("halving", ev, problem, rungs=(2, 4), eta=1)
+    with pytest.raises(ValueError, match="unknown option"):
+        make_strategy("scratch", ev, problem, rungs=(2, 4))
+
+
+@pytest.fixture
+def task(synthetic_csv):
+    return EvalTask(str(synthetic_csv), FID, seed=0)
+
+
+def _halving(task, tmp_path, eta=3.0):
+    ev = Evaluator(task, Cache(tmp_path / "cache.jsonl"), state_dir=tmp_path / "states")
+    problem = Problem.create(TINY, "acc,params")
+    return make_strategy("halving", ev, problem, rungs=(1, 2), eta=eta), ev
+
+
+def test_promoted_networks_end_exactly_as_scratch_training_and_states_are_cleaned_up(task, tmp_path):
+    halving, ev = _halving(task, tmp_path)
+    records = halving.evaluate([Request(parse_genome(g)) for g in GENOMES])
+    scratch = {r["genome"]: r for r in Evaluator(task).evaluate(GENOMES)}
+    full = [r for r in records if r["epochs"] == 2]
+    assert len(full) == 2 and all(r["epochs"] == 1 for r in records if r not in full)  # ceil(6 / 3) promoted
+    for r in full:
+        assert (r["val_acc"], r["val_f1"], r["cache_key"]) == (
+            scratch[r["genome"]]["val_acc"], scratch[r["genome"]]["val_f1"], scratch[r["genome"]]["cache_key"]
+        )  # fmt: skip
+    assert not list((tmp_path / "states").glob("*.pt"))
+
+
+def test_a_generation_killed_mid_rung_resumes_without_training_anything_again(task, tmp_path, monkeypatch):
+    uninterrupted = _halving(task, tmp_path / "clean")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
+    real, calls = evaluate.train_candidate, []
+
+    def dies_in_the_second_rung(genome, task, until=None, state=None, keep_state=False):
+        calls.append((genome, until, state is not None))
+        if until == 2 and sum(c[1] == 2 for c in calls) == 2:
+            raise KeyboardInterrupt  # the second promoted network, mid-training
+        return real(genome, task, until, state, keep_state)
+
+    monkeypatch.setattr(evaluate, "train_candidate", dies_in_the_second_rung)
+    with pytest.raises(KeyboardInterrupt):
+        _halving(task, tmp_path / "run")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
+    calls.clear()
+    resumed = _halving(task, tmp_path / "run")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
+    assert len(calls) == 1 and calls[0][1:] == (2, True)  # one network, its second epoch, from its kept state
+    key = ("genome", "epochs", "val_acc", "val_f1", "status")
+    assert [tuple(r[k] for k in key) for r in resumed] == [tuple(r[k] for k in key) for r in uninterrupted]
