@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import joblib
@@ -45,16 +47,19 @@ GEN0_CHAMPION = (
 )
 
 
-def parse_grid(text: str) -> list[Fidelity]:
-    """``3000x3,6000x4b64`` -> fidelities (images x epochs [b batch]); preset names are accepted too."""
+def parse_grid(text: str) -> list[tuple[str, Fidelity, bool]]:
+    """``default,3000x3,6000x4b64+bf16`` -> (name, fidelity, bf16): images x epochs [b batch], or a preset
+    name; ``+bf16`` trains every network in bf16. Every epoch is validated, for the signals read off the curve."""
     out = []
     for item in filter(None, text.split(",")):
-        if item in FIDELITIES:
-            out.append(FIDELITIES[item])
-            continue
-        n, rest = item.lower().split("x")
-        e, _, b = rest.partition("b")
-        out.append(Fidelity(item, int(n), int(e), batch_size=int(b or 128)))
+        spec, _, mode = item.partition("+")
+        if spec in FIDELITIES:
+            fid = FIDELITIES[spec]
+        else:
+            n, rest = spec.lower().split("x")
+            e, _, b = rest.partition("b")
+            fid = Fidelity(spec, int(n), int(e), batch_size=int(b or 128))
+        out.append((item, replace(fid, validate_every_epoch=True), mode == "bf16"))
     return out
 
 
@@ -102,16 +107,16 @@ def reference(genome: str, data: str, epochs: int, threads: int, state_dir: Path
     }
 
 
-def cheap(genome: str, data: str, fid: Fidelity, threads: int, seed: int) -> dict:
-    rec = train_candidate(genome, EvalTask(data, fid, seed=seed, threads=threads))
-    curve = rec.get("curve") or []
+def cheap(genome: str, data: str, name: str, fid: Fidelity, bf16: bool, threads: int, seed: int) -> dict:
+    task = EvalTask(data, fid, seed=seed, threads=threads, bf16_above_flops=0.0 if bf16 else None)
+    rec = train_candidate(genome, task)
     return {
-        "signal": fid.name,
+        "signal": name,
         "genome": genome,
         "value": rec.get("val_acc"),
         "status": rec["status"],
         "core_seconds": round(rec["train_seconds"] * threads, 1),
-        "train_loss_sum": sum(r["train_loss"] for r in curve) if curve else None,
+        "curve": json.dumps(rec.get("curve") or []),
     }
 
 
@@ -144,17 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference-epochs", type=int, default=30)
     ap.add_argument("--grid", default="default", help="cheap signals to rank (fidelities), comma-separated")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=None, help="per worker (default: cores / jobs)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--table-only", action="store_true", help="print the table of what is done, train nothing")
+    stages = "reference: the long trainings only; cheap: the grid only; table: print, train nothing"
+    ap.add_argument("--stage", choices=["all", "reference", "cheap", "table"], default="all", help=stages)
     args = ap.parse_args(argv)
 
     data = fer.resolve_data_path(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     genomes = networks(out, args.networks, args.max_mflops, args.seed)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     ref_path, cheap_path = out / "reference.jsonl", out / "cheap.csv"
-    if not args.table_only:
+    if args.stage in ("all", "reference"):
         done = {r["genome"] for r in read_jsonl(ref_path)}
         todo = sorted((g for g in genomes if g not in done), key=lambda g: -count_flops(build(parse_genome(g))))
         calls = [(reference, g, data, args.reference_epochs, threads, out / "states", args.seed) for g in todo]
@@ -165,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)  # fmt: skip
 
         run_all(calls, args.jobs, got_reference)
+    if args.stage in ("all", "cheap"):
         finished = set()
         if cheap_path.exists():
             finished = set(map(tuple, pd.read_csv(cheap_path)[["signal", "genome"]].to_numpy()))
-        calls = [(cheap, g, data, f, threads, args.seed) for f in parse_grid(args.grid) for g in genomes
-                 if (f.name, g) not in finished]  # fmt: skip
+        calls = [(cheap, g, data, name, f, bf16, threads, args.seed) for name, f, bf16 in parse_grid(args.grid)
+                 for g in genomes if (name, g) not in finished]  # fmt: skip
 
         def got_cheap(row: dict) -> None:
             pd.DataFrame([row]).to_csv(cheap_path, mode="a", header=not cheap_path.exists(), index=False)
@@ -190,6 +198,54 @@ def bootstrap_tau(x: np.ndarray, y: np.ndarray, rounds: int = 2000, seed: int = 
     return float(np.percentile(taus, 5)), float(np.percentile(taus, 95))
 
 
+def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float]]) -> dict[str, dict]:
+    """Every signal per network: each trained one (best epoch), and what its curve gives for free: the
+    accuracy after epoch k (a rung of successive halving on the same schedule), the accuracy at the end
+    (what a search validating once records), minus the sum of training losses over the first k epochs
+    (Ru et al. 2021), and successive halving simulated on the curve (its records: the last rung each
+    network reached). Values: {signal: {"values": {genome: value}, "epochs": mean epochs trained,
+    "validations": mean validation passes, "core_seconds": median, as measured for the whole training}}."""
+    from nas.objectives import parse_objectives, preference
+
+    out: dict[str, dict] = {}
+    for name, group in cheap_rows.groupby("signal", sort=False):
+        ok = group[group["status"] == "ok"]
+        curves = {g: json.loads(c) for g, c in zip(ok["genome"], ok["curve"])}
+        epochs = max(len(c) for c in curves.values())
+        seconds = float(group["core_seconds"].median())
+
+        def add(label: str, values: dict, trained: float, validations: float, seconds: float = seconds) -> None:
+            out[label] = {"values": values, "epochs": trained, "validations": validations, "core_seconds": seconds}
+
+        add(f"{name} (best of {epochs} epochs)", dict(zip(ok["genome"], ok["value"])), epochs, epochs)
+        for k in range(1, epochs + 1):
+            add(f"{name}, epoch {k}", {g: c[k - 1]["val_acc"] for g, c in curves.items()}, k, 1)
+        for k in range(1, epochs + 1):
+            loss = {g: -sum(r["train_loss"] for r in c[:k]) for g, c in curves.items()}
+            add(f"{name}, training loss sum to epoch {k}", loss, k, 0)
+        two = parse_objectives("acc,params")
+        for rungs, eta in halving:
+            if rungs[-1] != epochs:
+                continue
+            values, trained, alive = {}, {}, list(curves)
+            for depth, until in enumerate(rungs):
+                for g in alive:
+                    values[g], trained[g] = curves[g][until - 1]["val_acc"], until
+                if depth < len(rungs) - 1:
+                    points = [(values[g], count_params_of(g)) for g in alive]
+                    alive = [alive[i] for i in preference(points, two)[: math.ceil(len(alive) / eta)]]
+            validations = sum(sum(1 for r in rungs if r <= t) for t in trained.values()) / len(trained)
+            label = f"{name}, halving rungs {','.join(map(str, rungs))} eta {eta:g}"
+            add(label, values, sum(trained.values()) / len(trained), validations)
+    return out
+
+
+def count_params_of(genome: str) -> int:
+    from nas.build import count_params
+
+    return count_params(build(parse_genome(genome)))
+
+
 def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     ref_path, cheap_path = out / "reference.jsonl", out / "cheap.csv"
     refs = pd.DataFrame(read_jsonl(ref_path)) if ref_path.exists() else None
@@ -205,21 +261,31 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     lines += [
         f"reference: mean val acc {truth.mean():.3f}, {refs['core_seconds'].mean() / 60:.0f} core-min per network",
         "",
-        "| signal | networks | core-s / network | mean value | Kendall tau (90% interval) | Spearman rho |",
-        "|---|---|---|---|---|---|",
+        "| signal | networks | epochs trained | validations | core-s of the whole training "
+        "| Kendall tau (90% interval) | Spearman rho |",
+        "|---|---|---|---|---|---|---|",
     ]
-    signals = pd.read_csv(cheap_path)
-    for name, group in signals.groupby("signal", sort=False):
-        both = group.set_index("genome")["value"].dropna().to_frame("x").join(truth.rename("y"), how="inner")
+    halving = [((2, 4), 3.0), ((1, 2, 4), 3.0), ((2, 4), 2.0), ((1, 4), 3.0), ((3, 4), 3.0)]
+    every = signals(pd.read_csv(cheap_path), halving)
+    for name, s in every.items():
+        both = pd.Series(s["values"], dtype=float).dropna().to_frame("x").join(truth.rename("y"), how="inner")
         if len(both) < 3:
             continue
         x, y = both["x"].to_numpy(), both["y"].to_numpy()
         tau, rho = stats.kendalltau(x, y).statistic, stats.spearmanr(x, y).statistic
         lo, hi = bootstrap_tau(x, y)
         lines.append(
-            f"| {name} | {len(both)} | {group['core_seconds'].median():.0f} | {group['value'].mean():.3f} "
+            f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.0f} "
             f"| {tau:.2f} ({lo:.2f} to {hi:.2f}) | {rho:.2f} |"
         )
+    for name in every:  # does bf16 change the ranking? the same signal trained both ways
+        base = name.split(" ")[0].rstrip(",")
+        twin = base + "+bf16" + name[len(base) :]
+        if twin in every:
+            a, b = pd.Series(every[name]["values"]), pd.Series(every[twin]["values"])
+            both = pd.concat([a, b], axis=1, join="inner").dropna().to_numpy()
+            tau = stats.kendalltau(both[:, 0], both[:, 1]).statistic
+            lines.append(f"\nfp32 against bf16, {name}: Kendall tau {tau:.2f} over {len(both)} networks")
     return "\n".join(lines)
 
 
