@@ -1,10 +1,16 @@
-"""Latency noise and backends: the same network measured repeatedly, ONNX Runtime against torch eager.
+"""Latency noise and backends; and how well the latency table predicts measured latency.
 
-For each network: ``--repeats`` separate latency phases (each the median of round medians, as in a
-search), their spread (max / min), and the same in torch eager. A spread near 1 means the latency
-objective ranks networks by their cost, not by chance.
+Default: for each baseline, ``--repeats`` separate latency phases (each the median of round medians, as in
+a search), their spread (max / min), and the same in torch eager. A spread near 1 means measured latency
+ranks networks by their cost, not by chance.
+
+``--table N``: N uniform samples of the default space within its FLOPs budget, predicted by a fresh
+latency table (``nas.latency.LatencyTable``, its units measured now) and measured end to end in
+``--repeats`` phases (median); Spearman's rho and Kendall's tau between prediction and measurement, the
+spread of their ratio, and FLOPs as a predictor for comparison.
 
     python benchmarks/bench_latency.py [--repeats 10]
+    python benchmarks/bench_latency.py --table 40 --repeats 5
 """
 
 from __future__ import annotations
@@ -26,10 +32,59 @@ EXTRA = {
 }
 
 
+def table_fidelity(n: int, repeats: int, seed: int = 0) -> str:
+    """Predicted against measured latency on ``n`` networks within the default space's budget."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from scipy import stats
+
+    from nas.build import count_flops
+    from nas.latency import LatencyTable
+    from nas.space import load_space, sample
+
+    space, rng, genomes = load_space("default"), random.Random(seed), []
+    while len(genomes) < n:
+        g = sample(space, rng)
+        if count_flops(build(g)) <= space.max_mflops * 1e6:
+            genomes.append(g)
+    torch.set_num_threads(1)
+    table = LatencyTable(Path(tempfile.mkdtemp()) / "table.json")
+    predicted = np.array([table.predict(g) for g in genomes])
+    models = {str(i): build(g).eval() for i, g in enumerate(genomes)}
+    phases = [measure(models) for _ in range(repeats)]
+    measured = np.array([np.median([p[str(i)] for p in phases]) for i in range(n)])
+    flops = np.array([count_flops(m) for m in models.values()])
+    ratio = predicted / measured
+    lo, mid, hi = np.percentile(ratio, [10, 50, 90])
+    rows = [
+        (name, stats.spearmanr(x, measured).statistic, stats.kendalltau(x, measured).statistic)
+        for name, x in (("latency table", predicted), ("FLOPs", flops))
+    ]
+    lines = [
+        f"{n} uniform samples of the default space within {space.max_mflops:g} MFLOPs (seed {seed}); measured: "
+        f"median of {repeats} latency phases; table: {len(table.entries)} units measured once",
+        "",
+        "| predictor | Spearman rho | Kendall tau |",
+        "|---|---|---|",
+        *(f"| {name} | {rho:.3f} | {tau:.3f} |" for name, rho, tau in rows),
+        "",
+        f"predicted / measured: median {mid:.2f}, 10th-90th percentile {lo:.2f}-{hi:.2f}; "
+        f"measured {measured.min():.3f}-{measured.max():.3f} ms",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--table", type=int, default=0, help="validate the latency table on this many networks")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table_fidelity(args.table, args.repeats))
+        return 0
     nets = {name: b.genome for name, b in load_baselines().items()} | {k: parse_genome(v) for k, v in EXTRA.items()}
     models = {name: build(g).eval() for name, g in nets.items()}
     reference = build(parse_genome(LatencyConfig().reference)).eval()

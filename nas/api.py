@@ -27,6 +27,7 @@ from nas.runner import Callback, SearchConfig
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
+LATENCY_TABLE = "latency_table.json"  # the run's own copy of the entries it used
 
 
 def _machine_rule(threads: int, device: str) -> float | None:
@@ -69,6 +70,7 @@ def search(
     strategy_options: dict | None = None,
     max_mflops: float | None = None,
     max_params: float | None = None,
+    max_latency_ms: float | None = None,
     options: dict | None = None,
     jobs: int | None = None,
     device: str = "auto",
@@ -76,6 +78,7 @@ def search(
     scheduler: str | None = None,
     time_limit: float | None = 900,
     latency_backend: str = "onnx",
+    latency_model: str = "table",
     numerics: str = "auto",
     champion_rule: str = "max-acc",
     champion_max_params: float | None = None,
@@ -88,10 +91,11 @@ def search(
 
     ``algorithm``: nsga2, ga (one penalised fitness), random or optuna, with ``options`` of its own (e.g.
     ``{"cx_prob": 0.7}``, ``{"penalty": "linear"}``); ``strategy``: how candidates are evaluated
-    (``nas.strategies``), with ``strategy_options`` of its own. ``max_mflops`` / ``max_params`` cap what is trained
-    (the space's ``max_mflops`` unless given); the champion is chosen by ``champion_rule`` within the
-    ``champion_*`` budgets. ``jobs`` parallel workers (default: one per core). The run directory defaults
-    to ``runs/<time>-<space>-s<seed>``.
+    (``nas.strategies``), with ``strategy_options`` of its own. ``max_mflops`` / ``max_params`` /
+    ``max_latency_ms`` cap what is trained (the space's ``max_mflops`` unless given); the latency objective
+    is predicted from a per-block table (``latency_model="table"``) or measured (``"measured"``); the
+    champion is chosen by ``champion_rule`` within the ``champion_*`` budgets. ``jobs`` parallel workers
+    (default: one per core). The run directory defaults to ``runs/<time>-<space>-s<seed>``.
     """
     config = new_config(**{k: v for k, v in locals().items() if k not in ("run_dir", "callbacks", "plots")})
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config['space']['name']}-s{seed}"
@@ -133,6 +137,7 @@ def new_config(
     strategy_options: dict | None,
     max_mflops: float | None,
     max_params: float | None,
+    max_latency_ms: float | None,
     options: dict | None,
     jobs: int | None,
     device: str,
@@ -140,6 +145,7 @@ def new_config(
     scheduler: str | None,
     time_limit: float | None,
     latency_backend: str,
+    latency_model: str,
     numerics: str,
     champion_rule: str,
     champion_max_params: float | None,
@@ -154,10 +160,14 @@ def new_config(
     from nas.strategies import STRATEGIES
 
     loaded = load_space(space)
-    for flag, value in (("max_mflops", max_mflops), ("max_params", max_params)):
+    for flag, value in (("max_mflops", max_mflops), ("max_params", max_params), ("max_latency_ms", max_latency_ms)):
         if value is not None and not value > 0:
             raise NasError(f"--{flag.replace('_', '-')} must be positive, got {value:g}")
     objectives = objectives.split(",") if isinstance(objectives, str) else list(objectives)
+    if latency_model not in ("table", "measured"):
+        raise ValueError(f"latency model must be table or measured, got {latency_model!r}")
+    if max_latency_ms is not None and latency_model != "table":
+        raise NasError("--max-latency-ms needs the latency known before training: --latency-model table")
     problem = Problem.create(loaded, tuple(objectives), max_mflops, max_params)
     options = asdict(resolve_options(algorithm, options))
     search_cfg = SearchConfig(generations, population, algorithm, seed, options, champion_rule,
@@ -179,6 +189,7 @@ def new_config(
             "objectives": [o.name for o in problem.objectives],
             "max_mflops": problem.caps["flops"] / 1e6 if "flops" in problem.caps else None,
             "max_params": problem.caps.get("params"),
+            "max_latency_ms": max_latency_ms,
         },
         "space_file": str(resolve_space_path(space)),
         "space": loaded.to_dict(),
@@ -194,6 +205,7 @@ def new_config(
             "device": device,
             "time_limit": time_limit,
             "latency_backend": latency_backend,
+            "latency_model": latency_model,
             # training in bf16 on the CPU above this many MFLOPs (None: never), fixed for the run
             "numerics": numerics,
             "bf16_above_mflops": None if bf16_above is None else bf16_above / 1e6,
@@ -209,6 +221,7 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
     from nas import data as fer
     from nas.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
+    from nas.latency import LatencyTable, machine_table_path
     from nas.problem import Problem
     from nas.report import Plots
     from nas.runner import Runner
@@ -217,9 +230,16 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
 
     space = space_from_dict(dict(config["space"]), source=config["space_file"])
     p = config["problem"]
-    problem = Problem.create(space, tuple(p["objectives"]), p.get("max_mflops"), p.get("max_params"))
     search_cfg = SearchConfig(**config["search"])
     ev = config["evaluation"]
+    table = None
+    if ev.get("latency_model", "measured") == "table":  # runs configured before the table measured latency
+        table = LatencyTable(machine_table_path(), run_dir / LATENCY_TABLE)
+    shape, classes = tuple(space.input_shape), space.num_classes
+    problem = Problem.create(
+        space, tuple(p["objectives"]), p.get("max_mflops"), p.get("max_params"), None, p.get("max_latency_ms"),
+        (lambda g: table.predict(g, shape, classes)) if table else None,
+    )  # fmt: skip
     task = EvalTask(
         data=config["data"],
         # a fidelity written before the choice existed validated after every epoch
@@ -243,6 +263,7 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
         ev["scheduler"],
         LatencyConfig(backend=ev["latency_backend"]),
         state_dir=run_dir / "states",
+        latency_table=table,
     )
     strategy = make_strategy(ev["strategy"], evaluator, problem, **ev["strategy_options"])
     checkpoint = rundir.read_checkpoint(run_dir)

@@ -37,6 +37,7 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
     p.add_argument("--max-mflops", type=float, default=None, help="FLOPs cap per image, in place of the space's")
     p.add_argument("--max-params", type=float, default=None, help="parameter cap: larger networks are never trained")
+    p.add_argument("--max-latency-ms", type=float, default=None, help="predicted-latency cap (--latency-model table)")
     p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
     p.add_argument(
         "--algorithm",
@@ -63,6 +64,13 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--time-limit", type=float, default=900, help="seconds of training per candidate")
     p.add_argument("--latency-backend", choices=["onnx", "torch"], default="onnx")
     p.add_argument(
+        "--latency-model",
+        choices=["table", "measured"],
+        default="table",
+        help="table: the objective is predicted from per-block latencies measured once per machine "
+        "(reproducible); measured: timed end to end every generation (noisy)",
+    )
+    p.add_argument(
         "--numerics",
         choices=["auto", "fp32", "bf16"],
         default="auto",
@@ -70,7 +78,7 @@ def _evolve_parser(sub) -> None:
     )
     p.add_argument("--champion-rule", choices=["max-acc", "knee"], default="max-acc")
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
-    p.add_argument("--champion-max-latency-ms", "--max-latency-ms", type=float, default=None, help="champion budget")
+    p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
     p.add_argument("--run-dir", default=None, help="default runs/<time>-<space>-s<seed>")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.set_defaults(func=cmd_evolve)
@@ -78,9 +86,9 @@ def _evolve_parser(sub) -> None:
 
 # flags passed to nas.search as they are
 _SEARCH_SETTINGS = (
-    "population", "objectives", "seed", "fidelity", "strategy", "max_mflops", "max_params", "jobs", "device",
-    "backend", "scheduler", "time_limit", "latency_backend", "numerics", "champion_rule", "champion_max_params",
-    "champion_max_latency_ms", "run_dir",
+    "population", "objectives", "seed", "fidelity", "strategy", "max_mflops", "max_params", "max_latency_ms", "jobs",
+    "device", "backend", "scheduler", "time_limit", "latency_backend", "latency_model", "numerics", "champion_rule",
+    "champion_max_params", "champion_max_latency_ms", "run_dir",
 )  # fmt: skip
 
 

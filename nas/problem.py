@@ -22,7 +22,11 @@ from nas.space import SearchSpace
 
 Costs = dict[str, float]  # what is known of a network before training: "params", "flops"
 # how each cap is shown to users: scale, unit, format of the value and of the cap
-CAP_UNITS = {"flops": (1e6, "MFLOPs", ".3g", "g"), "params": (1.0, "parameters", ",.0f", ",.0f")}
+CAP_UNITS = {
+    "flops": (1e6, "MFLOPs", ".3g", "g"),
+    "params": (1.0, "parameters", ",.0f", ",.0f"),
+    "latency_ms": (1.0, "ms (predicted)", ".3g", "g"),
+}
 
 
 def network_costs(space: SearchSpace) -> Callable[[Genome], Costs | None]:
@@ -71,12 +75,17 @@ class Evaluation:
 
 @dataclass
 class Problem:
-    """Space + objectives + caps (``{"flops": 60e6, "params": 2e5}``); ``costs`` may be replaced (tests)."""
+    """Space + objectives + caps (``{"flops": 60e6, "params": 2e5}``); ``costs`` may be replaced (tests).
+
+    ``latency_fn`` predicts a network's latency (``nas.latency.LatencyTable``): with it, latency too is a
+    cost known before training, and may be capped.
+    """
 
     space: SearchSpace
     objectives: tuple[objs.Objective, ...]
     caps: dict[str, float] = field(default_factory=dict)
     costs_fn: Callable[[Genome], Costs | None] | None = None
+    latency_fn: Callable[[Genome], float] | None = None
     _costs: dict[str, Costs | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +95,8 @@ class Problem:
         bad = {k: v for k, v in self.caps.items() if not v > 0}
         if bad:
             raise ValueError(f"caps must be positive, got {bad}")
+        if "latency_ms" in self.caps and self.latency_fn is None:
+            raise ValueError("a latency cap needs the latency known before training (the latency table)")
         self.costs_fn = self.costs_fn or network_costs(self.space)
 
     @classmethod
@@ -96,19 +107,28 @@ class Problem:
         max_mflops: float | None = None,
         max_params: float | None = None,
         costs_fn: Callable[[Genome], Costs | None] | None = None,
+        max_latency_ms: float | None = None,
+        latency_fn: Callable[[Genome], float] | None = None,
     ) -> Problem:
         """The problem of a run: the space's own FLOPs budget unless ``max_mflops`` replaces it."""
         mflops = max_mflops if max_mflops is not None else space.max_mflops
         caps = {"flops": mflops * 1e6} if mflops else {}
         if max_params:
             caps["params"] = float(max_params)
-        return cls(space, objs.parse_objectives(objectives), caps, costs_fn)
+        if max_latency_ms:
+            caps["latency_ms"] = float(max_latency_ms)
+        return cls(space, objs.parse_objectives(objectives), caps, costs_fn, latency_fn)
 
-    def costs(self, genome: Genome) -> Costs | None:
-        """Memoised per network: searches ask about the same genomes again and again."""
+    def costs(self, genome: Genome, latency: bool = False) -> Costs | None:
+        """Memoised per network: searches ask about the same genomes again and again. The predicted
+        latency is added when asked for, or when it is capped (predicting may time blocks not met before)."""
         if genome.key not in self._costs:
             self._costs[genome.key] = self.costs_fn(genome)
-        return self._costs[genome.key]
+        costs = self._costs[genome.key]
+        wanted = latency or "latency_ms" in self.caps
+        if costs is not None and wanted and self.latency_fn and "latency_ms" not in costs:
+            costs["latency_ms"] = self.latency_fn(genome)
+        return costs
 
     def excess(self, costs: Mapping[str, float]) -> dict[str, float]:
         """Per cap, how far ``costs`` exceed it as a share of the cap (negative: within it)."""

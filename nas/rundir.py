@@ -36,6 +36,7 @@ RECORD_FIELDS = (
     "params",
     "flops",
     "latency_ms",
+    "measured_latency_ms",
     "latency_ratio",
     "train_seconds",
     "epochs",

@@ -150,8 +150,8 @@ class Runner:
             if self.problem.violation(costs) > 0:
                 records[i] = self.strategy.reject(p.genome, self.problem.rejection(p.genome, costs), costs)
                 self._on_record(records[i], False)
-            else:
-                requests.append(Request(p.genome, p.parents, dict(costs or {})))
+            else:  # with its predicted latency: every cost known before training
+                requests.append(Request(p.genome, p.parents, dict(self.problem.costs(p.genome, latency=True))))
                 where.append(i)
         for i, record in zip(where, self.strategy.evaluate(requests, self._on_record)):
             records[i] = record

@@ -40,9 +40,10 @@ def test_same_run_directory_as_the_genetic_search(algorithm, request):
     evals = pd.read_csv(run_dir / "evaluations.csv")
     assert len(evals) == 8 * 3 and sorted(evals["generation"].unique()) == [0, 1, 2]
     front, ok = pd.read_csv(run_dir / "pareto.csv"), evals[evals["status"] == "ok"]
-    o = objs.parse_objectives("acc,params")
+    o = objs.parse_objectives(objs.DEFAULT_OBJECTIVES)
     for f in front.itertuples():
-        assert not any(objs.dominates((e.val_acc, e.params), (f.val_acc, f.params), o) for e in ok.itertuples())
+        point = (f.val_acc, f.params, f.latency_ms)
+        assert not any(objs.dominates((e.val_acc, e.params, e.latency_ms), point, o) for e in ok.itertuples())
     assert main(["report", str(run_dir)]) == 0 and (run_dir / "progress.png").exists()
 
 

@@ -18,6 +18,8 @@ def test_caps_come_from_the_space_unless_the_run_sets_its_own():
     assert Problem.create(TINY, "acc,params", max_params=5e4).caps == {"params": 5e4}
     assert Problem.create(TINY, "acc,params").caps == {}
     with pytest.raises(ValueError, match="caps are known before training"):
+        Problem(TINY, (), {"energy_mj": 1.0})
+    with pytest.raises(ValueError, match="a latency cap needs the latency known before training"):
         Problem(TINY, (), {"latency_ms": 1.0})
     with pytest.raises(ValueError, match="caps must be positive"):
         Problem(TINY, (), {"flops": 0})
@@ -50,3 +52,14 @@ def test_an_evaluation_carries_objectives_by_name_worst_when_failed():
     assert failed.objectives == {"acc": 0.0, "params": math.inf, "latency": math.inf} and not failed.ok
     over = problem.evaluation(BIG, {"status": "failed", "params": 2631, "flops": 11.3e6})
     assert over.violation == pytest.approx(10.3) and not over.feasible
+
+
+def test_with_a_latency_table_latency_is_a_cost_known_before_training_and_may_be_capped():
+    predicted = {BIG.key: 0.9, SMALL.key: 0.2}
+    problem = Problem.create(TINY, "acc,params,latency", max_latency_ms=0.5, latency_fn=lambda g: predicted[g.key])
+    assert problem.admits(SMALL) and not problem.admits(BIG)
+    assert problem.rejection(BIG, problem.costs(BIG)) == (
+        "over budget: 0.9 ms (predicted), over the run's budget of 0.5 ms (predicted)"
+    )
+    uncapped = Problem.create(TINY, "acc,params,latency", latency_fn=lambda g: predicted[g.key])
+    assert "latency_ms" not in uncapped.costs(BIG) and uncapped.costs(BIG, latency=True)["latency_ms"] == 0.9

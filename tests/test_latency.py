@@ -1,0 +1,39 @@
+"""The latency table: a network's predicted latency from units measured once, kept, and never measured again."""
+
+import json
+
+import pytest
+
+import nas.latency
+from nas.genome import parse_genome
+from nas.latency import LatencyTable
+
+GENOME = parse_genome("conv_k3_c8_s1_relu_bn | pool_max | ir_k3_e2_c16_s2_r2_se | gap | dense_u16_d0")
+
+
+def test_units_are_the_blocks_at_their_input_shapes_and_the_head():
+    units = LatencyTable().units(GENOME, (1, 48, 48), 7)
+    assert list(units) == [
+        "conv_k3_c8_s1_relu_bn@1x48x48",
+        "pool_max@8x48x48",
+        "ir_k3_e2_c16_s2_r2_se@8x24x24",
+        "gap | dense_u16_d0@16x12x12->7",
+    ]
+    module, shape = units["ir_k3_e2_c16_s2_r2_se@8x24x24"]()
+    assert shape == (8, 24, 24)
+
+
+def test_predictions_come_from_kept_entries_and_a_run_keeps_its_own(tmp_path, monkeypatch):
+    machine, run = tmp_path / "machine.json", tmp_path / "run.json"
+    first = LatencyTable(machine, run, rounds=1, runs=5).predict(GENOME)
+    entries = json.loads(run.read_text())["entries"]
+    assert len(entries) == 5 and json.loads(machine.read_text())["entries"] == entries  # 4 units + the call overhead
+    overhead = entries.pop(LatencyTable.OVERHEAD)
+    assert first == pytest.approx(sum(v - overhead for v in entries.values()) + overhead)
+    monkeypatch.setattr(nas.latency, "measure", lambda *a, **k: pytest.fail("measured a unit it knew"))
+    assert LatencyTable(machine, run).predict(GENOME) == first
+    # another machine's table, or a wiped cache: the run's own entries still decide its predictions
+    doubled = {k: 2 * v for k, v in json.loads(run.read_text())["entries"].items()}
+    machine.write_text(json.dumps({"entries": doubled}))
+    assert LatencyTable(machine, run).predict(GENOME) == first
+    assert LatencyTable(machine, None).predict(GENOME) == pytest.approx(2 * first)
