@@ -177,6 +177,7 @@ class Runner:
             "pop_mean_acc": float(np.mean(ok)) if ok else 0.0,
             "front_size": len(state.front),
             "hypervolume": objs.hypervolume(state.front, self.problem.objectives),
+            "hypervolume_pilot": objs.hypervolume(state.front, self.problem.objectives, "pilot"),
             "seconds": round(state.seconds, 1),
         }
 

@@ -83,7 +83,7 @@ def summary(state) -> tuple:
     return state.rows, [r["cache_key"] for r in state.front], state.champion["genome"], state.progress
 
 
-ALGORITHMS = ["nsga2", "ga", "random"]
+ALGORITHMS = ["nsga2", "ga", "aging", "random"]
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

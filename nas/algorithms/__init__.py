@@ -86,6 +86,7 @@ class Algorithm(ABC):
 ALGORITHMS = {
     "nsga2": "nas.algorithms.nsga2:NSGA2",
     "ga": "nas.algorithms.ga:PenalizedGA",
+    "aging": "nas.algorithms.aging:RegularizedEvolution",
     "random": "nas.algorithms.random_search:RandomSearch",
     "optuna": "nas.algorithms.optuna_sampler:OptunaSampler",
 }
