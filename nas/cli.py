@@ -41,10 +41,11 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
     p.add_argument(
         "--algorithm",
-        choices=["nsga2", "ga", "aging", "random", "optuna"],
+        choices=["nsga2", "surrogate", "ga", "aging", "random", "optuna"],
         default="nsga2",
-        help="nsga2: DEAP's NSGA-II (default); ga: one penalised fitness; aging: regularized evolution; "
-        "random: uniform sampling; optuna: Optuna's NSGAIISampler",
+        help="nsga2: DEAP's NSGA-II (default); surrogate: NSGA-II ranking 10x the children by a predictor; "
+        "ga: one penalised fitness; aging: regularized evolution; random: uniform sampling; optuna: Optuna's "
+        "NSGAIISampler",
     )
     p.add_argument("--mode", choices=["pareto", "penalty"], default="pareto", help="penalty: --algorithm ga")
     p.add_argument("--penalty", choices=["mnas", "linear"], default=None, help="ga: the form of the one fitness")

@@ -179,7 +179,7 @@ class Runner:
             "hypervolume": objs.hypervolume(state.front, self.problem.objectives),
             "hypervolume_pilot": objs.hypervolume(state.front, self.problem.objectives, "pilot"),
             "seconds": round(state.seconds, 1),
-        }
+        } | self.algorithm.progress()
 
     # ----------------------------------------------------------- files
 

@@ -83,7 +83,7 @@ def summary(state) -> tuple:
     return state.rows, [r["cache_key"] for r in state.front], state.champion["genome"], state.progress
 
 
-ALGORITHMS = ["nsga2", "ga", "aging", "random"]
+ALGORITHMS = ["nsga2", "surrogate", "ga", "aging", "random"]
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -207,3 +207,13 @@ def _samples(problem, n):
 
     rng = random.Random(0)
     return [sample(problem.space, rng) for _ in range(n)]
+
+
+def test_the_surrogate_trains_a_generation_chosen_from_a_larger_pool_and_logs_its_tau(tmp_path):
+    state, strategy = run(tmp_path, "surrogate", generations=5, space=DEFAULT, caps={"flops": 6e7})
+    per_gen = [sum(r["generation"] == g for r in state.rows) for g in range(6)]
+    assert per_gen == [8] * 6
+    taus = [p.get("predictor_tau") for p in state.progress]
+    chosen = [t for t in taus if t is not None]  # once 16 networks have trained (some fake ones diverge)
+    assert taus[:2] == [None, None] and len(chosen) >= 2 and taus[-1] is not None
+    assert sum(chosen) / len(chosen) > 0.3  # the fake accuracy grows with size: the forest learns it

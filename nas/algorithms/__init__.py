@@ -74,6 +74,10 @@ class Algorithm(ABC):
         """The evaluations the algorithm currently keeps (its parents' pool), for progress statistics."""
         return self._last
 
+    def progress(self) -> dict:
+        """Figures of the last generation for progress.csv (e.g. a predictor's accuracy)."""
+        return {}
+
     def state_dict(self) -> dict:
         """What a resumed run needs besides the RNG states and the evaluations: plain data."""
         return {}
@@ -86,6 +90,7 @@ class Algorithm(ABC):
 ALGORITHMS = {
     "nsga2": "nas.algorithms.nsga2:NSGA2",
     "ga": "nas.algorithms.ga:PenalizedGA",
+    "surrogate": "nas.algorithms.surrogate:SurrogateNSGA2",
     "aging": "nas.algorithms.aging:RegularizedEvolution",
     "random": "nas.algorithms.random_search:RandomSearch",
     "optuna": "nas.algorithms.optuna_sampler:OptunaSampler",
