@@ -83,6 +83,8 @@ def search(
     champion_rule: str = "max-acc",
     champion_max_params: float | None = None,
     champion_max_latency_ms: float | None = None,
+    finalists: int = 3,
+    finalist_fidelity: str = "rich",
     run_dir: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     plots: bool = True,
@@ -150,6 +152,8 @@ def new_config(
     champion_rule: str,
     champion_max_params: float | None,
     champion_max_latency_ms: float | None,
+    finalists: int,
+    finalist_fidelity: str,
 ) -> dict:
     """The resolved configuration of a new run, checked: what ``config.json`` holds."""
     from nas.algorithms import resolve_options
@@ -170,8 +174,9 @@ def new_config(
         raise NasError("--max-latency-ms needs the latency known before training: --latency-model table")
     problem = Problem.create(loaded, tuple(objectives), max_mflops, max_params)
     options = asdict(resolve_options(algorithm, options))
+    get_fidelity(finalist_fidelity)
     search_cfg = SearchConfig(generations, population, algorithm, seed, options, champion_rule,
-                              champion_max_params, champion_max_latency_ms)  # fmt: skip
+                              champion_max_params, champion_max_latency_ms, finalists, finalist_fidelity)  # fmt: skip
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown evaluation strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if backend not in ("loky", "dask"):

@@ -80,6 +80,8 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--champion-rule", choices=["max-acc", "knee"], default="max-acc")
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
     p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
+    p.add_argument("--finalists", type=int, default=3, help="front members trained again to choose the champion")
+    p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (a preset: cheap, default, rich)")
     p.add_argument("--run-dir", default=None, help="default runs/<time>-<space>-s<seed>")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.set_defaults(func=cmd_evolve)
@@ -89,7 +91,7 @@ def _evolve_parser(sub) -> None:
 _SEARCH_SETTINGS = (
     "population", "objectives", "seed", "fidelity", "strategy", "max_mflops", "max_params", "max_latency_ms", "jobs",
     "device", "backend", "scheduler", "time_limit", "latency_backend", "latency_model", "numerics", "champion_rule",
-    "champion_max_params", "champion_max_latency_ms", "run_dir",
+    "champion_max_params", "champion_max_latency_ms", "finalists", "finalist_fidelity", "run_dir",
 )  # fmt: skip
 
 
@@ -143,8 +145,9 @@ def cmd_evolve(args) -> int:
     )
     if result.champion:
         c = result.champion
+        final = f" ({c['finalist']['val_acc']:.4f} at {c['finalist']['fidelity']})" if "finalist" in c else ""
         print(
-            f"champion ({c['rule']}): {c['genome']}\n  val acc {c['val_acc']:.4f}, "
+            f"champion ({c['rule']}): {c['genome']}\n  val acc {c['val_acc']:.4f}{final}, "
             f"{c['params']:,} params, {c.get('latency_ms') or float('nan'):.3f} ms"
         )
     return 0

@@ -18,7 +18,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import joblib
@@ -220,6 +220,13 @@ class Evaluator:
         self._states: dict[str, tuple[int, bytes]] = {}
         self._client = None
 
+    def with_fidelity(self, fidelity: Fidelity) -> Evaluator:
+        """The same evaluator (cache, workers, latency) training at another fidelity."""
+        other = Evaluator(replace(self.task, fidelity=fidelity), self.cache, self.jobs, self.backend, self.scheduler,
+                          self.latency_config, self.state_dir, self.latency_table)  # fmt: skip
+        other._client = self._client
+        return other
+
     def key_of(self, genome_text: str, until: int | None = None) -> str:
         """The cache key; a string that does not parse still gets one, and fails in its worker."""
         try:
@@ -232,8 +239,9 @@ class Evaluator:
         """Records for ``jobs`` (genome strings train the full schedule), in order; ``on_record(record,
         cached)`` is called as each is known.
 
-        New jobs are trained in parallel, then every successful one without a latency (new, or left so
-        by a crash) is timed in one latency phase once all training has stopped.
+        New jobs are trained in parallel; then every successful one without a latency (new, or left so by a
+        crash) gets its latency objective: predicted by the latency table, or, without one, timed in one
+        latency phase once all training has stopped.
         """
         jobs = [j if isinstance(j, Job) else Job(j) for j in jobs]
         keys = [self.key_of(j.genome, j.until) for j in jobs]
@@ -256,8 +264,7 @@ class Evaluator:
             if on_record:
                 on_record(self.cache.get(k), True)
         pending = [self.cache.get(k) for k in dict.fromkeys(keys)]
-        for record in self._measure_latency([r for r in pending if _needs_latency(r)]):
-            self.cache.put(record)
+        self._measure_latency([r for r in pending if _needs_latency(r)])
         return [self.cache.get(k) for k in keys]
 
     def reject(self, genome_text: str, error: str, costs: dict | None = None) -> dict:
@@ -357,30 +364,39 @@ class Evaluator:
     # ----------------------------------------------------------- latency phase
 
     def _measure_latency(self, records: list[dict]) -> list[dict]:
-        """Time the given candidates and the reference network together, in one phase.
+        """The latency objective of new records: the latency table's prediction (a lookup, no timing), or,
+        without a table, the measured figure (``measure_latency``)."""
+        if self.latency_table is None:
+            return self.measure_latency(records)
+        shape, classes = self.task.input_shape, self.task.num_classes
+        out = []
+        for r in records:
+            out.append(r | {"latency_ms": self.latency_table.predict(parse_genome(r["genome"]), shape, classes)})
+            self.cache.put(out[-1])
+        return out
 
-        With a latency table, ``latency_ms`` is its prediction (the objective) and the measured figure goes
-        to ``measured_latency_ms`` (for the user); without one, ``latency_ms`` is measured. A network timed
-        before (another budget of the same network) keeps its figures: latency belongs to the network, and
-        timing it again would only add noise.
+    def measure_latency(self, records: list[dict]) -> list[dict]:
+        """Time the networks of ``records`` end to end, with a reference network, in one phase (called once
+        all training has stopped); the records come back with ``measured_latency_ms``, ``latency_ratio``
+        and, without a latency table, ``latency_ms``, and are cached so. A network timed before (another
+        budget of the same network) keeps its figures: timing it again would only add noise.
         """
-        measured = "measured_latency_ms" if self.latency_table else "latency_ms"
-        known = {r["key"]: r for r in self.cache.records.values() if r.get(measured) is not None}
-        figures = ("latency_ms", measured, "latency_ratio")
+        figures = ("measured_latency_ms", "latency_ratio") + (() if self.latency_table else ("latency_ms",))
+        known = {r["key"]: r for r in self.cache.records.values() if r.get("measured_latency_ms") is not None}
         timed = [r | {f: known[r["key"]].get(f) for f in figures} for r in records if r["key"] in known]
         records = [r for r in records if r["key"] not in known]
-        if not records:
-            return timed
-        cfg, shape, classes = self.latency_config, self.task.input_shape, self.task.num_classes
-        models = {r["cache_key"]: build(parse_genome(r["genome"]), shape, classes) for r in records}
-        models["__reference__"] = build(parse_genome(cfg.reference), shape, classes)
-        ms = latency.measure(models, shape, cfg.backend, cfg.rounds, cfg.runs)
-        ref = ms.pop("__reference__")
-        fresh = [r | {measured: ms[r["cache_key"]], "latency_ratio": ms[r["cache_key"]] / ref} for r in records]
-        if self.latency_table:
-            fresh = [r | {"latency_ms": self.latency_table.predict(parse_genome(r["genome"]), shape, classes)}
-                     for r in fresh]  # fmt: skip
-        return timed + fresh
+        if records:
+            cfg, shape, classes = self.latency_config, self.task.input_shape, self.task.num_classes
+            models = {r["cache_key"]: build(parse_genome(r["genome"]), shape, classes) for r in records}
+            models["__reference__"] = build(parse_genome(cfg.reference), shape, classes)
+            ms = latency.measure(models, shape, cfg.backend, cfg.rounds, cfg.runs)
+            ref = ms.pop("__reference__")
+            for r in records:
+                figures_of = {"measured_latency_ms": ms[r["cache_key"]], "latency_ratio": ms[r["cache_key"]] / ref}
+                timed.append(r | figures_of | ({} if self.latency_table else {"latency_ms": ms[r["cache_key"]]}))
+        for r in timed:
+            self.cache.put(r)
+        return timed
 
 
 def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None) -> dict:

@@ -152,15 +152,15 @@ def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=130)
-    for ax, (col, label) in zip(
-        axes,
-        [
-            ("hypervolume", "hypervolume (normalised)"),
-            ("best_acc", "best validation accuracy"),
-            ("front_size", "front size"),
-        ],
-    ):
+    panels = [
+        ("hypervolume", "hypervolume (normalised)"),
+        ("best_acc", "best validation accuracy"),
+        ("front_size", "front size"),
+    ]
+    if "predictor_tau" in progress and progress["predictor_tau"].notna().any():
+        panels.append(("predictor_tau", "predictor's Kendall tau on the trained"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=130)
+    for ax, (col, label) in zip(axes, panels):
         ax.plot(progress["gen"], progress[col], marker="o", ms=3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("generation")

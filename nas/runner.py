@@ -27,7 +27,7 @@ from nas import objectives as objs
 from nas import rundir
 from nas.algorithms import Algorithm, Proposal, algorithm_class, resolve_options
 from nas.errors import RunDirError
-from nas.genome import Genome
+from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation, Problem
 from nas.rundir import Cache
 from nas.strategies import Request, Strategy
@@ -48,6 +48,10 @@ class SearchConfig:
     champion_rule: str = "max-acc"
     champion_max_params: float | None = None
     champion_max_latency_ms: float | None = None
+    # the most accurate front members within the budgets train again at a richer fidelity after the last
+    # generation, and the champion is the most accurate of them there (0: the brief training decides)
+    finalists: int = 3
+    finalist_fidelity: str = "rich"
 
     def __post_init__(self) -> None:
         if self.population < 4 or self.generations < 0:
@@ -123,7 +127,32 @@ class Runner:
             cb.start_run(self.run_dir, self.config.generations, state)
         for generation in range(state.generation + 1, self.config.generations + 1):
             self._generation(generation, state)
+        if self.config.finalists and state.champion and self.config.champion_rule == "max-acc":
+            self._finalists(state)
         return state
+
+    def _finalists(self, state: State) -> None:
+        """Brief training ranks the top of a front least reliably: its best few train again, longer."""
+        c = self.config
+        contenders = sorted(_within(state.front, c), key=lambda r: (-r["val_acc"], r["params"]))[: c.finalists]
+        genomes = [parse_genome(r["genome"]) for r in contenders]
+        finals = self.strategy.finalize(genomes, c.finalist_fidelity)
+        scored = [(f["val_acc"], -b["params"], b, f) for b, f in zip(contenders, finals) if f["status"] == "ok"]
+        if not scored:
+            return
+        _, _, brief, final = max(scored, key=lambda s: s[:2])
+        rule = choose_champion(state.front, c, self.problem.objectives)["rule"]
+        state.champion = {
+            **brief,
+            "rule": f"{rule}, then the most accurate of the best {len(contenders)} at fidelity {c.finalist_fidelity}",
+            "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")},
+            "finalists": [
+                {"genome": b["genome"], "val_acc": b["val_acc"], "finalist_val_acc": f.get("val_acc")}
+                for b, f in zip(contenders, finals)
+            ],  # fmt: skip
+        }
+        if self.run_dir is not None:
+            rundir.write_json(self.run_dir / rundir.CHAMPION, state.champion)
 
     # ----------------------------------------------------------- one generation
 
@@ -133,6 +162,10 @@ class Runner:
         evaluations = self._evaluate(proposals, generation, state.rows)
         self.algorithm.tell(evaluations)
         state.front = objs.pareto_front(state.front + [ev.record for ev in evaluations], self.problem.objectives)
+        unmeasured = [r for r in state.front if r.get("measured_latency_ms") is None]
+        if unmeasured:  # what the user sees on the front is measured (the objective may be predicted)
+            measured = {r["cache_key"]: r for r in self.strategy.measure(unmeasured)}
+            state.front = [measured.get(r["cache_key"], r) for r in state.front]
         state.generation, state.seconds = generation, state.seconds + time.monotonic() - t0
         state.progress.append(self._progress_row(state))
         self._save(state)
@@ -244,15 +277,21 @@ def _rng_state(saved: list) -> tuple:
     return version, tuple(internal), gauss
 
 
-def choose_champion(front: list[dict], config: SearchConfig, objectives: tuple[objs.Objective, ...]) -> dict | None:
-    """The champion and the rule that chose it."""
+def _within(front: list[dict], config: SearchConfig) -> list[dict]:
+    """The front members within the champion's budgets."""
     max_params, max_ms = config.champion_max_params, config.champion_max_latency_ms
-    within = [
+    return [
         r
         for r in front
         if (max_params is None or r["params"] <= max_params)
         and (max_ms is None or (r.get("latency_ms") or math.inf) <= max_ms)
     ]
+
+
+def choose_champion(front: list[dict], config: SearchConfig, objectives: tuple[objs.Objective, ...]) -> dict | None:
+    """The champion and the rule that chose it."""
+    max_params, max_ms = config.champion_max_params, config.champion_max_latency_ms
+    within = _within(front, config)
     if not within:
         return None
     if config.champion_rule == "knee":

@@ -52,6 +52,14 @@ class FakeStrategy(Strategy):
                 on_record(out[-1], False)
         return out
 
+    def measure(self, records):
+        return [r | {"measured_latency_ms": r["latency_ms"]} for r in records]
+
+    def finalize(self, genomes, fidelity):
+        """A longer training reverses the brief ranking (as it does for fast learners)."""
+        self.finalized = [str(g) for g in genomes]
+        return [{"status": "ok", "val_acc": 1 - i / 10, "fidelity": fidelity} for i in reversed(range(len(genomes)))]
+
     def reject(self, genome, reason, costs):
         key = f"{genome.key}|fake"
         if key not in self.cache:
@@ -69,12 +77,14 @@ class FakeStrategy(Strategy):
         return record | {"status": "ok", "val_acc": acc, "val_f1": acc * 0.9, "latency_ms": costs["flops"] / 1e6}
 
 
-def run(tmp_path, algorithm="nsga2", generations=4, space=TINY, caps=None, seed=3, population=8, **options):
+def run(
+    tmp_path, algorithm="nsga2", generations=4, space=TINY, caps=None, seed=3, population=8, finalists=0, **options
+):
     problem = Problem(space, objs.parse_objectives("acc,params"), caps or {}, fake_costs)
     tmp_path.mkdir(parents=True, exist_ok=True)
     cache = Cache(tmp_path / "cache.jsonl")
     strategy = FakeStrategy(cache, problem)
-    config = SearchConfig(generations, population, algorithm, seed, options)
+    config = SearchConfig(generations, population, algorithm, seed, options, finalists=finalists)
     state = Runner(problem, strategy, cache, config, tmp_path).run()
     return state, strategy
 
@@ -187,7 +197,8 @@ def test_callbacks_see_every_request_and_generation(tmp_path):
 
     problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
     cache, spy = Cache(), Spy()
-    Runner(problem, FakeStrategy(cache, problem), cache, SearchConfig(1, 4, "random", 0), None, [spy]).run()
+    config = SearchConfig(1, 4, "random", 0, finalists=0)
+    Runner(problem, FakeStrategy(cache, problem), cache, config, None, [spy]).run()
     assert spy.events == [("run", 1, -1), ("gen", 0, 4), *[("record",)] * 4, ("end", 0, 4),
                           ("gen", 1, 4), *[("record",)] * 4, ("end", 1, 8)]  # fmt: skip
 
@@ -217,3 +228,13 @@ def test_the_surrogate_trains_a_generation_chosen_from_a_larger_pool_and_logs_it
     chosen = [t for t in taus if t is not None]  # once 16 networks have trained (some fake ones diverge)
     assert taus[:2] == [None, None] and len(chosen) >= 2 and taus[-1] is not None
     assert sum(chosen) / len(chosen) > 0.3  # the fake accuracy grows with size: the forest learns it
+
+
+def test_the_champion_is_the_best_finalist_after_a_longer_training(tmp_path):
+    state, strategy = run(tmp_path, "nsga2", generations=2, finalists=3)
+    by_brief = sorted(state.front, key=lambda r: -r["val_acc"])[:3]
+    assert strategy.finalized == [r["genome"] for r in by_brief]  # the three most accurate after brief training
+    champion = json.loads((tmp_path / "champion.json").read_text())
+    assert champion["genome"] == by_brief[-1]["genome"] == state.champion["genome"]  # the longer training's best
+    assert champion["finalist"]["val_acc"] == 1.0 and "rich" in champion["rule"]
+    assert [f["genome"] for f in champion["finalists"]] == strategy.finalized

@@ -47,6 +47,16 @@ class Strategy(ABC):
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
         """One record per request, in order; ``on_record(record, cached)`` as each final record is known."""
 
+    def finalize(self, genomes: list[Genome], fidelity: str) -> list[dict]:
+        """Records of a longer training at the fidelity preset ``fidelity`` (the finalists of a search)."""
+        from nas.evaluate import get_fidelity
+
+        return self.evaluator.with_fidelity(get_fidelity(fidelity)).evaluate([str(g) for g in genomes])
+
+    def measure(self, records: list[dict]) -> list[dict]:
+        """The records with their networks' latency measured end to end (for the front, the user)."""
+        return self.evaluator.measure_latency(records)
+
     def reject(self, genome: Genome, reason: str, costs: dict | None) -> dict:
         """The record of a network the problem does not admit: failed, untrained."""
         return self.evaluator.reject(str(genome), reason, costs)
