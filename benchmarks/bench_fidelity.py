@@ -24,6 +24,7 @@ import math
 import os
 import random
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def parse_grid(text: str) -> list[tuple[str, Fidelity, bool]]:
     name; ``+bf16`` trains every network in bf16. Every epoch is validated, for the signals read off the curve."""
     out = []
     for item in filter(None, text.split(",")):
+        if item == "proxies":
+            continue  # zero-cost proxies: see proxy_rows
         spec, _, mode = item.partition("+")
         if spec in FIDELITIES:
             fid = FIDELITIES[spec]
@@ -120,6 +123,24 @@ def cheap(genome: str, data: str, name: str, fid: Fidelity, bf16: bool, threads:
     }
 
 
+def proxy_rows(genome: str, data: str, threads: int, seed: int) -> list[dict]:
+    """The zero-cost proxies of one untrained network (``nas.proxies``) on a batch of 64 training images."""
+    from nas.proxies import PROXIES, synflow
+
+    torch.set_num_threads(threads)
+    batch = fer.load(data, ("train",))["train"].subset(64, seed)
+    rows = []
+    for name, proxy in PROXIES.items():
+        torch.manual_seed(seed)
+        model = build(parse_genome(genome))
+        t0 = time.perf_counter()
+        value = proxy(model, tuple(batch.x.shape[1:])) if proxy is synflow else proxy(model, batch)
+        seconds = time.perf_counter() - t0
+        rows.append({"signal": name, "genome": genome, "value": value, "status": "ok",
+                     "core_seconds": round(seconds * threads, 3), "curve": "[]"})  # fmt: skip
+    return rows
+
+
 def run_all(calls: list, jobs: int, on_result) -> None:
     """Each call in a worker of its own; results handed over as they finish."""
     if not calls:
@@ -178,9 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             finished = set(map(tuple, pd.read_csv(cheap_path)[["signal", "genome"]].to_numpy()))
         calls = [(cheap, g, data, name, f, bf16, threads, args.seed) for name, f, bf16 in parse_grid(args.grid)
                  for g in genomes if (name, g) not in finished]  # fmt: skip
+        if "proxies" in args.grid.split(","):
+            calls += [(proxy_rows, g, data, threads, args.seed) for g in genomes if ("synflow", g) not in finished]
 
-        def got_cheap(row: dict) -> None:
-            pd.DataFrame([row]).to_csv(cheap_path, mode="a", header=not cheap_path.exists(), index=False)
+        def got_cheap(rows: dict | list[dict]) -> None:
+            rows = rows if isinstance(rows, list) else [rows]
+            pd.DataFrame(rows).to_csv(cheap_path, mode="a", header=not cheap_path.exists(), index=False)
 
         run_all(calls, args.jobs, got_cheap)
     print(table(out, genomes, args))
@@ -216,6 +240,10 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
 
         def add(label: str, values: dict, trained: float, validations: float, seconds: float = seconds) -> None:
             out[label] = {"values": values, "epochs": trained, "validations": validations, "core_seconds": seconds}
+
+        if not epochs:  # a zero-cost proxy: one number per untrained network
+            add(f"{name} (zero-cost proxy)", dict(zip(ok["genome"], ok["value"])), 0, 0)
+            continue
 
         add(f"{name} (best of {epochs} epochs)", dict(zip(ok["genome"], ok["value"])), epochs, epochs)
         for k in range(1, epochs + 1):
@@ -267,6 +295,8 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     ]
     halving = [((2, 4), 3.0), ((1, 2, 4), 3.0), ((2, 4), 2.0), ((1, 4), 3.0), ((3, 4), 3.0)]
     every = signals(pd.read_csv(cheap_path), halving)
+    size = {"values": {g: count_params_of(g) for g in genomes}, "epochs": 0, "validations": 0, "core_seconds": 0}
+    every["parameters (bigger is better)"] = size
     for name, s in every.items():
         both = pd.Series(s["values"], dtype=float).dropna().to_frame("x").join(truth.rename("y"), how="inner")
         if len(both) < 3:
@@ -275,7 +305,7 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         tau, rho = stats.kendalltau(x, y).statistic, stats.spearmanr(x, y).statistic
         lo, hi = bootstrap_tau(x, y)
         lines.append(
-            f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.0f} "
+            f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.3g} "
             f"| {tau:.2f} ({lo:.2f} to {hi:.2f}) | {rho:.2f} |"
         )
     for name in every:  # does bf16 change the ranking? the same signal trained both ways
