@@ -1,69 +1,104 @@
-"""Candidate evaluations per CPU-hour at each fidelity preset, and the training loop's images/s.
+"""What a generation's evaluation costs, side by side on the same networks, per evaluation configuration.
 
-Every preset evaluates the same genomes (the baselines within the space's budget, then random samples)
-with ``--jobs`` workers of ``cores / jobs`` threads each, no cache. Real FER2013 when --data or $FER2013
-is given, else synthetic data.
+Each configuration evaluates the same networks from scratch (a fresh cache), as a search's generation
+would: ``--jobs`` workers of ``cores / jobs`` threads, then the latency work. Configurations:
 
-    python benchmarks/bench_evaluate.py --data $FER2013 [--presets cheap,default] [--genomes 4]
+- ``old``: the default before 2026-11-24: scratch at the ``default`` fidelity (6,000 images x 4 epochs),
+  validation after every epoch, fp32, every network's latency measured end to end;
+- ``scratch``: validation at the end only, this machine's numeric rule (bf16 above its FLOPs threshold),
+  the latency table (its units measured in a first pass, as a warm table would have them);
+- ``halving``: as ``scratch``, with successive halving (``--rungs``, ``--eta``) over the batch.
+
+Core-seconds: the wall time of the generation's evaluation times the cores it holds (training, idle
+workers waiting for the last network, the latency work); training core-seconds: the workers' training
+time alone. The speed-up is against ``old``, in core-seconds.
+
+    python benchmarks/bench_evaluate.py --data $FER2013 --networks runs/bench-fidelity/networks.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
 import sys
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
-from nas import data as fer
-from nas.build import build, count_flops
+import numpy as np
+
 from nas.evaluate import EvalTask, Evaluator, get_fidelity
-from nas.space import load_baselines, load_space, sample
+from nas.genome import parse_genome
+from nas.latency import LatencyTable
+from nas.numerics import machine_rule
+from nas.problem import Problem
+from nas.rundir import Cache
+from nas.space import load_space
+from nas.strategies import Request, make_strategy
+
+
+def evaluate(name: str, genomes: list[str], args: argparse.Namespace, threads: int) -> dict:
+    old = name == "old"
+    fidelity = replace(get_fidelity("default"), validate_every_epoch=old)
+    bf16 = None if old else machine_rule(threads, "cpu")
+    task = EvalTask(args.data, fidelity, seed=0, threads=threads, bf16_above_flops=bf16)
+    tmp = Path(tempfile.mkdtemp())
+    table = None if old else LatencyTable(tmp / "table.json")
+    if table is not None:  # a warm table: its units measured beforehand, as after a few generations
+        for g in genomes:
+            table.predict(parse_genome(g))
+    evaluator = Evaluator(task, Cache(tmp / "cache.jsonl"), args.jobs, state_dir=tmp / "states", latency_table=table)
+    space = load_space("default")
+    problem = Problem.create(space, "acc,params,latency", latency_fn=table.predict if table else None)
+    options = {"rungs": args.rungs, "eta": args.eta} if name == "halving" else {}
+    strategy = make_strategy("halving" if name == "halving" else "scratch", evaluator, problem, **options)
+    t0 = time.perf_counter()
+    records = strategy.evaluate([Request(parse_genome(g)) for g in genomes])
+    wall = time.perf_counter() - t0
+    trained = [r for r in evaluator.cache.records.values() if r.get("train_seconds") is not None]
+    return {
+        "name": name,
+        "wall": wall,
+        "core": wall * args.jobs * threads,  # the machine, held for the generation
+        "train_core": sum(r["train_seconds"] for r in trained) * threads,
+        "epochs": float(np.mean([r.get("epochs") or 0 for r in records])),
+        "bf16": sum(r.get("numerics") == "bf16" for r in records),
+        "n": len(records),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("FER2013", "synthetic:4000"))
-    ap.add_argument("--presets", default="cheap,default,rich")
-    ap.add_argument("--genomes", type=int, default=4)
+    ap.add_argument("--data", default=os.environ.get("FER2013"))
+    ap.add_argument("--networks", required=True, help="networks.json of bench_fidelity.py")
+    ap.add_argument("--configs", default="old,scratch,halving")
+    ap.add_argument("--rungs", default="2,4")
+    ap.add_argument("--eta", type=float, default=3.0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-
-    space = load_space("default")
-    budget = space.max_mflops * 1e6 if space.max_mflops else float("inf")
-    within = [b for b in load_baselines().values() if count_flops(build(b.genome)) <= budget]
-    genomes = [str(b.genome) for b in within][:2]  # over-budget ones would fail untrained and skew the timing
-    rng = random.Random(args.seed)
-    while len(genomes) < args.genomes:
-        genomes.append(str(sample(space, rng)))
-    n_available = len(fer.load(args.data)["train"])
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // args.jobs)
+    args.rungs = [int(r) for r in args.rungs.split(",")]
+    genomes = json.loads(Path(args.networks).read_text())["genomes"]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    rows = []
+    for name in args.configs.split(","):
+        rows.append(evaluate(name, genomes, args, threads))
+        print(rows[-1], file=sys.stderr, flush=True)
+    base = next((r for r in rows if r["name"] == "old"), rows[0])
     lines = [
-        f"{len(genomes)} genomes, {args.jobs} worker(s) x {threads} thread(s) on {cores} cores, data {args.data}",
+        f"{len(genomes)} networks ({args.networks}), {args.jobs} workers x {threads} thread(s); halving rungs "
+        f"{args.rungs}, eta {args.eta:g}",
         "",
-        "| preset | images x epochs | wall s | s / candidate (median) | evaluations / CPU-hour "
-        "| train images/s per worker |",
-        "|---|---|---|---|---|---|",
+        "| configuration | wall s | core-s | training core-s | core-s / network | mean epochs | trained in bf16 "
+        "| cheaper than old |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in args.presets.split(","):
-        fid = get_fidelity(name)
-        task = EvalTask(args.data, fid, seed=args.seed, threads=threads)
-        ev = Evaluator(task, jobs=args.jobs)
-        t0 = time.perf_counter()
-        records = ev.evaluate(genomes)
-        wall = time.perf_counter() - t0
-        ok = [r for r in records if r["status"] == "ok"]
-        secs = sorted(r["train_seconds"] for r in ok)
-        n_train = min(fid.train_images or n_available, n_available)
-        ips = sum(n_train * fid.epochs for _ in ok) / max(sum(secs), 1e-9)
-        per_cpu_hour = len(ok) / (wall * min(cores, args.jobs * threads) / 3600)
+    for r in rows:
         lines.append(
-            f"| {name} | {n_train} x {fid.epochs} | {wall:.0f} | {secs[len(secs) // 2]:.0f} | "
-            f"{per_cpu_hour:.1f} | {ips:.0f} |"
+            f"| {r['name']} | {r['wall']:.0f} | {r['core']:.0f} | {r['train_core']:.0f} | {r['core'] / r['n']:.1f} "
+            f"| {r['epochs']:.2f} | {r['bf16']} of {r['n']} | {base['core'] / r['core']:.2f}x |"
         )
-        print(lines[-1], file=sys.stderr, flush=True)
     print("\n".join(lines))
     return 0
 
