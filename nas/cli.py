@@ -22,11 +22,6 @@ class _Stderr(logging.Handler):
         print(self.format(record), file=sys.stderr)
 
 
-def _interrupt(signum, frame) -> None:
-    """SIGTERM ends a search like Ctrl-C: what is finished is saved, and --resume continues."""
-    raise KeyboardInterrupt
-
-
 # ---------------------------------------------------------------- evolve
 
 
@@ -110,13 +105,13 @@ def _algorithm_options(args) -> tuple[str, dict]:
 
 def cmd_evolve(args) -> int:
     from nas import api
-    from nas.progress import ProgressBar
+    from nas.progress import ProgressBar, StopOnSignal
 
-    progress = ProgressBar()
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # batch schedulers stop jobs with SIGTERM
+    progress, stop = ProgressBar(), StopOnSignal()
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         if args.resume:
-            result = api.resume(args.resume, args.generations, callbacks=[progress])
+            result = api.resume(args.resume, args.generations, callbacks=[progress, stop])
         else:
             algorithm, options = _algorithm_options(args)
             generations = 30 if args.generations is None else args.generations
@@ -124,7 +119,8 @@ def cmd_evolve(args) -> int:
             given = {"rungs": [int(r) for r in args.rungs.split(",")] if args.rungs else None, "eta": args.eta}
             result = api.search(
                 args.data, args.space, generations=generations, algorithm=algorithm, options=options,
-                strategy_options={k: v for k, v in given.items() if v is not None}, callbacks=[progress], **settings,
+                strategy_options={k: v for k, v in given.items() if v is not None}, callbacks=[progress, stop],
+                **settings,
             )  # fmt: skip
     except KeyboardInterrupt:
         progress.close()

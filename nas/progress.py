@@ -1,4 +1,5 @@
-"""A progress bar per generation for the command line: evaluations done, cache hits, best accuracy, front."""
+"""Command-line callbacks: a progress bar per generation (evaluations, cache hits, best accuracy, front) and
+the SIGTERM handler that stops a search like Ctrl-C."""
 
 from __future__ import annotations
 
@@ -53,3 +54,31 @@ class ProgressBar(Callback):
         if self.bar:
             self.bar.close()
             self.bar = None
+
+
+class StopOnSignal(Callback):
+    """A SIGTERM handler that stops the search like Ctrl-C (batch schedulers stop jobs with SIGTERM).
+
+    The handler raises KeyboardInterrupt at once. Python only prints an exception raised while a finalizer
+    runs, so the request is also kept and raised again at the next record or generation.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def _check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def start_generation(self, generation: int, n: int) -> None:
+        self._check()
+
+    def on_record(self, record: dict, cached: bool) -> None:
+        self._check()
+
+    def end_generation(self, state: State) -> None:
+        self._check()

@@ -46,7 +46,9 @@ def naswot(model: nn.Module, batch: Split) -> float:
     def hook(module, inputs, output) -> None:
         codes.append((output.detach().flatten(1) > 0).float())
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardswish))]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardswish))
+    ]
     with torch.no_grad():
         model(normalize(batch.x))
     for h in handles:
