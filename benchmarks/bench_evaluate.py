@@ -3,10 +3,11 @@
 Each configuration evaluates the same networks from scratch (a fresh cache), as a search's generation
 would: ``--jobs`` workers of ``cores / jobs`` threads, then the latency work. Configurations:
 
-- ``old``: the default before 2026-11-24: scratch at the ``default`` fidelity (6,000 images x 4 epochs),
+- ``old``: the default before 2026-11-24: scratch at 6,000 images x 4 epochs (the ``long`` preset),
   validation after every epoch, fp32, every network's latency measured end to end;
-- ``scratch``: validation at the end only, this machine's numeric rule (bf16 above its FLOPs threshold),
-  the latency table (its units measured in a first pass, as a warm table would have them);
+- ``scratch``: the ``--fidelity`` preset (default: ``default``), validation at the end only, this machine's
+  numeric rule (bf16 above its FLOPs threshold), the latency table (its units measured in a first pass, as
+  a warm table would have them);
 - ``halving``: as ``scratch``, with successive halving (``--rungs``, ``--eta``) over the batch.
 
 Core-seconds: the wall time of the generation's evaluation times the cores it holds (training, idle
@@ -24,12 +25,11 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from nas.evaluate import EvalTask, Evaluator, get_fidelity
+from nas.evaluate import EvalTask, Evaluator, Fidelity, get_fidelity
 from nas.genome import parse_genome
 from nas.latency import LatencyTable
 from nas.numerics import machine_rule
@@ -38,10 +38,12 @@ from nas.rundir import Cache
 from nas.space import load_space
 from nas.strategies import Request, make_strategy
 
+OLD = Fidelity("default", train_images=6000, epochs=4, validate_every_epoch=True)  # before 2026-11-24
+
 
 def evaluate(name: str, genomes: list[str], args: argparse.Namespace, threads: int) -> dict:
     old = name == "old"
-    fidelity = replace(get_fidelity("default"), validate_every_epoch=old)
+    fidelity = OLD if old else get_fidelity(args.fidelity)
     bf16 = None if old else machine_rule(threads, "cpu")
     task = EvalTask(args.data, fidelity, seed=0, threads=threads, bf16_above_flops=bf16)
     tmp = Path(tempfile.mkdtemp())
@@ -53,6 +55,7 @@ def evaluate(name: str, genomes: list[str], args: argparse.Namespace, threads: i
     space = load_space("default")
     problem = Problem.create(space, "acc,params,latency", latency_fn=table.predict if table else None)
     options = {"rungs": args.rungs, "eta": args.eta} if name == "halving" else {}
+    options = {k: v for k, v in options.items() if v is not None}
     strategy = make_strategy("halving" if name == "halving" else "scratch", evaluator, problem, **options)
     t0 = time.perf_counter()
     records = strategy.evaluate([Request(parse_genome(g)) for g in genomes])
@@ -74,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=os.environ.get("FER2013"))
     ap.add_argument("--networks", required=True, help="networks.json of bench_fidelity.py")
     ap.add_argument("--configs", default="old,scratch,halving")
-    ap.add_argument("--rungs", default="2,4")
+    ap.add_argument("--fidelity", default="default", help="preset of scratch and halving")
+    ap.add_argument("--rungs", default=None, help="halving's (default: half the schedule, then all of it)")
     ap.add_argument("--eta", type=float, default=3.0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)
-    args.rungs = [int(r) for r in args.rungs.split(",")]
+    args.rungs = [int(r) for r in args.rungs.split(",")] if args.rungs else None
     genomes = json.loads(Path(args.networks).read_text())["genomes"]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     rows = []
@@ -87,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], file=sys.stderr, flush=True)
     base = next((r for r in rows if r["name"] == "old"), rows[0])
     lines = [
-        f"{len(genomes)} networks ({args.networks}), {args.jobs} workers x {threads} thread(s); halving rungs "
-        f"{args.rungs}, eta {args.eta:g}",
+        f"{len(genomes)} networks ({args.networks}), {args.jobs} workers x {threads} thread(s); fidelity "
+        f"{args.fidelity}; halving rungs {args.rungs or 'default'}, eta {args.eta:g}",
         "",
         "| configuration | wall s | core-s | training core-s | core-s / network | mean epochs | trained in bf16 "
         "| cheaper than old |",

@@ -223,6 +223,12 @@ def new_config(
 
 
 def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
+    """Run the search while this process holds the run directory (``rundir.locked``)."""
+    with rundir.locked(run_dir):
+        return _assemble_and_run(run_dir, config, callbacks, plots)
+
+
+def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
     from nas import data as fer
     from nas.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
@@ -273,7 +279,8 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
     strategy = make_strategy(ev["strategy"], evaluator, problem, **ev["strategy_options"])
     checkpoint = rundir.read_checkpoint(run_dir)
     done = checkpoint["generation"] + 1 if checkpoint else 0
-    log.info(estimate(task, search_cfg.population * (search_cfg.generations + 1 - done), ev["jobs"]))
+    todo = search_cfg.population * (search_cfg.generations + 1 - done)
+    log.info(estimate(task, todo, ev["jobs"], strategy.epochs_per_network()))
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
     try:
         state = runner.run()
@@ -321,7 +328,9 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
     checkpoint = Path(checkpoint)
     model, state = load_checkpoint(checkpoint)
     out = Path(out) if out else checkpoint.parent / "export"
-    return export_model(model, out, state.get("metrics")) | {"out": str(out)}
+    report = checkpoint.parent / "report.json"  # written beside model.pt by the final training
+    test = rundir.read_json(report, "test report") if report.exists() else None
+    return export_model(model, out, state.get("metrics"), test_report=test) | {"out": str(out)}
 
 
 def demo(source: str, model: str | Path, output: str | Path | None = None, headless: bool = False,

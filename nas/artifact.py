@@ -1,8 +1,10 @@
-"""The deployable artefact: ``model.onnx`` + ``model.ts`` (TorchScript) + ``model.json``, and its loader.
+"""The deployable artefact: ``model.onnx`` + ``model.ts`` (TorchScript) + ``model.json`` + ``MODEL_CARD.md``,
+and its loader.
 
 ``model.json`` says everything a user of the model needs (class names, input size, normalisation,
-the genome, its metrics and latency), so the artefact runs without this package's search code:
-``Classifier`` needs only numpy and ONNX Runtime (or torch for the TorchScript file). Export checks
+the genome, its metrics and latency), so the artefact runs without this package's search code;
+``MODEL_CARD.md`` says it for people (with the test report's figures, the limitations and a snippet that
+needs only numpy and ONNX Runtime), and the ONNX file carries the same facts in its metadata. Export checks
 that ONNX Runtime, TorchScript and the original network agree before it writes anything final.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +63,15 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), state
 
 
-def export(model: torch.nn.Module, out_dir: str | Path, metrics: dict | None = None, seed: int = 0) -> dict:
-    """Write the three files into ``out_dir`` and return the contents of ``model.json``."""
+def export(
+    model: torch.nn.Module,
+    out_dir: str | Path,
+    metrics: dict | None = None,
+    seed: int = 0,
+    test_report: dict | None = None,
+) -> dict:
+    """Write the four files into ``out_dir`` and return the contents of ``model.json``; ``test_report``: the
+    final report on PrivateTest (``report.json`` of ``scripts/train.py``), for the model card."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu", memory_format=torch.contiguous_format)
@@ -79,10 +89,6 @@ def export(model: torch.nn.Module, out_dir: str | Path, metrics: dict | None = N
     if bad:
         raise ExportError(f"exported model disagrees with the original: max abs difference {bad} > {TOLERANCE}")
 
-    atomic_write(out_dir / "model.onnx", onnx_model)
-    buf = io.BytesIO()
-    torch.jit.save(scripted, buf)
-    atomic_write(out_dir / "model.ts", buf.getvalue())
     info = {
         "format": "fer-nas/1",
         "genome": model.genome,
@@ -98,12 +104,139 @@ def export(model: torch.nn.Module, out_dir: str | Path, metrics: dict | None = N
         "params": count_params(model),
         "flops": count_flops(model, shape),
         "latency_ms": {"onnxruntime_1_thread_batch_1": measure({"m": model}, shape)["m"]},
+        "machine": _machine(),
         "max_abs_difference": diffs,
         "metrics": metrics or {},
-        "files": {"onnx": "model.onnx", "torchscript": "model.ts"},
+        "test": _test_summary(test_report),
+        "files": {"onnx": "model.onnx", "torchscript": "model.ts", "card": "MODEL_CARD.md"},
     }
+    card = model_card(info)
+    atomic_write(out_dir / "model.onnx", _with_metadata(onnx_model, info, card))
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf)
+    atomic_write(out_dir / "model.ts", buf.getvalue())
+    atomic_write(out_dir / "MODEL_CARD.md", card.encode())
     write_json(out_dir / "model.json", info)
     return info
+
+
+def _machine() -> dict:
+    import onnxruntime
+
+    return {"cpu": platform.processor() or platform.machine(), "onnxruntime": onnxruntime.__version__}
+
+
+def _test_summary(report: dict | None) -> dict:
+    """The test report's figures a model card shows (the confusion matrix stays in report.json)."""
+    if not report:
+        return {}
+    keys = ("split", "images", "single_crop", "ten_crop", "per_class")
+    return {k: report[k] for k in keys if k in report}
+
+
+def _with_metadata(onnx_model: bytes, info: dict, card: str) -> bytes:
+    """The ONNX file carries what model.json says (``metadata_props``), for users who only have that file."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_model)
+    props = {k: json.dumps(v) for k, v in info.items() if k not in ("files", "max_abs_difference")}
+    onnx.helper.set_model_props(proto, props | {"model_card": card})
+    proto.producer_name = "fer-nas"
+    return proto.SerializeToString()
+
+
+LIMITATIONS = """\
+- FER2013's images were found by web image search for emotion keywords and cropped automatically; human
+  accuracy on it is about 65% (Goodfellow et al., 2013), so some labels are wrong or debatable.
+- Its demographics were never recorded: accuracy on particular groups of people, on profiles, on children
+  and under other lighting is unmeasured and may be lower.
+- The classes are imbalanced (disgust is 1.5% of Training): read each class's recall below before relying
+  on it, and do not use the model to decide anything about a person.
+- It classifies the expression of a face already found and cropped; it does not detect faces, and an
+  expression is not a feeling."""
+
+
+def model_card(info: dict) -> str:
+    """MODEL_CARD.md: what the model is for, how to feed it, how well it does, where it fails."""
+    norm = info["input"]["normalize"]
+    test = info.get("test") or {}
+    lines = [
+        "# Facial expression classifier (fer-nas)",
+        "",
+        f"Classes ({len(info['class_names'])}): {', '.join(info['class_names'])}.",
+        "",
+        "## Input",
+        "",
+        f"One grey face crop of {info['input']['shape'][2]}x{info['input']['shape'][3]} pixels, NCHW float32, "
+        f"grey levels 0-255 normalised as {norm['formula']} with mean {norm['mean']} and std {norm['std']}. "
+        "FER2013's faces fill the image roughly from brow to chin; the demo crops live faces the same way: "
+        "the box of OpenCV's frontal-face Haar cascade, widened by 10% on every side, resized to 48x48. "
+        "Output: logits; softmax gives the probabilities.",
+        "",
+        "## Network",
+        "",
+        f"Genome: `{info['genome']}`",
+        "",
+        f"{info['params']:,} parameters, {info['flops'] / 1e6:.1f} MFLOPs per image, "
+        f"{info['latency_ms']['onnxruntime_1_thread_batch_1']:.3f} ms per face in ONNX Runtime "
+        f"{info['machine']['onnxruntime']} (one thread, batch 1) on {info['machine']['cpu']}.",
+        "",
+        "## Training data",
+        "",
+        "FER2013 (Goodfellow et al., 2013): the architecture was searched and the training recipe tuned on "
+        "`Training` (28,709 images) and `PublicTest` (3,589, validation and early stopping); `PrivateTest` "
+        "(3,589) was used once, for the figures below. FER2013's licence allows research use only and the "
+        "data is not redistributed with this model; check that your use of the model is allowed.",
+        "",
+    ]
+    metrics = info.get("metrics") or {}
+    if metrics:
+        trained = ", ".join(f"{k} {v}" for k, v in metrics.items() if not isinstance(v, dict))
+        lines += [f"Training: {trained}.", ""]
+    lines += ["## Test results", ""]
+    if test:
+        lines += [
+            f"On {test.get('split', 'PrivateTest')} ({test.get('images', '?')} images): accuracy "
+            f"{test['single_crop']['acc']:.4f} single crop, {test['ten_crop']['acc']:.4f} ten-crop; macro-F1 "
+            f"{test['ten_crop']['f1']:.4f} (ten-crop).",
+            "",
+            "| class | precision | recall | F1 | test images |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {int(c['support'])} |"
+                for name, c in test.get("per_class", {}).items()
+            ),
+            "",
+        ]
+    else:
+        lines += ["Not measured: this model was exported without a test report (scripts/train.py writes one).", ""]
+    lines += [
+        "## Limitations",
+        "",
+        LIMITATIONS,
+        "",
+        "## Use it with numpy and ONNX Runtime only",
+        "",
+        "```python",
+        "import json",
+        "",
+        "import numpy as np",
+        "import onnxruntime as ort",
+        "",
+        'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+        "meta = session.get_modelmeta().custom_metadata_map",
+        'classes = json.loads(meta["class_names"])',
+        'norm = json.loads(meta["input"])["normalize"]',
+        "face = np.full((48, 48), 128, np.uint8)  # a grey 48x48 face crop, cropped as said above",
+        'x = ((face / 255.0 - norm["mean"]) / norm["std"]).astype(np.float32)[None, None]',
+        'logits = session.run(None, {"input": x})[0][0]',
+        "p = np.exp(logits - logits.max())",
+        "p /= p.sum()",
+        "print(classes[int(p.argmax())], round(float(p.max()), 3))",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 class Classifier:

@@ -48,9 +48,10 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--target-latency-ms", type=float, default=None, help="ga: latency target (default 1)")
     p.add_argument("--seed-baselines", action="store_true", help="nsga2/ga: start from the hand-made baselines")
     p.add_argument("--objectives", default="acc,params,latency", help="from acc, f1, params, flops, latency")
-    p.add_argument("--fidelity", default="default", help="cheap, default or rich")
+    p.add_argument("--fidelity", default="default", help="training preset: cheap, default, long or rich")
     p.add_argument("--strategy", choices=["scratch", "halving"], default="scratch", help="evaluation strategy")
-    p.add_argument("--rungs", default=None, help="halving: epochs of each rung, e.g. 2,4 (the last: the fidelity's)")
+    rungs = "halving: epochs of each rung, e.g. 2,4 (default: half the fidelity's epochs, then all of them)"
+    p.add_argument("--rungs", default=None, help=rungs)
     p.add_argument("--eta", type=float, default=None, help="halving: promote 1/eta of the networks per rung")
     p.add_argument("--jobs", type=int, default=None, help="parallel training workers (default: one per core)")
     p.add_argument("--backend", choices=["loky", "dask"], default="loky")
@@ -76,7 +77,7 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
     p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
     p.add_argument("--finalists", type=int, default=3, help="front members trained again to choose the champion")
-    p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (a preset: cheap, default, rich)")
+    p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (a preset: cheap, default, long, rich)")
     p.add_argument("--run-dir", default=None, help="default runs/<time>-<space>-s<seed>")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.set_defaults(func=cmd_evolve)
@@ -318,7 +319,10 @@ def cmd_baselines(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import nas
+
     parser = argparse.ArgumentParser(prog="nas", description="fer-nas: genetic NAS for facial expressions")
+    parser.add_argument("--version", action="version", version=f"fer-nas {nas.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _evolve_parser,

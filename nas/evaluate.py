@@ -70,13 +70,15 @@ class Fidelity:
         return json.dumps(fields, sort_keys=True)
 
 
-# Chosen by benchmarks/bench_fidelity.py (16 genomes vs a 10-epoch reference, benchmarks/README.md):
-# Kendall tau 0.47 (cheap), 0.63 (default: the cheapest measured with tau >= 0.6), 0.77 (rich);
-# 3000 x 3 and 2000 x 2 ranked no better than chance.
+# Chosen by benchmarks/bench_fidelity.py on 24 networks within the 60-MFLOP budget (benchmarks/results/
+# fidelity.md): a complete 2-epoch schedule on 6,000 images ranks them like the 4-epoch one that was the
+# default before 2026-11-24 (``long``) with Kendall tau 0.79, at half its training; epoch 2 of the 4-epoch
+# schedule (a successive-halving rung) with 0.72, 3,000 images x 2 epochs with 0.31 only.
 FIDELITIES = {
-    "cheap": Fidelity("cheap", train_images=6000, epochs=3),
-    "default": Fidelity("default", train_images=6000, epochs=4),
-    "rich": Fidelity("rich", train_images=12000, epochs=4),
+    "cheap": Fidelity("cheap", train_images=3000, epochs=2),  # smoke runs: ranks poorly
+    "default": Fidelity("default", train_images=6000, epochs=2),
+    "long": Fidelity("long", train_images=6000, epochs=4),
+    "rich": Fidelity("rich", train_images=12000, epochs=4),  # the finalists'
 }
 
 
@@ -425,8 +427,9 @@ def _failed(genome_text: str, task: EvalTask, error: str) -> dict:
     }
 
 
-def estimate(task: EvalTask, evaluations: int, jobs: int) -> str:
-    """Up-front cost: a probe network's measured training speed times the number of evaluations."""
+def estimate(task: EvalTask, evaluations: int, jobs: int, epochs: float | None = None) -> str:
+    """Up-front cost: a probe network's measured training speed times the number of evaluations, each
+    training ``epochs`` of the schedule on average (successive halving stops most networks early)."""
     from nas.space import load_baselines
 
     probe = load_baselines()["mini_xception"]
@@ -442,7 +445,8 @@ def estimate(task: EvalTask, evaluations: int, jobs: int) -> str:
         torch.set_num_threads(threads)
     n_train = min(task.fidelity.train_images or len(dataset["train"]), len(dataset["train"]))
     n_val = min(task.fidelity.val_images or len(dataset["val"]), len(dataset["val"]))
-    per = (n_train * task.fidelity.epochs) / ips + n_val / (3 * ips)  # inference ~3x faster than training
+    epochs = task.fidelity.epochs if epochs is None else epochs
+    per = (n_train * epochs) / ips + n_val / (3 * ips)  # inference ~3x faster than training
     total = evaluations * per / jobs
     return (
         f"estimate: {evaluations} evaluations x ~{per:.0f} s / {jobs} worker(s) ~ {total / 3600:.1f} h "

@@ -21,6 +21,7 @@ from typing import Any
 from nas.errors import RunDirError
 
 CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
+LOCK = ".lock"  # held (flock) by the process searching in the run directory
 EVALUATIONS, PARETO, PROGRESS = "evaluations.csv", "pareto.csv", "progress.csv"
 OLD_CHECKPOINT = "checkpoint.pkl"  # before checkpoints were JSON; never loaded (unpickling runs code)
 CHECKPOINT_FORMAT = "fer-nas-checkpoint/2"
@@ -67,6 +68,34 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def locked(run_dir: str | Path):
+    """One search at a time in a run directory: a second process (a resume started twice) would train every
+    network again and interleave its cache lines; it stops with a line saying who holds the directory."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    path = Path(run_dir) / LOCK
+    try:
+        f = path.open("a+")
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot open the run directory's lock ({exc.strerror})") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunDirError(f"{run_dir}: in use by {holder}; wait for it to end or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {platform.node()}\n")
+        f.flush()
+        yield
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -109,14 +138,17 @@ class Cache:
     """Evaluation records by cache key, persisted as JSON lines (append-only; the last line wins).
 
     Every finished evaluation is appended and fsynced at once, so a crash loses at most the
-    evaluations still running.
+    evaluations still running; a line a crash cut short is skipped, and ended before the next append.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else None
         self.records: dict[str, dict] = {}
+        self._cut = False  # the file ends inside a line
         if self.path and self.path.exists():
-            for line in self.path.read_text().splitlines():
+            text = self.path.read_text()
+            self._cut = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 if line.strip():
                     try:
                         rec = json.loads(line)
@@ -134,7 +166,8 @@ class Cache:
         self.records[record["cache_key"]] = record
         if self.path:
             with self.path.open("a") as f:
-                f.write(json.dumps(_finite(record)) + "\n")
+                f.write("\n" * self._cut + json.dumps(_finite(record)) + "\n")
+                self._cut = False
                 f.flush()
                 os.fsync(f.fileno())
 

@@ -172,7 +172,15 @@ def resolve_space_path(path: str | Path) -> Path:
     return path
 
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+def _spaces_dir() -> Path:
+    """The bundled spaces: ``search_spaces/`` beside the package in a checkout, ``nas/search_spaces/`` in a
+    wheel (package data)."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "search_spaces"
+    return checkout if (checkout / "default.toml").exists() else here / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 
 
 @dataclass(frozen=True)

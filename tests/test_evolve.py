@@ -251,3 +251,14 @@ def test_resume_before_the_first_checkpoint_restarts_from_the_cache(uninterrupte
     lines = len((run_dir / "cache.jsonl").read_text().splitlines())
     assert main(["evolve", "--resume", str(run_dir), "--generations", "0"]) == 0
     assert len((run_dir / "cache.jsonl").read_text().splitlines()) == lines  # nothing trained again
+
+
+def test_a_second_process_on_a_run_directory_in_use_exits_2(uninterrupted, capsys):
+    from nas import rundir
+
+    before = (uninterrupted / "cache.jsonl").read_text()
+    with rundir.locked(uninterrupted):  # as a search still running in it holds it
+        assert main(["evolve", "--resume", str(uninterrupted), "--generations", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and f"in use by process {os.getpid()}" in err
+    assert (uninterrupted / "cache.jsonl").read_text() == before

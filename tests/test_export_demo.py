@@ -1,4 +1,7 @@
 import csv
+import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -17,11 +20,15 @@ needs_faces = pytest.mark.skipif(not (FACES / "skimage_astronaut.png").exists(),
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, synthetic_csv):
+    from nas import data
+    from nas.report import test_report
+
     out = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
     model = build(parse_genome(GENOME)).eval()
     save_checkpoint(out / "model.pt", model, {"val_acc": 0.5})
+    test_report(model, data.load(str(synthetic_csv), ("test",))["test"], out, {"name": "champion", "device": "cpu"})
     assert main(["export", "--checkpoint", str(out / "model.pt")]) == 0
     return out / "export"
 
@@ -38,6 +45,28 @@ def test_export_round_trip(exported):
         assert np.abs(got - want).max() < 1e-4
     info = Classifier(exported).info
     assert info["genome"] == GENOME and info["metrics"]["val_acc"] == 0.5 and len(info["class_names"]) == 7
+
+
+def test_model_card_and_onnx_metadata_carry_the_test_report(exported):
+    import onnxruntime
+
+    card = (exported / "MODEL_CARD.md").read_text()
+    report = json.loads((exported.parent / "report.json").read_text())
+    assert f"{report['ten_crop']['acc']:.4f} ten-crop" in card and GENOME in card
+    assert f"| disgust | {report['per_class']['disgust']['precision']:.3f} |" in card
+    meta = onnxruntime.InferenceSession(str(exported / "model.onnx")).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["test"])["ten_crop"] == report["ten_crop"] and meta["model_card"] == card
+    assert json.loads(meta["genome"]) == GENOME
+
+
+def test_the_model_cards_snippet_runs_where_torch_cannot_be_imported(exported):
+    from nas.data import CLASS_NAMES
+
+    snippet = (exported / "MODEL_CARD.md").read_text().split("```python\n")[1].split("```")[0]
+    no_torch = "import sys\nsys.modules['torch'] = None  # import torch now fails\n"
+    run = subprocess.run([sys.executable, "-c", no_torch + snippet], cwd=exported, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[0] in CLASS_NAMES
 
 
 def test_export_fails_loudly_when_outputs_disagree(tmp_path, monkeypatch):

@@ -238,3 +238,14 @@ def test_the_champion_is_the_best_finalist_after_a_longer_training(tmp_path):
     assert champion["genome"] == by_brief[-1]["genome"] == state.champion["genome"]  # the longer training's best
     assert champion["finalist"]["val_acc"] == 1.0 and "rich" in champion["rule"]
     assert [f["genome"] for f in champion["finalists"]] == strategy.finalized
+
+
+def test_a_cache_line_cut_by_a_crash_is_skipped_and_ended_before_the_next_append(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    Cache(path).put({"cache_key": "a", "status": "ok"})
+    with path.open("a") as f:
+        f.write('{"cache_key": "b", "sta')  # the process died mid-append
+    cache = Cache(path)
+    assert "a" in cache and "b" not in cache
+    cache.put({"cache_key": "c", "status": "ok"})
+    assert set(Cache(path).records) == {"a", "c"}

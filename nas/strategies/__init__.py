@@ -47,6 +47,10 @@ class Strategy(ABC):
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
         """One record per request, in order; ``on_record(record, cached)`` as each final record is known."""
 
+    def epochs_per_network(self) -> float:
+        """Epochs of the fidelity's schedule a new network trains, on average (for the up-front estimate)."""
+        return float(self.evaluator.task.fidelity.epochs)
+
     def finalize(self, genomes: list[Genome], fidelity: str) -> list[dict]:
         """Records of a longer training at the fidelity preset ``fidelity`` (the finalists of a search)."""
         from nas.evaluate import get_fidelity

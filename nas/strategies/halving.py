@@ -1,7 +1,9 @@
 """Successive halving inside a generation: train every new network a short first rung, continue only the
 most promising, from their own training state, to longer rungs up to the fidelity's whole schedule.
 
-Rungs are epochs of the fidelity's schedule (``rungs=(2, 4)`` with the 4-epoch ``default``): a rung is a
+Rungs are epochs of the fidelity's schedule (by default half of it, then all of it: ``(2, 4)`` with the
+4-epoch ``default``, and ``eta=3``; on the rank-fidelity benchmark's 24 networks epoch 2 of the 4-epoch
+schedule ranks them like epoch 4 with Kendall tau 0.72, epoch 1 with 0.27 only): a rung is a
 prefix of the same training, so a network promoted to the last rung ends exactly where one trained
 straight through ends (same record, same cache key as ``scratch``), and no epoch is ever trained twice.
 After each rung, ``1 / eta`` of the networks that trained are promoted, chosen as NSGA-II's survival
@@ -28,16 +30,22 @@ from nas.strategies import OnRecord, Request, Strategy
 class Halving(Strategy):
     name = "halving"
 
-    def __init__(self, evaluator, problem, rungs: Sequence[int] = (2, 4), eta: float = 3.0) -> None:
+    def __init__(self, evaluator, problem, rungs: Sequence[int] | None = None, eta: float = 3.0) -> None:
         super().__init__(evaluator, problem)
-        self.rungs, self.eta = tuple(int(r) for r in rungs), float(eta)
         epochs = evaluator.task.fidelity.epochs
+        rungs = sorted({math.ceil(epochs / 2), epochs}) if rungs is None else rungs
+        self.rungs, self.eta = tuple(int(r) for r in rungs), float(eta)
         if not self.rungs or list(self.rungs) != sorted(set(self.rungs)) or self.rungs[0] < 1:
             raise ValueError(f"halving rungs must be increasing epochs >= 1, got {list(rungs)}")
         if self.rungs[-1] != epochs:
             raise ValueError(f"the last halving rung must be the fidelity's {epochs} epochs, got {self.rungs[-1]}")
         if not self.eta > 1:
             raise ValueError(f"halving needs eta > 1, got {eta:g}")
+
+    def epochs_per_network(self) -> float:
+        """Each rung's epochs times the share of networks that reach it (1, 1/eta, 1/eta^2, ...)."""
+        starts = (0, *self.rungs[:-1])
+        return sum((until - start) / self.eta**depth for depth, (start, until) in enumerate(zip(starts, self.rungs)))
 
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
         genomes = {r.genome.key: r.genome for r in requests}  # one training per network, repeats share it
