@@ -14,13 +14,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from nas.artifact import Classifier
-from nas.data import face_to_input
 from nas.errors import NasError
+
+if TYPE_CHECKING:  # the loader and the data module import torch: `nas --help` should not wait for it
+    from nas.artifact import Classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 STAGES = ("detect", "preprocess", "infer", "draw")
@@ -61,6 +63,8 @@ class FaceDetector:
 
 def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float) -> np.ndarray:
     """(N, 1, 48, 48) uint8 crops, each box widened by ``margin`` and clipped to the frame."""
+    from nas.data import face_to_input
+
     crops = []
     h, w = gray.shape
     for x, y, bw, bh in boxes:
@@ -222,6 +226,8 @@ def run(
     """Run the demo; with ``output``, write annotated frames (.mp4/.avi, .png/.jpg or a folder) and a CSV."""
     if not Path(model).exists():
         raise NasError(f"{model}: model not found")
+    from nas.artifact import Classifier
+
     demo = Demo(Classifier(model, backend), cfg)
     writer, csv_file, video = None, None, None
     out = Path(output) if output else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 import time
 import traceback
@@ -31,6 +32,8 @@ from nas.errors import GenomeError
 from nas.genome import parse_genome
 from nas.rundir import Cache, atomic_write
 from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, train
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -356,7 +359,11 @@ class Evaluator:
         if self._client is None:
             from distributed import Client
 
-            self._client = Client(self.scheduler) if self.scheduler else Client(processes=True)
+            if self.scheduler:
+                self._client = Client(self.scheduler)
+            else:  # a local cluster answers on loopback only, its dashboard too
+                self._client = Client(processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:8787")
+                log.info(f"Dask dashboard: {self._client.dashboard_link}")
 
     def close(self) -> None:
         if self._client is not None:

@@ -80,6 +80,18 @@ def test_dask_local_cluster_end_to_end(task):
     assert [r["val_acc"] for r in records] == [r["val_acc"] for r in reference]
 
 
+@pytest.mark.slow
+def test_the_local_dask_cluster_and_its_dashboard_listen_on_loopback_only(task):
+    pytest.importorskip("distributed")
+    ev = Evaluator(task, backend="dask")
+    try:
+        ev._connect_dask()
+        assert ev._client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert ev._client.dashboard_link.startswith("http://127.0.0.1:")
+    finally:
+        ev.close()
+
+
 def test_continuing_a_kept_state_equals_training_straight_through(synthetic_csv, tmp_path, monkeypatch):
     task = EvalTask(str(synthetic_csv), Fidelity("two", train_images=140, epochs=2, batch_size=32), seed=0)
     straight = Evaluator(task).evaluate([GOOD[0]])[0]

@@ -70,3 +70,12 @@ def test_genomes_and_search_logic_need_no_torch():
         "nas.algorithms.random_search; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["demo", "--help"], ["evolve", "--help"]])
+def test_help_answers_without_importing_torch(argv):
+    code = (
+        f"import sys\nfrom nas.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
