@@ -2,7 +2,7 @@
 most promising, from their own training state, to longer rungs up to the fidelity's whole schedule.
 
 Rungs are epochs of the fidelity's schedule (by default half of it, then all of it: ``(2, 4)`` with the
-4-epoch ``default``, and ``eta=3``; on the rank-fidelity benchmark's 24 networks epoch 2 of the 4-epoch
+4-epoch ``long`` preset, and ``eta=3``; on the rank-fidelity benchmark's 24 networks epoch 2 of the 4-epoch
 schedule ranks them like epoch 4 with Kendall tau 0.72, epoch 1 with 0.27 only): a rung is a
 prefix of the same training, so a network promoted to the last rung ends exactly where one trained
 straight through ends (same record, same cache key as ``scratch``), and no epoch is ever trained twice.
