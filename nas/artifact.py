@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import NasError
 from nas.genome import parse_genome
 from nas.latency import measure, onnx_bytes, ort_session
-from nas.rundir import atomic_write, write_json
+from nas.rundir import atomic_write, cpu_model, write_json
 
 TOLERANCE = 1e-4
 
@@ -123,7 +122,7 @@ def export(
 def _machine() -> dict:
     import onnxruntime
 
-    return {"cpu": platform.processor() or platform.machine(), "onnxruntime": onnxruntime.__version__}
+    return {"cpu": cpu_model(), "onnxruntime": onnxruntime.__version__}
 
 
 def _test_summary(report: dict | None) -> dict:
