@@ -74,7 +74,7 @@ class Fidelity:
 
 
 # Chosen by benchmarks/bench_fidelity.py on 24 networks within the 60-MFLOP budget (benchmarks/results/
-# fidelity.md): a complete 2-epoch schedule on 6,000 images ranks them like the 4-epoch one that was the
+# fidelity_cpu.md): a complete 2-epoch schedule on 6,000 images ranks them like the 4-epoch one that was the
 # default before 2026-11-24 (``long``) with Kendall tau 0.79, at half its training; epoch 2 of the 4-epoch
 # schedule (a successive-halving rung) with 0.72, 3,000 images x 2 epochs with 0.31 only.
 FIDELITIES = {
