@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nas.artifact import Classifier
+from nas.classifier import Classifier
 from nas.demo import Demo, DemoConfig, FaceDetector
 
 GRID = [  # scale factor, detector width, detect every Nth frame

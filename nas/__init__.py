@@ -5,7 +5,7 @@ imported on first use, so that ``import nas.genome`` stays free of torch.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Result", "export", "resume", "search", "train", "tune"]
+__all__ = ["Result", "export", "replay", "resume", "search", "train", "tune"]
 
 
 def __getattr__(name: str):

@@ -19,15 +19,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from nas import objectives as objs
 from nas import rundir
-from nas.errors import NasError, RunDirError
+from nas.errors import NasError, RunDirError, SettingError, SpaceError
 from nas.runner import Callback, SearchConfig
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
-LATENCY_TABLE = "latency_table.json"  # the run's own copy of the entries it used
+LATENCY_TABLE = "latency_table.json"
+RUN_LOG = "run.log"  # what the search logged, every session of it  # the run's own copy of the entries it used
 
 
 def _machine_rule(threads: int, device: str) -> float | None:
@@ -100,23 +102,51 @@ def search(
     (default: one per core). The run directory defaults to ``runs/<time>-<space>-s<seed>``.
     """
     config = new_config(**{k: v for k, v in locals().items() if k not in ("run_dir", "callbacks", "plots")})
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config['space']['name']}-s{seed}"
+    return _start(run_dir, config, callbacks, plots)
+
+
+def _start(run_dir: str | Path | None, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
+    """A new run (in ``runs/<time>-<space>-s<seed>`` unless ``run_dir``): refused where one exists; the data
+    is checked before the directory is made."""
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config['space'].get('name', 'space')}-s{config['search']['seed']}"
     run_dir = Path(run_dir) if run_dir else RUNS / name
     if any((run_dir / f).exists() for f in (rundir.CHECKPOINT, rundir.OLD_CHECKPOINT, rundir.CACHE)):
         raise RunDirError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _load_data(config["data"])  # bad data fails here, before anything is written (memoised: loaded once)
+    rundir.make_dir(run_dir)
     rundir.write_json(run_dir / rundir.CONFIG, config)
     return _run(run_dir, config, callbacks, plots)
 
 
+def _load_data(path: str) -> None:
+    from nas import data as fer
+
+    log.info(f"loading data from {path} ...")
+    fer.load(path, ("train", "val"))
+
+
+RESUME_SETTINGS = ("generations", "jobs")  # what a resume may change; everything else is the run's own
+
+
 def resume(
-    run_dir: str | Path, generations: int | None = None, *, callbacks: Sequence[Callback] = (), plots: bool = True
+    run_dir: str | Path,
+    generations: int | None = None,
+    *,
+    jobs: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    plots: bool = True,
 ) -> Result:
-    """Continue a search from its run directory (to ``generations``, if given, else its own number)."""
+    """Continue a search from its run directory (to ``generations``, if given, else its own number; with
+    ``jobs`` workers, if given, else its own number)."""
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     if generations is not None:
         config["search"]["generations"] = generations
+    if jobs is not None:
+        if jobs < 1:
+            raise SettingError(f"--jobs must be >= 1, got {jobs}")
+        config["evaluation"] |= {"jobs": jobs, "threads_per_job": max(1, (os.cpu_count() or 1) // jobs)}
+    _check_search(config, run_dir / rundir.CONFIG)
     if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
         log.warning(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
@@ -124,6 +154,47 @@ def resume(
         )
     rundir.write_json(run_dir / rundir.CONFIG, config)
     return _run(run_dir, config, callbacks, plots)
+
+
+def replay(
+    config_file: str | Path,
+    run_dir: str | Path | None = None,
+    *,
+    generations: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    plots: bool = True,
+) -> Result:
+    """Run again, in a new run directory, the search that ``config_file`` describes: a run's ``config.json``,
+    or a TOML file with the same sections (search, problem, space, data, evaluation)."""
+    import tomllib
+
+    path = Path(config_file)
+    if path.suffix == ".toml":
+        try:
+            config = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{path}: configuration not found") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise RunDirError(f"{path}: unreadable configuration ({exc})") from None
+    else:
+        config = rundir.read_json(path, "configuration")
+    rundir.check_config(config, path)
+    if generations is not None:
+        config["search"]["generations"] = generations
+    _check_search(config, path)
+    config |= {"versions": rundir.versions(), "command": " ".join(sys.argv), "created": time.strftime("%F %T")}
+    return _start(run_dir, config, callbacks, plots)
+
+
+def _check_search(config: dict, path: Path) -> None:
+    """A stored configuration's search settings and space, checked before anything is written."""
+    from nas.space import space_from_dict
+
+    try:
+        SearchConfig(**config["search"])
+    except TypeError as exc:
+        raise RunDirError(f"{path}: unreadable search settings ({exc})") from None
+    space_from_dict(dict(config["space"]), source=str(path))
 
 
 def new_config(
@@ -156,37 +227,56 @@ def new_config(
     finalist_fidelity: str,
 ) -> dict:
     """The resolved configuration of a new run, checked: what ``config.json`` holds."""
+    from nas import data as fer
     from nas.algorithms import resolve_options
     from nas.data import resolve_data_path
     from nas.evaluate import get_fidelity
     from nas.problem import Problem
     from nas.space import load_space, resolve_space_path
-    from nas.strategies import STRATEGIES
+    from nas.strategies import make_strategy
+    from nas.training import resolve_device
 
     loaded = load_space(space)
+    data_shape = (1, fer.SIZE, fer.SIZE)
+    if tuple(loaded.input_shape) != data_shape or loaded.num_classes != len(fer.CLASS_NAMES):
+        raise SpaceError(
+            f"{loaded.source}: input_shape {list(loaded.input_shape)} and num_classes {loaded.num_classes} do not "
+            f"match the data (FER2013: {list(data_shape)}, {len(fer.CLASS_NAMES)} classes)"
+        )
     for flag, value in (("max_mflops", max_mflops), ("max_params", max_params), ("max_latency_ms", max_latency_ms)):
         if value is not None and not value > 0:
             raise NasError(f"--{flag.replace('_', '-')} must be positive, got {value:g}")
     objectives = objectives.split(",") if isinstance(objectives, str) else list(objectives)
     if latency_model not in ("table", "measured"):
-        raise ValueError(f"latency model must be table or measured, got {latency_model!r}")
+        raise SettingError(f"--latency-model must be table or measured, got {latency_model!r}")
     if max_latency_ms is not None and latency_model != "table":
         raise NasError("--max-latency-ms needs the latency known before training: --latency-model table")
     problem = Problem.create(loaded, tuple(objectives), max_mflops, max_params)
     options = asdict(resolve_options(algorithm, options))
-    get_fidelity(finalist_fidelity)
+    try:
+        get_fidelity(finalist_fidelity)
+    except SettingError as exc:
+        raise SettingError(f"--finalist-fidelity: {str(exc).removeprefix('--fidelity: ')}") from None
     search_cfg = SearchConfig(generations, population, algorithm, seed, options, champion_rule,
                               champion_max_params, champion_max_latency_ms, finalists, finalist_fidelity)  # fmt: skip
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown evaluation strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    # the strategy checks its options against the fidelity now, before anything is written (no evaluator yet)
+    make_strategy(strategy, SimpleNamespace(task=SimpleNamespace(fidelity=get_fidelity(fidelity))), problem,
+                  **(strategy_options or {}))  # fmt: skip
     if backend not in ("loky", "dask"):
-        raise ValueError(f"backend must be loky or dask, got {backend!r}")
+        raise SettingError(f"--backend must be loky or dask, got {backend!r}")
     if latency_backend not in ("onnx", "torch"):
-        raise ValueError(f"latency backend must be onnx or torch, got {latency_backend!r}")
+        raise SettingError(f"--latency-backend must be onnx or torch, got {latency_backend!r}")
+    resolve_device(device)
+    if jobs is not None and jobs < 1:
+        raise SettingError(f"--jobs must be >= 1, got {jobs}")
+    if time_limit is not None and not time_limit > 0:
+        raise SettingError(f"--time-limit must be positive, got {time_limit:g}")
+    if scheduler and backend != "dask":
+        raise SettingError("--scheduler needs --backend dask")
     jobs = max(1, jobs or os.cpu_count() or 1)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     if numerics not in NUMERICS:
-        raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
+        raise SettingError(f"--numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
     bf16_above = NUMERICS[numerics](threads, device)
     return {
         "search": asdict(search_cfg),
@@ -223,14 +313,28 @@ def new_config(
 
 
 def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
-    """Run the search while this process holds the run directory (``rundir.locked``)."""
+    """Run the search while this process holds the run directory (``rundir.locked``), logging into its
+    ``run.log`` too (appended to by every resume: the whole story of a long run, with times)."""
     with rundir.locked(run_dir):
-        return _assemble_and_run(run_dir, config, callbacks, plots)
+        handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        level = log.level
+        log.addHandler(handler)
+        log.setLevel(min(log.getEffectiveLevel(), logging.INFO))  # the file gets INFO whatever the console shows
+        try:
+            log.info(f"{'resumed' if rundir.read_checkpoint(run_dir) else 'started'}: {' '.join(sys.argv)}")
+            return _assemble_and_run(run_dir, config, callbacks, plots)
+        except BaseException as exc:  # into the file only: the caller reports it
+            handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, f"stopped: {exc!r}", None, None))
+            raise
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(level)
+            handler.close()
 
 
 def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
-    from nas import data as fer
     from nas.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
     from nas.latency import LatencyTable, machine_table_path
     from nas.problem import Problem
@@ -263,8 +367,7 @@ def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback]
         num_classes=space.num_classes,
         bf16_above_flops=None if ev.get("bf16_above_mflops") is None else ev["bf16_above_mflops"] * 1e6,
     )
-    log.info(f"loading data from {config['data']} ...")
-    fer.load(task.data, ("train", "val"))
+    _load_data(task.data)
     cache = rundir.Cache(run_dir / rundir.CACHE)
     evaluator = Evaluator(
         task,
@@ -320,7 +423,7 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
     from nas.final import MODEL_FILE
 
     if (run_dir is None) == (checkpoint is None):
-        raise ValueError("export needs a run directory or a checkpoint, not both")
+        raise SettingError("export needs a run directory or a checkpoint, not both")
     if run_dir is not None:
         checkpoint = Path(run_dir) / MODEL_FILE
         if not checkpoint.exists():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import NasError
 from nas.genome import parse_genome
 from nas.latency import measure, onnx_bytes, ort_session
-from nas.rundir import atomic_write, cpu_model, write_json
+from nas.rundir import atomic_write, cpu_model, make_dir, write_json
 
 TOLERANCE = 1e-4
 
@@ -55,11 +56,20 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise NasError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise NasError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+    if not isinstance(state, dict) or not {"genome", "input_shape", "num_classes", "state_dict"} <= set(state):
+        raise NasError(f"{path}: not a fer-nas checkpoint (no genome, shapes and weights)")
+    try:
         model = build(parse_genome(state["genome"]), tuple(state["input_shape"]), state["num_classes"])
         model.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise NasError(f"{path}: not a fer-nas checkpoint ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise NasError(f"{path}: not a fer-nas checkpoint ({_first_line(exc)})") from None
     return model.eval(), state
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def export(
@@ -71,8 +81,6 @@ def export(
 ) -> dict:
     """Write the four files into ``out_dir`` and return the contents of ``model.json``; ``test_report``: the
     final report on PrivateTest (``report.json`` of ``scripts/train.py``), for the model card."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval().to("cpu", memory_format=torch.contiguous_format)
     shape = tuple(model.input_shape)
     onnx_model = onnx_bytes(model, shape)
@@ -110,6 +118,7 @@ def export(
         "files": {"onnx": "model.onnx", "torchscript": "model.ts", "card": "MODEL_CARD.md"},
     }
     card = model_card(info)
+    out_dir = make_dir(out_dir)  # only once the export is known to be right
     atomic_write(out_dir / "model.onnx", _with_metadata(onnx_model, info, card))
     buf = io.BytesIO()
     torch.jit.save(scripted, buf)
@@ -236,44 +245,3 @@ def model_card(info: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-class Classifier:
-    """Load an exported model and classify grey face crops; needs no search code.
-
-    ``backend="onnx"`` (default) runs ``model.onnx`` in ONNX Runtime with ``threads`` threads;
-    ``backend="torchscript"`` runs ``model.ts``.
-    """
-
-    def __init__(self, path: str | Path, backend: str = "onnx", threads: int = 1) -> None:
-        path = Path(path)
-        folder = path if path.is_dir() else path.parent
-        meta = folder / "model.json"
-        if not meta.exists():
-            raise NasError(f"{meta}: model description not found (export the model with scripts/export.py)")
-        self.info = json.loads(meta.read_text())
-        self.class_names = self.info["class_names"]
-        self.backend = backend
-        file = folder / self.info["files"]["onnx" if backend == "onnx" else "torchscript"]
-        if not file.exists():
-            raise NasError(f"{file}: model file not found")
-        if backend == "onnx":
-            self.session = ort_session(str(file), threads)
-        elif backend == "torchscript":
-            torch.set_num_threads(threads)
-            self.module = torch.jit.load(str(file)).eval()
-        else:
-            raise NasError(f"unknown backend {backend!r}; use onnx or torchscript")
-
-    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
-        """(N, 1, 48, 48) uint8 face crops -> (N, classes) probabilities, all faces in one batch."""
-        if len(faces) == 0:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        x = fer.normalize(np.asarray(faces))
-        if self.backend == "onnx":
-            logits = self.session.run(None, {"input": x})[0]
-        else:
-            with torch.inference_mode():
-                logits = self.module(torch.from_numpy(x)).numpy()
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)

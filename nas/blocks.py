@@ -25,9 +25,26 @@ SECTIONS = ("body", "readout", "head")  # the order of the parts of every genome
 ACTIVATIONS = ("relu", "relu6", "hardswish")
 
 
-def number(prefix: str) -> Any:
-    """A numeric field written as ``<prefix><value>`` (``k3``, ``d0.5``)."""
-    return field(metadata={"token": "number", "prefix": prefix})
+def number(prefix: str, low: float = 1, below: float | None = None, odd: bool = False) -> Any:
+    """A numeric field written as ``<prefix><value>`` (``k3``, ``d0.5``), legal from ``low`` up to (not
+    including) ``below``; ``odd``: odd values only (a kernel, so that 'same' padding keeps the map size)."""
+    return field(metadata={"token": "number", "prefix": prefix, "low": low, "below": below, "odd": odd})
+
+
+def out_of_range(f: Any, value: Any) -> str | None:
+    """Why ``value`` is not a legal value of the numeric field ``f`` (None when it is, or ``f`` is not numeric).
+
+    One rule for genomes and space files, so a space can list only values a network can be built from."""
+    meta = f.metadata
+    if meta["token"] != "number" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    low, below = meta["low"], meta["below"]
+    if value < low or (below is not None and value >= below):
+        legal = f">= {low:g}" + (f" and < {below:g}" if below is not None else "")
+        return f"{f.name} {value:g} is outside the legal range ({legal})"
+    if meta["odd"] and value % 2 == 0:
+        return f"{f.name} {value:g} must be odd ('same' padding)"
+    return None
 
 
 def word(*choices: str) -> Any:
@@ -85,7 +102,7 @@ def _strided(shape: Shape, stride: int, channels: int) -> Shape:
 class Conv(Block):
     """Plain convolution, 'same' padding, optional batch norm, then the activation."""
 
-    kernel: int = number("k")
+    kernel: int = number("k", odd=True)
     channels: int = number("c")
     stride: int = number("s")
     activation: str = word(*ACTIVATIONS)
@@ -131,7 +148,7 @@ class InvertedResidual(Block):
     ``repeats`` stacks the block; only the first repeat uses ``stride`` (as in MobileNetV2).
     """
 
-    kernel: int = number("k")
+    kernel: int = number("k", odd=True)
     expansion: int = number("e")
     channels: int = number("c")
     stride: int = number("s")
@@ -209,7 +226,7 @@ class Dense(Block):
     """Fully connected layer with ReLU, then dropout; the 7-way classifier is always appended."""
 
     units: int = number("u")
-    dropout: float = number("d")
+    dropout: float = number("d", low=0.0, below=1.0)
 
     kind: ClassVar[str] = "dense"
     section: ClassVar[str] = "head"

@@ -11,6 +11,7 @@ import argparse
 import logging
 import signal
 import sys
+from typing import NoReturn
 
 from nas.errors import NasError
 
@@ -22,11 +23,46 @@ class _Stderr(logging.Handler):
         print(self.format(record), file=sys.stderr)
 
 
+class _Help(argparse.HelpFormatter):
+    """Every flag's help ends with its default (unless it has none, or the help says it already)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag like every other bad input: one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+_COMMON = _Parser(add_help=False)  # the flags of every subcommand
+_COMMON.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr")
+_COMMON.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
+
+
 # ---------------------------------------------------------------- evolve
 
 
+def _epochs(text: str) -> list[int]:
+    try:
+        return [int(r) for r in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs separated by commas, e.g. 2,4; got {text!r}") from None
+
+
 def _evolve_parser(sub) -> None:
-    p = sub.add_parser("evolve", help="run a genetic architecture search", description="Run a genetic NAS on FER2013.")
+    p = sub.add_parser(
+        "evolve",
+        parents=[_COMMON],
+        formatter_class=_Help,
+        help="run a genetic architecture search",
+        description="Run a genetic NAS on FER2013.",
+    )
     p.add_argument("--generations", type=int, default=None, help="default 30 (on --resume: the run's own)")
     p.add_argument("--population", type=int, default=16, help="multiple of 4 for nsga2")
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
@@ -51,15 +87,15 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--fidelity", default="default", help="training preset: cheap, default, long or rich")
     p.add_argument("--strategy", choices=["scratch", "halving"], default="scratch", help="evaluation strategy")
     rungs = "halving: epochs of each rung, e.g. 2,4 (default: half the fidelity's epochs, then all of them)"
-    p.add_argument("--rungs", default=None, help=rungs)
+    p.add_argument("--rungs", type=_epochs, default=None, help=rungs)
     p.add_argument("--eta", type=float, default=None, help="halving: promote 1/eta of the networks per rung")
     p.add_argument("--jobs", type=int, default=None, help="parallel training workers (default: one per core)")
-    p.add_argument("--backend", choices=["loky", "dask"], default="loky")
+    p.add_argument("--backend", choices=["loky", "dask"], default="loky", help="parallel training workers")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (with --backend dask)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same search")
     p.add_argument("--time-limit", type=float, default=900, help="seconds of training per candidate")
-    p.add_argument("--latency-backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument("--latency-backend", choices=["onnx", "torch"], default="onnx", help="runtime the latency is of")
     p.add_argument(
         "--latency-model",
         choices=["table", "measured"],
@@ -73,13 +109,29 @@ def _evolve_parser(sub) -> None:
         default="auto",
         help="auto: bf16 autocast for the networks this machine trains faster in it (calibrated once)",
     )
-    p.add_argument("--champion-rule", choices=["max-acc", "knee"], default="max-acc")
+    p.add_argument(
+        "--champion-rule",
+        choices=["max-acc", "knee"],
+        default="max-acc",
+        help="how the champion is chosen on the front",
+    )
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
     p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
     p.add_argument("--finalists", type=int, default=3, help="front members trained again to choose the champion")
     p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (a preset: cheap, default, long, rich)")
     p.add_argument("--run-dir", default=None, help="default runs/<time>-<space>-s<seed>")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run with its own settings (only --generations and --jobs may change)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="run again the search a config.json (or a TOML file with its sections) describes, in a new run directory",
+    )
     p.set_defaults(func=cmd_evolve)
 
 
@@ -104,20 +156,38 @@ def _algorithm_options(args) -> tuple[str, dict]:
     return algorithm, options
 
 
+def _note_ignored(args, kept: set[str]) -> None:
+    """--resume and --config take the run's own settings: say which given flags they leave unused."""
+    if args.resume and args.config:
+        raise NasError("--resume and --config exclude each other")
+    defaults = vars(build_parser().parse_args(["evolve"]))
+    ignored = [k for k, v in vars(args).items() if k not in kept | {"func"} and v != defaults.get(k)]
+    if ignored:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in ignored)
+        logging.getLogger("nas").warning(f"{flags}: ignored; the run keeps its own settings")
+
+
 def cmd_evolve(args) -> int:
     from nas import api
     from nas.progress import ProgressBar, StopOnSignal
 
-    progress, stop = ProgressBar(), StopOnSignal()
+    progress, stop = ProgressBar(show=not args.quiet), StopOnSignal()
     previous = signal.signal(signal.SIGTERM, stop)
     try:
+        if args.resume or args.config:
+            _note_ignored(
+                args,
+                {"resume", "config", "generations", "verbose", "quiet"} | ({"jobs"} if args.resume else {"run_dir"}),
+            )
         if args.resume:
-            result = api.resume(args.resume, args.generations, callbacks=[progress, stop])
+            result = api.resume(args.resume, args.generations, jobs=args.jobs, callbacks=[progress, stop])
+        elif args.config:
+            result = api.replay(args.config, args.run_dir, generations=args.generations, callbacks=[progress, stop])
         else:
             algorithm, options = _algorithm_options(args)
             generations = 30 if args.generations is None else args.generations
             settings = {name: getattr(args, name) for name in _SEARCH_SETTINGS}
-            given = {"rungs": [int(r) for r in args.rungs.split(",")] if args.rungs else None, "eta": args.eta}
+            given = {"rungs": args.rungs, "eta": args.eta}
             result = api.search(
                 args.data, args.space, generations=generations, algorithm=algorithm, options=options,
                 strategy_options={k: v for k, v in given.items() if v is not None}, callbacks=[progress, stop],
@@ -154,8 +224,8 @@ def cmd_evolve(args) -> int:
 
 
 def _report_parser(sub) -> None:
-    p = sub.add_parser("report", help="redraw a run's plots from its CSVs")
-    p.add_argument("run_dir")
+    p = sub.add_parser("report", parents=[_COMMON], formatter_class=_Help, help="redraw a run's plots from its CSVs")
+    p.add_argument("run_dir", help="the run directory")
     p.set_defaults(func=cmd_report)
 
 
@@ -171,18 +241,20 @@ def cmd_report(args) -> int:
 
 
 def _tune_parser(sub) -> None:
-    p = sub.add_parser("tune", help="tune the champion's training with Optuna")
+    p = sub.add_parser(
+        "tune", parents=[_COMMON], formatter_class=_Help, help="tune the champion's training with Optuna"
+    )
     p.add_argument("--run", required=True, help="run directory (its champion.json gives the genome)")
     p.add_argument("--genome", default=None, help="tune this genome instead of the champion")
     p.add_argument("--data", default=None, help="default: the run's data")
-    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--trials", type=int, default=30, help="training recipes to try")
     p.add_argument("--epochs", type=int, default=6, help="epochs per trial")
     p.add_argument("--train-images", type=int, default=10_000, help="stratified Training subset per trial (0: all)")
-    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median", help="stops hopeless trials")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default sqlite:///<run>/tune.db)")
     p.add_argument("--resume", action="store_true", help="continue an existing study")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_tune)
 
 
@@ -202,16 +274,18 @@ def cmd_tune(args) -> int:
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train the champion fully and report on the test split")
+    p = sub.add_parser(
+        "train", parents=[_COMMON], formatter_class=_Help, help="train the champion fully and report on the test split"
+    )
     p.add_argument("--run", required=True, help="run directory")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--genome", default=None, help="train this genome instead of the champion")
     g.add_argument("--baseline", default=None, help="train a baseline (mini_xception, ...) with the same recipe")
     p.add_argument("--untuned", action="store_true", help="use the default recipe even if tuned.json exists")
     p.add_argument("--data", default=None, help="default: the run's data")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=60, help="at most this many epochs")
     p.add_argument("--patience", type=int, default=10, help="early stopping on validation accuracy")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=None, help="output folder (default: the run directory)")
     p.set_defaults(func=cmd_train)
 
@@ -234,7 +308,12 @@ def cmd_train(args) -> int:
 
 
 def _export_parser(sub) -> None:
-    p = sub.add_parser("export", help="export the trained champion to ONNX + TorchScript + model.json")
+    p = sub.add_parser(
+        "export",
+        parents=[_COMMON],
+        formatter_class=_Help,
+        help="export the trained champion to ONNX + TorchScript + model.json",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run directory holding model.pt (from scripts/train.py)")
     src.add_argument("--checkpoint", help="a checkpoint file (.pt) from scripts/train.py")
@@ -261,20 +340,25 @@ def _demo_parser(sub) -> None:
     from nas.demo import DemoConfig
 
     d = DemoConfig()
-    p = sub.add_parser("demo", help="real-time expression recognition on a webcam, video, image or folder")
+    p = sub.add_parser(
+        "demo",
+        parents=[_COMMON],
+        formatter_class=_Help,
+        help="real-time expression recognition on a webcam, video, image or folder",
+    )
     p.add_argument("--model", required=True, help="model.onnx (or its export folder)")
     p.add_argument("--source", default="0", help="webcam index, video file, image file or folder (default 0)")
-    p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx", help="which exported file runs")
     p.add_argument("--headless", action="store_true", help="no window; use with --output")
     p.add_argument("--output", default=None, help="out.mp4, out.png or a folder; a CSV of every face is written too")
-    p.add_argument("--scale-factor", type=float, default=d.scale_factor)
-    p.add_argument("--min-neighbors", type=int, default=d.min_neighbors)
+    p.add_argument("--scale-factor", type=float, default=d.scale_factor, help="Haar step between face sizes")
+    p.add_argument("--min-neighbors", type=int, default=d.min_neighbors, help="Haar detections a face needs")
     p.add_argument("--min-face", type=int, default=d.min_face, help="smallest face in pixels")
     p.add_argument("--detect-width", type=int, default=d.detect_width, help="detector runs at this frame width")
     p.add_argument("--detect-every", type=int, default=d.detect_every, help="detect on every Nth frame, track between")
-    p.add_argument("--margin", type=float, default=d.margin)
+    p.add_argument("--margin", type=float, default=d.margin, help="widen each face box by this fraction")
     p.add_argument("--smoothing", type=float, default=d.smoothing, help="1 = no temporal smoothing")
-    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.set_defaults(func=cmd_demo)
 
 
@@ -284,7 +368,7 @@ def cmd_demo(args) -> int:
     demo = api.demo(
         args.source, args.model, args.output, args.headless, args.backend, args.max_frames,
         scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, min_face=args.min_face,
-        detect_width=args.detect_width, detect_every=max(1, args.detect_every), margin=args.margin,
+        detect_width=args.detect_width, detect_every=args.detect_every, margin=args.margin,
         smoothing=args.smoothing,
     )  # fmt: skip
     per_frame = {k: 1e3 * v / max(demo.count, 1) for k, v in demo.seconds.items()}
@@ -301,7 +385,9 @@ def cmd_demo(args) -> int:
 
 
 def _baselines_parser(sub) -> None:
-    p = sub.add_parser("baselines", help="print the hand-made baselines with their sizes")
+    p = sub.add_parser(
+        "baselines", parents=[_COMMON], formatter_class=_Help, help="print the hand-made baselines with their sizes"
+    )
     p.set_defaults(func=cmd_baselines)
 
 
@@ -321,7 +407,7 @@ def cmd_baselines(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     import nas
 
-    parser = argparse.ArgumentParser(prog="nas", description="fer-nas: genetic NAS for facial expressions")
+    parser = _Parser(prog="nas", description="fer-nas: genetic NAS for facial expressions")
     parser.add_argument("--version", action="version", version=f"fer-nas {nas.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
@@ -337,21 +423,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _console(verbosity: int) -> None:
+    """The ``nas`` logger's lines on stderr: warnings only (-q), progress (default) or details (-v)."""
     logger = logging.getLogger("nas")
-    if not logger.handlers:
+    handler = next((h for h in logger.handlers if isinstance(h, _Stderr)), None)
+    if handler is None:
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler.setLevel(level)
+    logger.setLevel(min(level, logging.INFO))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad flag (already reported)
+        return exc.code if isinstance(exc.code, int) else 2
+    _console(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
         return args.func(args)
     except NasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # invalid settings, e.g. a population that is not a multiple of 4
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
 
 

@@ -137,6 +137,8 @@ def _to_ferdata(arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str, s
     out = {}
     for name in sorted(arrays):
         x, y = arrays[name]
+        if not len(y):
+            raise DataError(f"{source}: the {name} split ({USAGE[name]}) has no images")
         x = np.ascontiguousarray(x, dtype=np.uint8).reshape(-1, 1, SIZE, SIZE)
         y = np.asarray(y, dtype=np.int64)
         digest.update(name.encode() + x.tobytes() + y.tobytes())
@@ -150,6 +152,8 @@ def _to_ferdata(arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str, s
 def _read_csv(path: Path, splits: tuple[str, ...], on_bad: str) -> tuple[dict, int]:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (expected the header emotion,pixels,Usage and rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
         raise DataError(f"{path}: cannot read as CSV ({str(exc).splitlines()[0]})") from None
     missing = {"emotion", "pixels", "Usage"} - set(df.columns)
@@ -159,7 +163,7 @@ def _read_csv(path: Path, splits: tuple[str, ...], on_bad: str) -> tuple[dict, i
     bad = _row_problems(df)
     if bad and on_bad == "error":
         line, msg = bad[0]
-        more = f" (and {len(bad) - 1} more bad rows; --skip-bad-rows drops them)" if len(bad) > 1 else ""
+        more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
         raise DataError(f"{path}:{line}: {msg}{more}")
     keep = df[~df["line"].isin({line for line, _ in bad})]
     wanted = keep[keep["Usage"].isin([USAGE[s] for s in splits])]
@@ -221,13 +225,21 @@ def save_npz(dataset: FerData, path: str | Path) -> Path:
 
 def _read_npz(path: Path, splits: tuple[str, ...]) -> dict:
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             missing = [s for s in splits if f"{s}_x" not in z or f"{s}_y" not in z]
             if missing:
                 raise DataError(f"{path}: no split(s) {missing} in this .npz (it has {sorted(z.files)})")
-            return {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz ({exc})") from None
+            arrays = {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz ({str(exc).strip().splitlines()[0]})") from None
+    for s, (x, y) in arrays.items():
+        if x.ndim < 2 or x[0].size != N_PIXELS or len(x) != len(y) or not len(y):
+            raise DataError(
+                f"{path}: {s}_x must hold N {SIZE}x{SIZE} images and {s}_y N labels, got {x.shape}, {y.shape}"
+            )
+        if not np.isin(y, np.arange(len(CLASS_NAMES))).all():
+            raise DataError(f"{path}: {s}_y has a label outside 0..{len(CLASS_NAMES) - 1}")
+    return arrays
 
 
 # ---------------------------------------------------------------- image folders
@@ -243,6 +255,9 @@ def _read_folder(root: Path, splits: tuple[str, ...]) -> dict:
     def read(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         if not split_dir.is_dir():
             raise DataError(f"{split_dir}: folder not found (expected {root}/<split>/<class>/*.png)")
+        unknown = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and d.name not in CLASS_NAMES)
+        if unknown:
+            raise DataError(f"{split_dir / unknown[0]}: unknown class folder (classes are {', '.join(CLASS_NAMES)})")
         xs, ys = [], []
         for label, name in enumerate(CLASS_NAMES):
             files = sorted(f for f in (split_dir / name).glob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
@@ -346,5 +361,7 @@ def _load_synthetic(spec: str, splits: tuple[str, ...]) -> FerData:
         seed = int(parts[2]) if len(parts) > 2 else 0
     except ValueError:
         raise DataError(f"{spec}: expected synthetic[:N[:SEED]]") from None
+    if n < 30 or not spec.startswith("synthetic") or parts[0] != "synthetic":
+        raise DataError(f"{spec}: expected synthetic[:N[:SEED]] with N >= 30 (every split needs images)")
     arrays = synthetic_splits(n, seed)
     return _to_ferdata({k: arrays[k] for k in splits}, spec)

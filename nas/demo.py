@@ -10,6 +10,9 @@ label and bars for every class. Sources: a webcam, a video file, an image, or a 
 from __future__ import annotations
 
 import csv
+import logging
+import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,11 +22,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from nas.errors import NasError
+from nas.errors import NasError, SettingError
+from nas.rundir import make_dir
 
 if TYPE_CHECKING:  # the loader and the data module import torch: `nas --help` should not wait for it
-    from nas.artifact import Classifier
+    from nas.classifier import Classifier
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 STAGES = ("detect", "preprocess", "infer", "draw")
 
@@ -40,6 +45,21 @@ class DemoConfig:
     margin: float = 0.1  # widen each face box by this fraction on every side
     smoothing: float = 0.5  # weight of the newest probabilities in the moving average (1: none)
     match_iou: float = 0.3  # a box continues a track when they overlap at least this much
+
+    def __post_init__(self) -> None:
+        rules = (
+            ("scale_factor", self.scale_factor > 1, "> 1"),
+            ("min_neighbors", self.min_neighbors >= 0, ">= 0"),
+            ("min_face", self.min_face >= 1, ">= 1"),
+            ("detect_width", self.detect_width >= 16, ">= 16"),
+            ("detect_every", self.detect_every >= 1, ">= 1"),
+            ("margin", 0 <= self.margin <= 1, "in 0..1"),
+            ("smoothing", 0 < self.smoothing <= 1, "in (0, 1]"),
+            ("match_iou", 0 < self.match_iou <= 1, "in (0, 1]"),
+        )
+        for name, ok, legal in rules:
+            if not ok:
+                raise SettingError(f"--{name.replace('_', '-')} must be {legal}, got {getattr(self, name):g}")
 
 
 class FaceDetector:
@@ -149,32 +169,66 @@ def draw(frame: np.ndarray, tracks: list[Track], class_names: list[str], fps: fl
         cv2.putText(frame, f"{fps:.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2, cv2.LINE_AA)
 
 
-def frames(source: str) -> Iterator[np.ndarray]:
-    """BGR frames of a webcam index, a video file, an image file or a folder of images."""
-    path = Path(source)
-    if source.isdigit() or path.suffix.lower() not in IMAGE_SUFFIXES and not path.is_dir():
+@dataclass
+class Frame:
+    """One picture to annotate: its name (an image's file stem, else ``frame_00001``), its time in the source
+    (a video's own clock; seconds since the start for a camera; 0 for images), and whether it continues the
+    previous frame (tracking and smoothing carry over) or is a picture of its own (an image of a folder)."""
+
+    image: np.ndarray
+    name: str
+    time_s: float
+    continues: bool
+
+
+class Source:
+    """A webcam index, a video file, an image file or a folder of images, opened (and its first frame read)
+    at once, so a source that cannot be read fails before any output is created."""
+
+    def __init__(self, source: str) -> None:
+        self.source, path = source, Path(source)
+        self.is_images = not source.isdigit() and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES)
+        self.fps: float | None = None
         if not source.isdigit() and not path.exists():
             raise NasError(f"{source}: video or image not found")
-        cap = cv2.VideoCapture(int(source) if source.isdigit() else str(path))
-        if not cap.isOpened():
-            raise NasError(f"{source}: cannot open {'camera' if source.isdigit() else 'video'}")
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
-        return
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-    if not files or not files[0].exists():
-        raise NasError(f"{source}: no image found")
-    for f in files:
+        if self.is_images:
+            files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+            if not files:
+                raise NasError(f"{source}: no image ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            self._files = files
+            self._first = self._read_image(files[0])
+        else:
+            self._cap = cv2.VideoCapture(int(source) if source.isdigit() else str(path))
+            ok, frame = self._cap.read() if self._cap.isOpened() else (False, None)
+            if not ok:
+                self._cap.release()
+                raise NasError(f"{source}: cannot open {'camera' if source.isdigit() else 'video'}")
+            fps = self._cap.get(cv2.CAP_PROP_FPS)
+            self.fps = fps if not source.isdigit() and 0 < fps < 1000 else None
+            self._first = frame
+
+    @staticmethod
+    def _read_image(f: Path) -> np.ndarray:
         frame = cv2.imread(str(f))
         if frame is None:
             raise NasError(f"{f}: not a readable image")
-        yield frame
+        return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.is_images:
+            for k, f in enumerate(self._files):
+                yield Frame(self._first if k == 0 else self._read_image(f), f.stem, 0.0, False)
+            return
+        start = time.perf_counter()
+        frame, i = self._first, 0
+        try:
+            while frame is not None:
+                t = i / self.fps if self.fps else time.perf_counter() - start
+                yield Frame(frame, f"frame_{i + 1:05d}", t, True)
+                ok, frame = self._cap.read()
+                frame, i = (frame if ok else None), i + 1
+        finally:
+            self._cap.release()
 
 
 class Demo:
@@ -187,12 +241,21 @@ class Demo:
         self.count = 0
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self._last = time.perf_counter()
+        self._since_detect = 0  # frames since the last detection
         self.fps: float | None = None
+
+    def restart(self) -> None:
+        """The next frame is a picture of its own (another image): no track or smoothing carries over into it,
+        and it is searched for faces whatever ``detect_every`` says."""
+        self.tracker = Tracker(self.cfg, next_id=self.tracker.next_id)
+        self._since_detect = 0
 
     def process(self, frame: np.ndarray) -> list[Track]:
         t0 = time.perf_counter()
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        if self.count % self.cfg.detect_every == 0:
+        detect = self._since_detect % self.cfg.detect_every == 0
+        self._since_detect += 1
+        if detect:
             boxes = self.detector(gray)
         else:
             boxes = np.array([t.box for t in self.tracker.tracks if t.missed == 0]).reshape(-1, 4)
@@ -214,6 +277,14 @@ class Demo:
         return tracks
 
 
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # output container -> codec
+
+
+def has_display() -> bool:
+    """Whether a window can be shown (on Linux: an X11 or Wayland display is set)."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def run(
     source: str,
     model: str,
@@ -223,58 +294,85 @@ def run(
     backend: str = "onnx",
     max_frames: int | None = None,
 ) -> Demo:
-    """Run the demo; with ``output``, write annotated frames (.mp4/.avi, .png/.jpg or a folder) and a CSV."""
-    if not Path(model).exists():
-        raise NasError(f"{model}: model not found")
-    from nas.artifact import Classifier
+    """Run the demo; ``output``: a video (.mp4/.avi, at the source's frame rate), an image (.png/.jpg: the last
+    frame), a folder (every frame, named after its input) or a .csv alone. Every output but a .csv comes with a
+    CSV of every face beside it (``<output>.csv``, or ``frames.csv`` in the folder).
+
+    Settings, the model and the source are all checked before anything is written; the CSV appears only
+    complete (written as ``.part`` and renamed when the run ends, also on Ctrl-C)."""
+    if max_frames is not None and max_frames < 1:
+        raise SettingError(f"--max-frames must be >= 1, got {max_frames}")
+    out = Path(output) if output else None
+    kind = None if out is None else _output_kind(out)
+    if not headless and not has_display():
+        if out is None:
+            raise NasError("no display to show the window on (DISPLAY is not set) and no --output to write to")
+        log.warning("no display to show the window on (DISPLAY is not set): running headless")
+        headless = True
+    from nas.classifier import Classifier
 
     demo = Demo(Classifier(model, backend), cfg)
-    writer, csv_file, video = None, None, None
-    out = Path(output) if output else None
+    frames = Source(source)
+    csv_path = None if out is None else out / "frames.csv" if kind == "folder" else out.with_suffix(".csv")
+    if out is not None:
+        make_dir(out if kind == "folder" else out.parent)
+    part = None if csv_path is None else csv_path.with_name(csv_path.name + ".part")
+    csv_file = part.open("w", newline="") if part else None
+    writer = csv.writer(csv_file) if csv_file else None
+    if writer:
+        writer.writerow(["frame", "name", "time_s", "face", "x", "y", "w", "h", *demo.classifier.class_names])
+    video, finished = None, False
     try:
-        if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            is_dir = out.suffix == ""
-            if is_dir:
-                out.mkdir(parents=True, exist_ok=True)
-            csv_path = out / "frames.csv" if is_dir else out.with_suffix(".csv")
-            csv_file = csv_path.open("w", newline="")
-            writer = csv.writer(csv_file)
-            writer.writerow(["frame", "time_s", "face", "x", "y", "w", "h", *demo.classifier.class_names])
-        start = time.perf_counter()
-        for i, frame in enumerate(frames(source)):
+        for i, f in enumerate(frames):
             if max_frames is not None and i >= max_frames:
                 break
+            if not f.continues:
+                demo.restart()
+            frame = f.image
             tracks = demo.process(frame)
-            if writer:
-                for t in tracks:
-                    writer.writerow(
-                        [
-                            i,
-                            f"{time.perf_counter() - start:.4f}",
-                            t.id,
-                            *map(int, t.box),
-                            *(f"{p:.5f}" for p in t.probs),
-                        ]
-                    )
-            if out and out.suffix.lower() in (".mp4", ".avi"):
+            for t in tracks if writer else ():
+                writer.writerow([i, f.name, f"{f.time_s:.3f}", t.id, *map(int, t.box), *(f"{p:.5f}" for p in t.probs)])
+            if kind == "video":
                 if video is None:
-                    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
-                    video = cv2.VideoWriter(str(out), fourcc, 25.0, (frame.shape[1], frame.shape[0]))
+                    codec = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[out.suffix.lower()])
+                    video = cv2.VideoWriter(str(out), codec, frames.fps or 25.0, (frame.shape[1], frame.shape[0]))
                 video.write(frame)
-            elif out and out.suffix == "":
-                cv2.imwrite(str(out / f"frame_{i:05d}.png"), frame)
-            elif out:
+            elif kind == "folder":
+                cv2.imwrite(str(out / f"{f.name}.png"), frame)
+            elif kind == "image":
                 cv2.imwrite(str(out), frame)  # an image output keeps the last frame
             if not headless:
                 cv2.imshow("fer-nas (q to quit)", frame)
                 if cv2.waitKey(1) & 0xFF == ord("q"):
                     break
+        finished = True
+    except KeyboardInterrupt:
+        finished = True  # what was processed is kept
     finally:
         if video is not None:
             video.release()
         if csv_file:
             csv_file.close()
+            if finished:
+                os.replace(part, csv_path)
+            else:
+                part.unlink(missing_ok=True)
         if not headless:
             cv2.destroyAllWindows()
     return demo
+
+
+def _output_kind(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix == ".csv":
+        return "csv"
+    if suffix == "" and not out.is_file():
+        return "folder"
+    raise SettingError(
+        f"{out}: unknown output type; write out.mp4 or out.avi (video), out.png (last frame), a folder "
+        "(every frame) or out.csv (the faces alone)"
+    )

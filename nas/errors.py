@@ -22,3 +22,7 @@ class DataError(NasError):
 
 class RunDirError(NasError):
     """A run directory that is missing, incomplete or belongs to another configuration."""
+
+
+class SettingError(NasError, ValueError):
+    """A flag or setting with an illegal value; the message names the flag (``--population``)."""

@@ -28,7 +28,7 @@ import torch
 from nas import data as fer
 from nas import latency
 from nas.build import build, count_flops, count_params
-from nas.errors import GenomeError
+from nas.errors import GenomeError, SettingError
 from nas.genome import parse_genome
 from nas.rundir import Cache, atomic_write
 from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, train
@@ -87,7 +87,7 @@ FIDELITIES = {
 
 def get_fidelity(name: str) -> Fidelity:
     if name not in FIDELITIES:
-        raise ValueError(f"unknown fidelity {name!r}; choose from {', '.join(FIDELITIES)}")
+        raise SettingError(f"--fidelity: unknown fidelity {name!r}; choose from {', '.join(FIDELITIES)}")
     return FIDELITIES[name]
 
 

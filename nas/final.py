@@ -18,12 +18,12 @@ from nas import data as fer
 from nas import rundir, training
 from nas.artifact import load_checkpoint, save_checkpoint
 from nas.build import build, count_flops, count_params
-from nas.errors import RunDirError
+from nas.errors import RunDirError, SettingError
 from nas.genome import parse_genome
 from nas.latency import measure
 from nas.numerics import machine_rule
 from nas.report import test_report
-from nas.training import TrainConfig
+from nas.training import TrainConfig, resolve_device
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
@@ -31,7 +31,7 @@ MODEL_FILE = "model.pt"
 
 def target(run_dir: Path, genome: str | None = None, baseline: str | None = None, data: str | None = None):
     """The run directory, the genome to work on (champion unless given) and the data path."""
-    from nas.space import load_baselines
+    from nas.space import checked_genome, load_baselines
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -41,10 +41,10 @@ def target(run_dir: Path, genome: str | None = None, baseline: str | None = None
         if baseline not in baselines:
             raise RunDirError(f"unknown baseline {baseline!r}; choose from {', '.join(baselines)}")
         genome = str(baselines[baseline].genome)
-    elif genome:
-        genome = str(parse_genome(genome))
+    elif genome is not None:
+        genome = str(checked_genome(genome, "--genome"))
     else:
-        genome = rundir.champion_genome(run_dir)
+        genome = str(checked_genome(rundir.champion_genome(run_dir), str(run_dir / rundir.CHAMPION)))
     return run_dir, genome, fer.resolve_data_path(data or rundir.run_data(run_dir))
 
 
@@ -60,6 +60,9 @@ def train_final(
     out: str | Path | None = None,
 ) -> dict:
     """Train the champion (or ``genome``, or a ``baseline``) fully; returns the test report."""
+    if epochs < 1 or patience < 0:
+        raise SettingError(f"--epochs must be >= 1 (got {epochs}) and --patience >= 0 (got {patience})")
+    resolve_device(device)
     run_dir, genome, data = target(run_dir, genome, baseline, data)
     tuned_path = run_dir / "tuned.json"
     recipe, cfg = "default", TrainConfig()
@@ -72,9 +75,9 @@ def train_final(
     cfg = cfg.replace(epochs=epochs, early_stop=patience, cpu_bf16=bf16_above is not None and flops > bf16_above)
     name = baseline or ("untuned" if untuned else "champion")
     default_out = run_dir / "baselines" / baseline if baseline else run_dir / "untuned" if untuned else run_dir
-    out = Path(out) if out else default_out
-    out.mkdir(parents=True, exist_ok=True)
     dataset = fer.load(data, ("train", "val"))
+    test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
+    out = rundir.make_dir(out if out else default_out)  # after every input was checked
     torch.manual_seed(cfg.seed)
     model = build(parse_genome(genome))
     mode = "bf16" if cfg.cpu_bf16 else "fp32"
@@ -100,7 +103,6 @@ def train_final(
     }
     save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     model, _ = load_checkpoint(out / MODEL_FILE)  # report on exactly what was saved
-    test = fer.load(data, ("test",))["test"]  # PrivateTest: touched here, for the final report only
     extra = {
         "name": name,
         "genome": genome,

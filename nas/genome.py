@@ -29,6 +29,7 @@ from nas.blocks import (
     Pool,
     Readout,
     Shape,
+    out_of_range,
     token_fields,
 )
 from nas.errors import GenomeError
@@ -173,6 +174,10 @@ def parse_gene(text: str, index: int = 0) -> Gene:
     if m is None:
         raise GenomeError(f"block {index}: cannot parse {name!r}; expected {spelling}")
     gene = _gene_from_match(BLOCKS[kind], m)
+    for f in token_fields(BLOCKS[kind]):
+        why = out_of_range(f, getattr(gene, f.name))
+        if why:
+            raise GenomeError(f"block {index}: {name!r}: {kind} {why}")
     if format_gene(gene) != name:
         raise GenomeError(f"block {index}: {name!r} is not canonical; write {format_gene(gene)!r}")
     return gene

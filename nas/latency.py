@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.errors import SettingError
+
 
 def onnx_bytes(model: nn.Module, input_shape: tuple[int, int, int], dynamic_batch: bool = True) -> bytes:
     """Serialise to ONNX in memory (opset 17, TorchScript-based exporter: no extra packages)."""
@@ -70,7 +72,7 @@ class _Runner:
             self.model = model.eval().to("cpu")
             self.x = torch.zeros(1, *input_shape)
         else:
-            raise ValueError(f"latency backend must be 'onnx' or 'torch', got {backend!r}")
+            raise SettingError(f"latency backend must be 'onnx' or 'torch', got {backend!r}")
 
     def call(self) -> None:
         if self.backend == "onnx":

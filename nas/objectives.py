@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from nas.errors import SettingError
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -65,9 +67,9 @@ def parse_objectives(text: str | tuple[str, ...] | list[str]) -> tuple[Objective
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown or not names:
-        raise ValueError(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
+        raise SettingError(f"--objectives: unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"objective listed twice in {names}")
+        raise SettingError(f"--objectives: objective listed twice in {names}")
     return tuple(OBJECTIVES[n] for n in names)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nas import objectives as objs
+from nas.errors import SettingError
 from nas.genome import Genome
 from nas.space import SearchSpace
 
@@ -91,12 +92,12 @@ class Problem:
     def __post_init__(self) -> None:
         unknown = set(self.caps) - set(CAP_UNITS)
         if unknown:
-            raise ValueError(f"unknown cap(s) {sorted(unknown)}; caps are known before training: {sorted(CAP_UNITS)}")
+            raise SettingError(f"unknown cap(s) {sorted(unknown)}; caps are known before training: {sorted(CAP_UNITS)}")
         bad = {k: v for k, v in self.caps.items() if not v > 0}
         if bad:
-            raise ValueError(f"caps must be positive, got {bad}")
+            raise SettingError(f"caps must be positive, got {bad}")
         if "latency_ms" in self.caps and self.latency_fn is None:
-            raise ValueError("a latency cap needs the latency known before training (the latency table)")
+            raise SettingError("a latency cap needs the latency known before training (the latency table)")
         self.costs_fn = self.costs_fn or network_costs(self.space)
 
     @classmethod

@@ -12,9 +12,10 @@ from nas.runner import Callback, State
 class ProgressBar(Callback):
     """tqdm on stderr; ``run_dir`` remembers where the search writes (for the message after Ctrl-C)."""
 
-    def __init__(self) -> None:
+    def __init__(self, show: bool = True) -> None:
         self.bar, self.best, self.hits, self.last, self.generations = None, 0.0, 0, {}, 0
         self.run_dir: Path | None = None
+        self.show = show
 
     def start_run(self, run_dir: Path | None, generations: int, state: State) -> None:
         self.run_dir, self.generations = run_dir, generations
@@ -24,7 +25,9 @@ class ProgressBar(Callback):
         from tqdm import tqdm
 
         self.close()
-        self.bar = tqdm(total=n, desc=f"gen {generation}/{self.generations}", unit="net", file=sys.stderr)
+        self.bar = tqdm(
+            total=n, desc=f"gen {generation}/{self.generations}", unit="net", file=sys.stderr, disable=not self.show
+        )
         self.hits = 0
 
     def on_record(self, record: dict, cached: bool) -> None:
@@ -38,8 +41,7 @@ class ProgressBar(Callback):
     def end_generation(self, state: State) -> None:
         self.last = state.progress[-1]
         self._postfix(self.last["best_acc"])
-        if self.bar:
-            self.bar.refresh()
+        self.close()  # the generation's summary is logged next, on a line of its own
 
     def _postfix(self, best: float) -> None:
         if self.bar:

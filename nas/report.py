@@ -64,17 +64,33 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
     matplotlib.use("Agg")
     run_dir = Path(run_dir)
-    evals = pd.read_csv(run_dir / EVALUATIONS)
-    front = pd.read_csv(run_dir / PARETO)
+    evals = _table(run_dir / EVALUATIONS, {"status", "key"})
+    front = _table(run_dir / PARETO, set())
     objectives = _objectives(run_dir)
+    missing = {o.column for o in objectives} - set(evals.columns)
+    if missing:
+        raise RunDirError(f"{run_dir / EVALUATIONS}: no column(s) {sorted(missing)} for the run's objectives")
     out = []
     for o in objectives:
         if o.name in ("acc", "f1"):
             continue
         out.append(_plot_front(run_dir, evals, front, o))
     if (run_dir / PROGRESS).exists():
-        out.append(_plot_progress(run_dir, pd.read_csv(run_dir / PROGRESS)))
+        out.append(_plot_progress(run_dir, _table(run_dir / PROGRESS, {"gen"})))
     return out
+
+
+def _table(path: Path, columns: set[str]) -> pd.DataFrame:
+    """A run's CSV table with ``columns``, or one line naming the file."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunDirError(f"{path}: unreadable table ({str(exc).strip().splitlines()[0]})") from None
+    if not columns <= set(table.columns):
+        raise RunDirError(f"{path}: no column(s) {sorted(columns - set(table.columns))}")
+    return table
 
 
 def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs.Objective) -> Path:

@@ -51,10 +51,27 @@ RECORD_FIELDS = (
 # ---------------------------------------------------------------- writing safely
 
 
+def make_dir(path: str | Path) -> Path:
+    """Create an output folder and its parents, or say in one line why it cannot be written to."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirError(f"{path}: exists and is not a folder") from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"{path}: folder is not writable")
+    return path
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
     """Replace ``path`` with ``data`` all at once: readers see the old file or the new one, never half."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -146,15 +163,27 @@ class Cache:
         self.records: dict[str, dict] = {}
         self._cut = False  # the file ends inside a line
         if self.path and self.path.exists():
-            text = self.path.read_text()
-            self._cut = bool(text) and not text.endswith("\n")
-            for line in text.splitlines():
+            try:
+                text = self.path.read_bytes()
+            except OSError as exc:
+                raise RunDirError(f"{self.path}: cannot read the evaluation cache ({exc.strerror})") from None
+            self._cut = bool(text) and not text.endswith(b"\n")
+            for n, line in enumerate(text.splitlines(), 1):
                 if line.strip():
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a crash mid-write
-                    self.records[rec["cache_key"]] = rec
+                    self._load_line(n, line)
+
+    def _load_line(self, n: int, line: bytes) -> None:
+        """One record; a line cut short by a crash mid-write is skipped, anything else that is not a record
+        is an error (the file was edited or damaged: its records cannot be trusted)."""
+        try:
+            rec = json.loads(line)
+        except UnicodeDecodeError:
+            raise RunDirError(f"{self.path}:{n}: not UTF-8 text; remove the line and resume") from None
+        except json.JSONDecodeError:
+            return
+        if not isinstance(rec, dict) or not isinstance(rec.get("cache_key"), str):
+            raise RunDirError(f"{self.path}:{n}: not an evaluation record (no cache_key); remove the line and resume")
+        self.records[rec["cache_key"]] = rec
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -232,7 +261,19 @@ def read_config(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).exists():
         raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG})")
-    return _upgrade(read_json(run_dir / CONFIG, "run configuration"), run_dir / CONFIG)
+    path = run_dir / CONFIG
+    return check_config(_upgrade(read_json(path, "run configuration"), path), path)
+
+
+def check_config(config: dict, path: Path) -> dict:
+    """``config`` if it has every section a run needs (their contents are checked where they are used)."""
+    missing = [k for k in CONFIG_SECTIONS if not isinstance(config.get(k), dict)]
+    if missing or not isinstance(config.get("data"), str):
+        raise RunDirError(f"{path}: unreadable run configuration (no {', '.join(missing) or 'data'} section)")
+    return config
+
+
+CONFIG_SECTIONS = ("search", "problem", "space", "evaluation")  # with "data": what a run cannot do without
 
 
 _VARIATION = ("cx_prob", "mut_prob", "cx_points", "mutation_weights")
@@ -276,7 +317,10 @@ def champion_genome(run_dir: Path) -> str:
     path = Path(run_dir) / CHAMPION
     if not path.exists():
         raise RunDirError(f"{path}: no champion yet; pass --genome or let the search finish a generation")
-    return read_json(path, "champion")["genome"]
+    genome = read_json(path, "champion").get("genome")
+    if not isinstance(genome, str):
+        raise RunDirError(f"{path}: the champion has no genome")
+    return genome
 
 
 def run_data(run_dir: Path) -> str | None:

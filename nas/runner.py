@@ -14,6 +14,7 @@ the cache are never trained again.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -26,11 +27,13 @@ import numpy as np
 from nas import objectives as objs
 from nas import rundir
 from nas.algorithms import Algorithm, Proposal, algorithm_class, resolve_options
-from nas.errors import RunDirError
+from nas.errors import RunDirError, SettingError
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation, Problem
 from nas.rundir import Cache
 from nas.strategies import Request, Strategy
+
+log = logging.getLogger(__name__)
 
 CHAMPION_RULES = ("max-acc", "knee")
 
@@ -54,11 +57,20 @@ class SearchConfig:
     finalist_fidelity: str = "rich"
 
     def __post_init__(self) -> None:
-        if self.population < 4 or self.generations < 0:
-            raise ValueError("need population >= 4 and generations >= 0")
+        if self.population < 4:
+            raise SettingError(f"--population must be >= 4, got {self.population}")
+        if self.generations < 0:
+            raise SettingError(f"--generations must be >= 0, got {self.generations}")
+        if self.finalists < 0:
+            raise SettingError(f"--finalists must be >= 0, got {self.finalists}")
+        for name in ("champion_max_params", "champion_max_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise SettingError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
         if self.champion_rule not in CHAMPION_RULES:
-            raise ValueError(f"champion rule must be 'max-acc' or 'knee', got {self.champion_rule!r}")
+            raise SettingError(f"--champion-rule must be 'max-acc' or 'knee', got {self.champion_rule!r}")
         resolve_options(self.algorithm, self.options)
+        algorithm_class(self.algorithm).check_population(self.population)
 
 
 class Callback:
@@ -167,10 +179,15 @@ class Runner:
             measured = {r["cache_key"]: r for r in self.strategy.measure(unmeasured)}
             state.front = [measured.get(r["cache_key"], r) for r in state.front]
         state.generation, state.seconds = generation, state.seconds + time.monotonic() - t0
-        state.progress.append(self._progress_row(state))
+        state.progress.append(row := self._progress_row(state))
         self._save(state)
         for cb in self.callbacks:
             cb.end_generation(state)
+        log.info(
+            f"generation {generation}/{self.config.generations}: {row['evals']} networks ({row['cache_hits']} from "
+            f"the cache, {row['failed']} failed), best val acc {row['best_acc']:.4f}, front {row['front_size']}, "
+            f"hypervolume {row['hypervolume']:.4f}, {state.seconds / 60:.1f} min so far"
+        )
 
     def _evaluate(self, proposals: list[Proposal], generation: int, rows: list[dict]) -> list[Evaluation]:
         """Reject what breaks the caps, evaluate the rest; one row per request (``cached``: asked before)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from nas.blocks import BLOCKS
+from nas.blocks import BLOCKS, out_of_range
 from nas.errors import GenomeError, SpaceError
 from nas.genome import (
     BODY_KINDS,
@@ -126,6 +126,9 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
             bad = [v for v in values if not isinstance(v, ok) or (bool not in ok and isinstance(v, bool))]
             if bad:
                 raise fail(f"[{kind}] {f.name} has values of the wrong type: {bad!r}")
+            illegal = [why for v in values if (why := out_of_range(f, v))]
+            if illegal:
+                raise fail(f"[{kind}] {illegal[0]}")
             choices = f.metadata.get("choices")
             if choices and not set(values) <= set(choices):
                 unknown = [v for v in values if v not in choices]
@@ -157,11 +160,15 @@ def load_space(path: str | Path) -> SearchSpace:
     """Load a space file; a bare name such as ``tiny`` means ``search_spaces/tiny.toml``."""
     path = resolve_space_path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpaceError(f"{path}: search-space file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not a text file (TOML is UTF-8 text)") from None
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read the search-space file ({exc.strerror})") from None
     return space_from_dict(raw, source=str(path))
 
 
@@ -197,7 +204,7 @@ def load_baselines(path: str | Path = SPACES_DIR / "baselines.toml") -> dict[str
     """The hand-made networks we compare against, as genomes (``search_spaces/baselines.toml``)."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, tomllib.TOMLDecodeError) as exc:
         raise SpaceError(f"{path}: cannot read baselines ({exc})") from None
     out = {}
@@ -212,8 +219,8 @@ def load_baselines(path: str | Path = SPACES_DIR / "baselines.toml") -> dict[str
 # ---------------------------------------------------------------- shapes and validation
 
 
-def problems(genome: Genome, space: SearchSpace) -> list[str]:
-    """Everything wrong with ``genome`` in ``space``, each naming its block; empty when valid."""
+def structure_problems(genome: Genome, input_shape: tuple[int, ...]) -> list[str]:
+    """What makes ``genome`` no network at all, in any space: its order, its readout, a map shrunk below 1x1."""
     out: list[str] = []
     sections = [g.kind for g in genome.genes]
     for i in range(1, len(sections)):
@@ -223,6 +230,21 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
     n_readout = sections.count("readout")
     if n_readout != 1:
         out.append(f"needs exactly one readout (gap or flat) after the body, found {n_readout}")
+    shape = tuple(input_shape)
+    for i, gene in enumerate(genome.genes):
+        if gene.section != "body":
+            continue
+        new = gene.output_shape(shape)
+        if min(new[1:]) < 1:
+            out.append(f"block {i}: {gene.kind} would reduce {shape[1]}x{shape[2]} below 1x1")
+            break
+        shape = new
+    return out
+
+
+def problems(genome: Genome, space: SearchSpace) -> list[str]:
+    """Everything wrong with ``genome`` in ``space``, each naming its block; empty when valid."""
+    out = structure_problems(genome, space.input_shape)
     n_body, n_dense = len(genome.body), len(genome.head)
     if not space.min_blocks <= n_body <= space.max_blocks:
         out.append(f"{n_body} body blocks; the space allows {space.min_blocks} to {space.max_blocks}")
@@ -240,21 +262,24 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
             value = getattr(gene, name)
             if value not in allowed:
                 out.append(f"block {i}: {gene.kind} {name} {value} not in allowed {list(allowed)}")
-    shape = space.input_shape
-    for i, gene in enumerate(genome.genes):
-        if gene.section != "body":
-            continue
-        new = gene.output_shape(shape)
-        if min(new[1:]) < 1:
-            out.append(f"block {i}: {gene.kind} would reduce {shape[1]}x{shape[2]} below 1x1")
-            break
-        shape = new
-    else:
-        if genome.readout is not None and genome.readout.op == "flat":
-            n = readout_features(genome, space.input_shape)
-            if n > space.max_flat_features:
-                out.append(f"flat gives {n} features, more than max_flat_features {space.max_flat_features}")
+    if not any("below 1x1" in p for p in out) and genome.readout is not None and genome.readout.op == "flat":
+        n = readout_features(genome, space.input_shape)
+        if n > space.max_flat_features:
+            out.append(f"flat gives {n} features, more than max_flat_features {space.max_flat_features}")
     return out
+
+
+def checked_genome(text: str, where: str, input_shape: tuple[int, ...] = (1, 48, 48)) -> Genome:
+    """A genome given outside a search (``--genome``, a champion file): parsed and buildable, or one line
+    that says ``where`` it came from and what is wrong; no space applies, so any size is allowed."""
+    try:
+        genome = parse_genome(text)
+    except GenomeError as exc:
+        raise GenomeError(f"{where}: {exc}") from None
+    found = structure_problems(genome, input_shape)
+    if found:
+        raise GenomeError(f"{where}: {'; '.join(found)}")
+    return genome
 
 
 def validate(genome: Genome, space: SearchSpace) -> None:

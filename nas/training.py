@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from nas import metrics
 from nas.data import Split, normalize
-from nas.errors import NasError
+from nas.errors import NasError, SettingError
 from nas.rundir import atomic_write
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
@@ -68,11 +68,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
+            raise SettingError(f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
+            raise SettingError(f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("need epochs >= 1, batch_size >= 1 and lr > 0")
+            raise SettingError("need epochs >= 1, batch_size >= 1 and lr > 0")
 
     def replace(self, **changes: Any) -> TrainConfig:
         known = {f.name for f in fields(self)}
@@ -93,7 +93,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` is the GPU when there is one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingError(f"--device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SettingError(f"--device {name}: no CUDA GPU on this machine; use auto or cpu")
+    return device
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import optuna
 import torch
+from sqlalchemy.exc import SQLAlchemyError
 
 from nas import data as fer
 from nas.build import build
-from nas.errors import NasError
+from nas.errors import NasError, SettingError
 from nas.genome import parse_genome
 from nas.rundir import write_json
-from nas.training import TrainConfig, train
+from nas.training import TrainConfig, resolve_device, train
 
 
 def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
@@ -106,7 +107,7 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise ValueError(f"unknown pruner {name!r}; choose median, hyperband or none")
+    raise SettingError(f"--pruner: unknown pruner {name!r}; choose median, hyperband or none")
 
 
 def tune(
@@ -122,11 +123,21 @@ def tune(
     seed: int = 0,
     device: str = "auto",
 ) -> optuna.Study:
-    """Run (or continue) the study and write ``tuned.json`` and its plots into ``run_dir``."""
+    """Run (or continue) the study and write ``tuned.json`` and its plots into ``run_dir``.
+
+    Every setting, the genome and the data are checked before the study is created; a study this call
+    created that ends without a finished trial is deleted again, so a retry is not told it exists."""
+    if trials < 1 or epochs < 1:
+        raise SettingError(f"--trials (got {trials}) and --epochs (got {epochs}) must be >= 1")
+    if train_images is not None and train_images < 0:
+        raise SettingError(f"--train-images must be >= 0 (0: all), got {train_images}")
+    resolve_device(device)
     model_genome = parse_genome(genome)
     dataset = fer.load(data_path, ("train", "val"))
     train_split, val_split = dataset["train"].subset(train_images, seed), dataset["val"]
-    storage = storage or f"sqlite:///{Path(run_dir) / 'tune.db'}"
+    db = Path(run_dir) / "tune.db"
+    made_db = storage is None and not db.exists()
+    storage = storage or f"sqlite:///{db}"
     name = f"tune-{model_genome.key}"
     try:
         study = optuna.create_study(
@@ -140,12 +151,27 @@ def tune(
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
+    except (ImportError, SQLAlchemyError) as exc:
+        raise SettingError(f"--storage {storage}: cannot open ({str(exc).splitlines()[0]})") from None
     default = default_params()
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
         study.enqueue_trial(default)
     study.set_user_attr("genome", genome)
     study.set_user_attr("epochs", epochs)
     study.set_user_attr("train_images", train_images)
+    try:
+        return _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
+    except BaseException:
+        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+            optuna.delete_study(study_name=name, storage=storage)
+            if made_db:
+                db.unlink(missing_ok=True)
+        raise
+
+
+def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials: int, epochs: int, seed: int,
+              device: str, run_dir: Path) -> optuna.Study:  # fmt: skip
+    """The trials still to run, then ``tuned.json``; an error when none finished."""
 
     def objective(trial: optuna.Trial) -> float:
         cfg = suggest(trial, epochs).replace(seed=seed)
@@ -163,7 +189,9 @@ def tune(
 
     done = len([t for t in study.trials if t.state.is_finished()])
     study.optimize(objective, n_trials=max(0, trials - done), catch=(RuntimeError,))
-    write_outputs(study, Path(run_dir), epochs)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise NasError(f"study {study.study_name}: no trial finished (all {len(study.trials)} failed or were pruned)")
+    write_outputs(study, run_dir, epochs)
     return study
 
 

@@ -114,9 +114,19 @@ def test_run_directory_is_complete_and_consistent(uninterrupted):
     assert champion["finalist"]["val_acc"] == max(f["finalist_val_acc"] for f in finalists)
 
 
-def test_same_seed_same_search(uninterrupted, synthetic_csv, tmp_path):
-    assert _evolve(tmp_path / "again", synthetic_csv) == 0
+def test_a_run_replayed_from_its_config_is_the_same_search(uninterrupted, tmp_path, capsys):
+    argv = ["evolve", "--config", str(uninterrupted / "config.json"), "--run-dir", str(tmp_path / "again")]
+    assert main([*argv, "--population", "12"]) == 0
+    assert "--population: ignored" in capsys.readouterr().err
     assert _summary(tmp_path / "again") == _summary(uninterrupted)
+
+
+def test_run_log_tells_the_story_and_quiet_keeps_the_console_to_warnings(uninterrupted, capsys):
+    text = (uninterrupted / "run.log").read_text()
+    assert "started: " in text and "generation 2/2: 8 networks" in text and "hypervolume" in text
+    assert main(["evolve", "-q", "--resume", str(uninterrupted), "--jobs", "1"]) == 0
+    assert "loading data" not in capsys.readouterr().err
+    assert (uninterrupted / "run.log").read_text().count("resumed: ") == 1
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import FACES
 
-from nas.artifact import Classifier, ExportError, export, load_checkpoint, save_checkpoint
+from nas.artifact import ExportError, export, load_checkpoint, save_checkpoint
 from nas.build import build
+from nas.classifier import Classifier
 from nas.cli import main
 from nas.demo import DemoConfig, Tracker, run
 from nas.genome import parse_genome
@@ -123,6 +124,33 @@ def test_demo_on_a_synthetic_video_writes_an_annotated_video(exported, tmp_path)
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert len({r["frame"] for r in rows}) >= 10  # the face is followed through the video
     assert len({r["face"] for r in rows}) <= 2  # ... as one track (box overlap), not a new face per frame
+
+
+@needs_faces
+def test_a_folder_is_annotated_image_by_image_and_named_after_its_inputs(exported, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = cv2.imread(str(FACES / "facerec_obama_small.jpg"))
+    cv2.imwrite(str(photos / "a_face.png"), face)
+    cv2.imwrite(str(photos / "b_blank.png"), np.full_like(face, 90))  # no face: nothing may carry over into it
+    out = tmp_path / "annotated"
+    assert main(["demo", "--model", str(exported), "--source", str(photos), "--headless", "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["a_face.png", "b_blank.png"]
+    rows = list(csv.DictReader((out / "frames.csv").open()))
+    assert {r["name"] for r in rows} == {"a_face"} and all(r["time_s"] == "0.000" for r in rows)
+
+
+@needs_faces
+def test_without_a_display_the_demo_runs_headless_and_can_write_the_csv_alone(exported, tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "faces.csv"
+    assert (
+        main(["demo", "--model", str(exported), "--source", str(FACES / "skimage_astronaut.png"), "--output", str(out)])
+        == 0
+    )
+    assert "running headless" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["faces.csv"] and len(list(csv.DictReader(out.open()))) == 1
 
 
 def test_tracker_smooths_probabilities():

@@ -13,6 +13,7 @@ import random
 import pytest
 
 from nas import objectives as objs
+from nas import rundir
 from nas.genome import Genome
 from nas.problem import Problem
 from nas.rundir import CHECKPOINT, Cache, read_checkpoint
@@ -53,7 +54,11 @@ class FakeStrategy(Strategy):
         return out
 
     def measure(self, records):
-        return [r | {"measured_latency_ms": r["latency_ms"]} for r in records]
+        """Like the evaluator's latency phase: the measured records are cached."""
+        out = [r | {"measured_latency_ms": r["latency_ms"]} for r in records]
+        for r in out:
+            self.cache.put(r)
+        return out
 
     def finalize(self, genomes, fidelity):
         """A longer training reverses the brief ranking (as it does for fast learners)."""
@@ -249,3 +254,81 @@ def test_a_cache_line_cut_by_a_crash_is_skipped_and_ended_before_the_next_append
     assert "a" in cache and "b" not in cache
     cache.put({"cache_key": "c", "status": "ok"})
     assert set(Cache(path).records) == {"a", "c"}
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one point of the run: nothing after it runs, nothing is cleaned up."""
+
+
+def files(run_dir) -> dict:
+    """What a run leaves for its user, timings aside."""
+    import pandas as pd
+
+    progress = pd.read_csv(run_dir / "progress.csv").drop(columns=["seconds"])
+    names = ("evaluations.csv", "pareto.csv")
+    tables = {name: pd.read_csv(run_dir / name).astype(object).fillna("").to_dict("records") for name in names}
+    return tables | {
+        "progress": progress.to_dict("records"),
+        "champion": json.loads((run_dir / "champion.json").read_text()),
+    }
+
+
+def arm_checkpoint_kill(m) -> None:
+    """Die once the last generation's checkpoint is written, before its tables and champion are: the resume has
+    no generation left to run, and must still bring them up to date."""
+    original = rundir.write_checkpoint
+
+    def write(run_dir, checkpoint):
+        original(run_dir, checkpoint)
+        if checkpoint["generation"] == 4:
+            raise Killed
+
+    m.setattr(rundir, "write_checkpoint", write)
+
+
+def arm_generation_kill(m) -> None:
+    """Die as generation 3 starts: generation 2 is saved in full."""
+    original = Runner._generation
+
+    def generation(self, g, state):
+        if g == 3:
+            raise Killed
+        original(self, g, state)
+
+    m.setattr(Runner, "_generation", generation)
+
+
+def arm_cache_kill(m, n: int, cut: bool) -> None:
+    """Die at the ``n``-th record a worker finishes (while others train), writing half its line if ``cut``."""
+    original, calls = Cache.put, []
+
+    def put(self, record):
+        calls.append(record)
+        if len(calls) == n:
+            if cut:
+                with self.path.open("a") as f:
+                    f.write(json.dumps(record)[:40])
+            raise Killed
+        original(self, record)
+
+    m.setattr(Cache, "put", put)
+
+
+KILLS = {
+    "between the checkpoint and the table writes": arm_checkpoint_kill,
+    "just after a checkpoint": arm_generation_kill,
+    "mid-training": lambda m: arm_cache_kill(m, 28, cut=False),
+    "mid-append to the cache": lambda m: arm_cache_kill(m, 29, cut=True),
+}
+
+
+@pytest.mark.parametrize("point", KILLS)
+def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(point, tmp_path, monkeypatch):
+    run(tmp_path / "whole", generations=4)
+    with monkeypatch.context() as m:
+        KILLS[point](m)
+        with pytest.raises(Killed):
+            run(tmp_path / "parts", generations=4)
+    random.seed(12345)  # as in a new process
+    run(tmp_path / "parts", generations=4)
+    assert files(tmp_path / "parts") == files(tmp_path / "whole")

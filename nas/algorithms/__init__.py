@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nas.errors import SettingError
 from nas.genome import Genome
 from nas.problem import Evaluation, Problem
 
@@ -46,6 +47,12 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
+
+    @classmethod
+    def check_population(cls, population: int) -> None:
+        """Refuse a population size the algorithm cannot work with (checked before a run starts); by default
+        any size is fine."""
+        return None
 
     def __init__(
         self,
@@ -99,7 +106,7 @@ ALGORITHMS = {
 
 def algorithm_class(name: str) -> type[Algorithm]:
     if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+        raise SettingError(f"--algorithm: unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
     module, cls = ALGORITHMS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -110,5 +117,5 @@ def resolve_options(name: str, given: dict | None) -> Any:
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(given or {}) - set(known))
     if unknown:
-        raise ValueError(f"algorithm {name!r} has no option(s) {unknown}; its options: {known or 'none'}")
+        raise SettingError(f"algorithm {name!r} has no option(s) {unknown}; its options: {known or 'none'}")
     return cls(**(given or {}))

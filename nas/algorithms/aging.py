@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from nas.algorithms import Algorithm, Lookup, Proposal
 from nas.algorithms.variation import Variation, breed, initial
+from nas.errors import SettingError
 from nas.genome import Genome, parse_genome
 from nas.objectives import preference
 from nas.problem import Evaluation
@@ -32,7 +33,7 @@ class RegularizedEvolution(Algorithm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.options.sample_size < 2:
-            raise ValueError(f"aging evolution needs sample_size >= 2, got {self.options.sample_size}")
+            raise SettingError(f"aging evolution needs sample_size >= 2, got {self.options.sample_size}")
 
     def ask(self, n: int) -> list[Proposal | Genome]:
         if not self._last:

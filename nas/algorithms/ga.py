@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from deap import tools
 
 from nas.algorithms import nsga2
+from nas.errors import SettingError
 from nas.problem import Evaluation
 
 
@@ -29,7 +30,10 @@ class Options(nsga2.Options):
 
     def __post_init__(self) -> None:
         if self.penalty not in ("mnas", "linear"):
-            raise ValueError(f"penalty must be 'mnas' or 'linear', got {self.penalty!r}")
+            raise SettingError(f"--penalty must be 'mnas' or 'linear', got {self.penalty!r}")
+        for name in ("target_params", "target_latency_ms"):
+            if not getattr(self, name) > 0:
+                raise SettingError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name):g}")
 
 
 def penalized_fitness(record: dict, options: Options, latency: bool) -> float:
@@ -52,7 +56,8 @@ class PenalizedGA(nsga2.NSGA2):
     name = "ga"
     Options = Options
 
-    def _check_population(self) -> None:
+    @classmethod
+    def check_population(cls, population: int) -> None:
         pass  # no tournament on crowding distance, so any population size
 
     def _parents(self) -> list:

@@ -16,6 +16,7 @@ from deap import base, creator, tools
 from nas import objectives as objs
 from nas.algorithms import Algorithm, Lookup, Proposal
 from nas.algorithms.variation import Variation, breed, initial
+from nas.errors import SettingError
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation
 
@@ -47,13 +48,14 @@ class NSGA2(Algorithm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._check_population()
+        self.check_population(self.population_size)
         self.Individual = creator_classes(self.problem.objectives)
         self.pop: list = []
 
-    def _check_population(self) -> None:
-        if self.population_size % 4:
-            raise ValueError(f"population must be a multiple of 4 for NSGA-II (got {self.population_size})")
+    @classmethod
+    def check_population(cls, population: int) -> None:
+        if population % 4:
+            raise SettingError(f"--population must be a multiple of 4 for NSGA-II (got {population})")
 
     def ask(self, n: int) -> list[Proposal | Genome]:
         if not self.pop:

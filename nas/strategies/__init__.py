@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from nas.errors import SettingError
 from nas.genome import Genome
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class Strategy(ABC):
 
     def __init__(self, evaluator: Evaluator, problem: Problem, **options: Any) -> None:
         if options:
-            raise ValueError(f"unknown option(s) {sorted(options)} for evaluation strategy {self.name!r}")
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(options))
+            raise SettingError(f"{flags}: not an option of evaluation strategy {self.name!r} (--strategy)")
         self.evaluator, self.problem = evaluator, problem
 
     @abstractmethod
@@ -74,6 +76,6 @@ STRATEGIES = {"scratch": "nas.strategies.scratch:Scratch", "halving": "nas.strat
 
 def make_strategy(name: str, evaluator: Evaluator, problem: Problem, **options: Any) -> Strategy:
     if name not in STRATEGIES:
-        raise ValueError(f"unknown evaluation strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+        raise SettingError(f"--strategy: unknown evaluation strategy {name!r}; choose from {', '.join(STRATEGIES)}")
     module, cls = STRATEGIES[name].split(":")
     return getattr(importlib.import_module(module), cls)(evaluator, problem, **options)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from nas.errors import SettingError
 from nas.evaluate import Job
 from nas.objectives import preference
 from nas.strategies import OnRecord, Request, Strategy
@@ -36,11 +37,11 @@ class Halving(Strategy):
         rungs = sorted({math.ceil(epochs / 2), epochs}) if rungs is None else rungs
         self.rungs, self.eta = tuple(int(r) for r in rungs), float(eta)
         if not self.rungs or list(self.rungs) != sorted(set(self.rungs)) or self.rungs[0] < 1:
-            raise ValueError(f"halving rungs must be increasing epochs >= 1, got {list(rungs)}")
+            raise SettingError(f"--rungs must be increasing epochs >= 1, got {list(rungs)}")
         if self.rungs[-1] != epochs:
-            raise ValueError(f"the last halving rung must be the fidelity's {epochs} epochs, got {self.rungs[-1]}")
+            raise SettingError(f"--rungs: the last rung must be the fidelity's {epochs} epochs, got {self.rungs[-1]}")
         if not self.eta > 1:
-            raise ValueError(f"halving needs eta > 1, got {eta:g}")
+            raise SettingError(f"--eta must be > 1 for halving, got {eta:g}")
 
     def epochs_per_network(self) -> float:
         """Each rung's epochs times the share of networks that reach it (1, 1/eta, 1/eta^2, ...)."""

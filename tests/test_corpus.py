@@ -1,0 +1,721 @@
+"""More than a hundred malformed inputs across every command: each must end with exit status 2 and one line
+on stderr that names the file or flag and the problem, with no traceback and nothing stale left behind.
+
+The cases run in this process (``nas.cli.main``) against one small finished world (a run directory with a
+champion, a trained model and its export), so the whole corpus costs seconds, not a subprocess each.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from nas import data
+from nas.artifact import save_checkpoint
+from nas.build import build
+from nas.cli import main
+from nas.genome import parse_genome
+
+GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
+HEADER = "emotion,pixels,Usage\n"
+PIXELS = " ".join(["128"] * 2304)
+GOOD_ROWS = "".join(f"{i % 7},{PIXELS},{u}\n" for u in ("Training", "PublicTest", "PrivateTest") for i in range(7))
+TINY = ["--space", "tiny", "--population", "4", "--generations", "1", "--fidelity", "cheap", "--jobs", "1"]
+
+
+@dataclass
+class World:
+    """A small finished world: data, a run with a champion, a trained model and its export."""
+
+    root: Path
+    csv: Path
+    run: Path
+    export: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, synthetic_csv) -> World:
+    from nas.report import test_report
+
+    root = tmp_path_factory.mktemp("world")
+    run = root / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": str(synthetic_csv)}))
+    (run / "champion.json").write_text(json.dumps({"genome": GENOME, "rule": "test"}))
+    torch.manual_seed(0)
+    model = build(parse_genome(GENOME)).eval()
+    save_checkpoint(run / "model.pt", model, {"val_acc": 0.5})
+    test_report(model, data.load(str(synthetic_csv), ("test",))["test"], run, {"name": "champion", "device": "cpu"})
+    assert main(["export", "--run", str(run)]) == 0
+    image = np.full((96, 96, 3), 128, np.uint8)
+    cv2.imwrite(str(root / "face.png"), image)
+    return World(root, synthetic_csv, run, run / "export")
+
+
+@dataclass
+class Case:
+    """One malformed input: ``make`` builds it in a fresh folder and returns the command line; the error line
+    must contain every string of ``says`` (with ``{tmp}`` the folder); ``absent`` must not exist afterwards."""
+
+    name: str
+    make: Callable[[World, Path], list[str]]
+    says: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = field(default_factory=tuple)
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+def rand_bytes(n: int = 4096) -> bytes:
+    return np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+# ---------------------------------------------------------------- data files, in each form
+
+
+def evolve_on(data_path: Callable[[World, Path], str], *extra: str) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        return ["evolve", "--data", data_path(w, tmp), "--run-dir", str(tmp / "r"), *TINY, *extra]
+
+    return make
+
+
+def csv_file(text: str | bytes, name: str = "d.csv") -> Callable[[World, Path], str]:
+    return lambda w, tmp: str(write(tmp / name, text))
+
+
+def gz_file(content: bytes) -> Callable[[World, Path], str]:
+    return lambda w, tmp: str(write(tmp / "d.csv.gz", content))
+
+
+def folder(layout: dict[str, bytes | None]) -> Callable[[World, Path], str]:
+    """An image folder: ``layout`` maps relative paths to bytes (None: a good 48x48 grey image)."""
+
+    def make(w: World, tmp: Path) -> str:
+        ok = cv2.imencode(".png", np.full((48, 48), 100, np.uint8))[1].tobytes()
+        for rel, content in layout.items():
+            write(tmp / "imgs" / rel, ok if content is None else content)
+        return str(tmp / "imgs")
+
+    return make
+
+
+def npz_file(**arrays: np.ndarray) -> Callable[[World, Path], str]:
+    def make(w: World, tmp: Path) -> str:
+        np.savez(tmp / "d.npz", **arrays)
+        return str(tmp / "d.npz")
+
+    return make
+
+
+GOOD_SPLIT = {"train/happy/a.png": None, "val/happy/a.png": None, "test/happy/a.png": None}
+DATA_CASES = [
+    Case("data-missing", evolve_on(lambda w, t: str(t / "none.csv")), ("{tmp}/none.csv", "not found"), ("r",)),
+    Case("data-empty-csv", evolve_on(csv_file("")), ("{tmp}/d.csv",), ("r",)),
+    Case("data-header-only", evolve_on(csv_file(HEADER)), ("{tmp}/d.csv", "no rows"), ("r",)),
+    Case("data-wrong-header", evolve_on(csv_file("a,b,c\n1,2,3\n")), ("{tmp}/d.csv", "missing column"), ("r",)),
+    Case(
+        "data-label-7", evolve_on(csv_file(HEADER + f"7,{PIXELS},Training\n" + GOOD_ROWS)), ("{tmp}/d.csv:2",), ("r",)
+    ),
+    Case("data-label-neg", evolve_on(csv_file(HEADER + f"-1,{PIXELS},Training\n")), ("{tmp}/d.csv:2", "label"), ("r",)),
+    Case("data-label-text", evolve_on(csv_file(HEADER + f"happy,{PIXELS},Training\n")), ("{tmp}/d.csv:2",), ("r",)),
+    Case("data-short-pixels", evolve_on(csv_file(HEADER + "0,1 2 3,Training\n")), ("{tmp}/d.csv:2", "2304"), ("r",)),
+    Case("data-text-pixel", evolve_on(csv_file(HEADER + f"0,x {PIXELS[4:]},Training\n")), ("{tmp}/d.csv:2",), ("r",)),
+    Case(
+        "data-pixel-256",
+        evolve_on(csv_file(HEADER + f"0,256 {PIXELS[4:]},Training\n" + GOOD_ROWS)),
+        ("{tmp}/d.csv:2", "0..255"),
+        ("r",),
+    ),
+    Case("data-bad-usage", evolve_on(csv_file(HEADER + f"0,{PIXELS},Train\n")), ("{tmp}/d.csv:2", "Usage"), ("r",)),
+    Case(
+        "data-no-publictest",
+        evolve_on(csv_file(HEADER + f"0,{PIXELS},Training\n0,{PIXELS},PrivateTest\n")),
+        ("{tmp}/d.csv", "PublicTest"),
+        ("r",),
+    ),
+    Case("data-binary-csv", evolve_on(csv_file(rand_bytes())), ("{tmp}/d.csv",), ("r",)),
+    Case("data-gz-random", evolve_on(gz_file(rand_bytes())), ("{tmp}/d.csv.gz",), ("r",)),
+    Case(
+        "data-gz-truncated",
+        evolve_on(gz_file(gzip.compress((HEADER + GOOD_ROWS * 20).encode())[:3000])),
+        ("{tmp}/d.csv.gz",),
+        ("r",),
+    ),
+    Case("data-gz-empty", evolve_on(gz_file(b"")), ("{tmp}/d.csv.gz",), ("r",)),
+    Case("data-folder-empty", evolve_on(folder({})), ("{tmp}/imgs",), ("r",)),
+    Case(
+        "data-folder-unknown-class",
+        evolve_on(folder({**GOOD_SPLIT, "train/happyy/b.png": None})),
+        ("{tmp}/imgs/train/happyy", "unknown class"),
+        ("r",),
+    ),
+    Case(
+        "data-folder-corrupt-image",
+        evolve_on(folder({**GOOD_SPLIT, "train/sad/b.png": b"not a png"})),
+        ("{tmp}/imgs/train/sad/b.png",),
+        ("r",),
+    ),
+    Case("data-folder-no-test", evolve_on(folder({"train/happy/a.png": None})), ("{tmp}/imgs",), ("r",)),
+    Case("data-npz-random", evolve_on(csv_file(rand_bytes(), "d.npz")), ("{tmp}/d.npz",), ("r",)),
+    Case("data-npz-missing-split", evolve_on(npz_file(train_x=np.zeros((2, 48, 48)))), ("{tmp}/d.npz",), ("r",)),
+    Case(
+        "data-npz-wrong-shape",
+        evolve_on(npz_file(train_x=np.zeros((2, 5)), train_y=np.zeros(2), val_x=np.zeros((2, 5)), val_y=np.zeros(2))),
+        ("{tmp}/d.npz",),
+        ("r",),
+    ),
+    Case(
+        "data-npz-label-9",
+        evolve_on(
+            npz_file(
+                train_x=np.zeros((2, 48, 48)),
+                train_y=np.full(2, 9),
+                val_x=np.zeros((2, 48, 48)),
+                val_y=np.zeros(2),
+            )
+        ),
+        ("{tmp}/d.npz", "label"),
+        ("r",),
+    ),
+    Case("data-synthetic-bad", evolve_on(lambda w, t: "synthetic:abc"), ("synthetic:abc",), ("r",)),
+    Case("data-synthetic-zero", evolve_on(lambda w, t: "synthetic:0"), ("synthetic:0",), ("r",)),
+    Case(
+        "data-a-directory-named-csv",
+        evolve_on(lambda w, t: str((t / "x.csv").mkdir() or t / "x.csv")),
+        ("{tmp}/x.csv",),
+        ("r",),
+    ),
+]
+
+
+# ---------------------------------------------------------------- search-space files
+
+SPACE = """name = "bad"
+input_shape = [1, 48, 48]
+num_classes = 7
+min_blocks = 1
+max_blocks = 3
+max_dense = 1
+readout = ["gap"]
+max_flat_features = 1152
+
+[conv]
+kernel = [3]
+channels = [8]
+stride = [1]
+activation = ["relu"]
+batch_norm = [true]
+
+[dense]
+units = [16]
+dropout = [0.0]
+"""
+
+
+def space_file(old: str, new: str, text: str = SPACE) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        assert old in text
+        path = write(tmp / "s.toml", text.replace(old, new))
+        return ["evolve", "--data", str(w.csv), "--space", str(path), "--run-dir", str(tmp / "r"), *TINY[2:]]
+
+    return make
+
+
+def space_bytes(content: bytes) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        path = write(tmp / "s.toml", content)
+        return ["evolve", "--data", str(w.csv), "--space", str(path), "--run-dir", str(tmp / "r"), *TINY[2:]]
+
+    return make
+
+
+def bad_space(name: str, old: str, new: str, *says: str) -> Case:
+    return Case(name, space_file(old, new), ("{tmp}/s.toml", *says), ("r",))
+
+
+SPACE_CASES = [
+    Case(
+        "space-missing",
+        lambda w, t: [
+            "evolve",
+            "--data",
+            str(w.csv),
+            "--space",
+            str(t / "no.toml"),
+            "--run-dir",
+            str(t / "r"),
+            *TINY[2:],
+        ],
+        ("{tmp}/no.toml", "not found"),
+        ("r",),
+    ),
+    Case("space-binary", space_bytes(rand_bytes(512)), ("{tmp}/s.toml",), ("r",)),
+    Case("space-not-utf8", space_bytes(SPACE.encode().replace(b'"bad"', b'"\xff\xfe"')), ("{tmp}/s.toml",), ("r",)),
+    Case("space-syntax", space_bytes(b"name = \n"), ("{tmp}/s.toml", "TOML"), ("r",)),
+    Case("space-empty", space_bytes(b""), ("{tmp}/s.toml", "missing key"), ("r",)),
+    bad_space("space-stride-0", "stride = [1]", "stride = [0]", "stride"),
+    bad_space("space-channels-neg", "channels = [8]", "channels = [-8]", "channels"),
+    bad_space("space-kernel-0", "kernel = [3]", "kernel = [0]", "kernel"),
+    bad_space("space-kernel-even", "kernel = [3]", "kernel = [4]", "odd"),
+    bad_space("space-dropout-1.5", "dropout = [0.0]", "dropout = [1.5]", "dropout"),
+    bad_space("space-dropout-neg", "dropout = [0.0]", "dropout = [-0.1]", "dropout"),
+    bad_space("space-units-0", "units = [16]", "units = [0]", "units"),
+    bad_space("space-activation", 'activation = ["relu"]', 'activation = ["swishy"]', "swishy"),
+    bad_space("space-input-4x4", "input_shape = [1, 48, 48]", "input_shape = [1, 4, 4]", "input_shape"),
+    bad_space("space-input-rgb", "input_shape = [1, 48, 48]", "input_shape = [3, 48, 48]", "input_shape"),
+    bad_space("space-classes-5", "num_classes = 7", "num_classes = 5", "num_classes"),
+    bad_space("space-unknown-block", "[dense]", "[lstm]\nunits = [3]\n[dense]", "lstm"),
+    bad_space("space-unknown-field", "batch_norm = [true]", "batch_norm = [true]\ngroups = [2]", "groups"),
+    bad_space("space-empty-list", "kernel = [3]", "kernel = []", "kernel"),
+    bad_space("space-wrong-type", "kernel = [3]", 'kernel = ["3"]', "kernel"),
+    bad_space("space-min-gt-max", "min_blocks = 1", "min_blocks = 5", "min_blocks"),
+    bad_space("space-readout", 'readout = ["gap"]', 'readout = ["mean"]', "readout"),
+    bad_space("space-budget-neg", 'name = "bad"', 'name = "bad"\nmax_mflops = -3', "max_mflops"),
+    bad_space("space-no-body", "[conv]\nkernel = [3]\nchannels = [8]\nstride = [1]\n", "[x]\n", "x"),
+]
+
+
+# ---------------------------------------------------------------- genomes given to train and tune
+
+
+def train_genome(genome: str, *extra: str) -> Callable[[World, Path], list[str]]:
+    return lambda w, tmp: [
+        "train",
+        "--run",
+        str(w.run),
+        "--genome",
+        genome,
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp / "o"),
+        *extra,
+    ]
+
+
+def tune_genome(genome: str) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        run = tmp / "run"
+        shutil.copytree(w.run, run)
+        return ["tune", "--run", str(run), "--genome", genome, "--trials", "1", "--epochs", "1"]
+
+    return make
+
+
+BAD_GENOMES = {
+    "empty": ("", "--genome"),
+    "blank": ("   ", "--genome"),
+    "garbage": ("hello world", "unknown block"),
+    "seven-pools": (" | ".join(["pool_max"] * 7) + " | gap", "pool"),
+    "no-readout": ("conv_k3_c8_s1_relu_bn | pool_max", "readout"),
+    "after-readout": ("conv_k3_c8_s1_relu_bn | gap | conv_k3_c8_s1_relu_bn", "readout"),
+    "kernel-0": ("conv_k0_c8_s1_relu_bn | gap", "kernel"),
+    "channels-0": ("conv_k3_c0_s1_relu_bn | gap", "channels"),
+    "stride-0": ("conv_k3_c8_s0_relu_bn | gap", "stride"),
+    "activation": ("conv_k3_c8_s1_swishy_bn | gap", "swishy"),
+    "dropout-1.5": ("conv_k3_c8_s1_relu_bn | gap | dense_u16_d1.5", "dropout"),
+    "not-canonical": ("conv_k3_c8_s1_relu_bn |  gap", "canonical"),
+}
+GENOME_CASES = [
+    Case(f"train-genome-{k}", train_genome(g), (s or "--genome",), ("o",)) for k, (g, s) in BAD_GENOMES.items()
+]
+GENOME_CASES += [
+    Case(f"tune-genome-{k}", tune_genome(g), (s,), ("run/tune.db", "run/tuned.json"))
+    for k, (g, s) in BAD_GENOMES.items()
+    if k in ("empty", "garbage", "no-readout", "stride-0", "dropout-1.5")
+]
+
+
+# ---------------------------------------------------------------- evolve flags
+
+
+def evolve_flags(*extra: str) -> Callable[[World, Path], list[str]]:
+    return lambda w, tmp: ["evolve", "--data", str(w.csv), "--run-dir", str(tmp / "r"), *TINY, *extra]
+
+
+def flag(name: str, *extra: str, says: str | None = None) -> Case:
+    return Case(name, evolve_flags(*extra), (says or extra[0],), ("r",))
+
+
+FLAG_CASES = [
+    flag("population-6", "--population", "6"),
+    flag("population-0", "--population", "0"),
+    flag("population-neg", "--population", "-4"),
+    flag("generations-neg", "--generations", "-1"),
+    flag("objectives-unknown", "--objectives", "acc,speed", says="speed"),
+    flag("objectives-twice", "--objectives", "acc,params,acc", says="--objectives"),
+    flag("max-mflops-0", "--max-mflops", "0"),
+    flag("max-params-neg", "--max-params", "-5"),
+    flag("time-limit-0", "--time-limit", "0"),
+    flag("jobs-0", "--jobs", "0"),
+    flag("jobs-neg", "--jobs", "-2"),
+    flag("finalists-neg", "--finalists", "-1"),
+    flag("finalist-fidelity", "--finalist-fidelity", "huge"),
+    flag("fidelity", "--fidelity", "huge"),
+    flag("rungs-text", "--strategy", "halving", "--rungs", "a,b", says="--rungs"),
+    flag("rungs-decreasing", "--strategy", "halving", "--rungs", "4,2", says="rungs"),
+    flag("rungs-without-halving", "--rungs", "1,2"),
+    flag("eta-1", "--strategy", "halving", "--eta", "1", says="eta"),
+    flag("device", "--device", "tpu"),
+    flag("scheduler-without-dask", "--scheduler", "tcp://127.0.0.1:1", says="--scheduler"),
+    flag("champion-max-params-0", "--champion-max-params", "0"),
+    flag("target-params-neg", "--algorithm", "ga", "--target-params", "-1", says="--target-params"),
+    Case(
+        "run-dir-is-a-file",
+        lambda w, t: [*evolve_flags()(w, t)[:3], *TINY, "--run-dir", str(write(t / "f", "x"))],
+        ("{tmp}/f",),
+    ),
+    Case(
+        "run-dir-parent-is-a-file",
+        lambda w, t: [*evolve_flags()(w, t)[:3], *TINY, "--run-dir", str(write(t / "f", "x") / "r")],
+        ("{tmp}/f",),
+    ),
+]
+
+
+# ---------------------------------------------------------------- run directories and their files
+
+
+def copy_run(w: World, tmp: Path, edit: Callable[[Path], object] = lambda run: None) -> Path:
+    """A finished evolve run of the world's data (made once), copied and then broken by ``edit``."""
+    run = tmp / "run"
+    shutil.copytree(_evolved(w), run)
+    edit(run)
+    return run
+
+
+def _evolved(w: World) -> Path:
+    run = w.root / "evolved"
+    if not (run / "checkpoint.json").exists():
+        args = ["evolve", "--data", str(w.csv), "--run-dir", str(run), *TINY, "--finalists", "0"]
+        assert main(args) == 0
+    return run
+
+
+def resume_after(edit: Callable[[Path], object], generations: str = "2") -> Callable[[World, Path], list[str]]:
+    return lambda w, tmp: ["evolve", "--resume", str(copy_run(w, tmp, edit)), "--generations", generations]
+
+
+def report_after(edit: Callable[[Path], object]) -> Callable[[World, Path], list[str]]:
+    return lambda w, tmp: ["report", str(copy_run(w, tmp, edit))]
+
+
+def replace_json(name: str, change: Callable[[dict], dict]) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        path = run / name
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    return edit
+
+
+def drop(key: str) -> Callable[[dict], dict]:
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+def cache_line(line: bytes) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        with open(run / "cache.jsonl", "ab") as f:
+            f.write(line + b"\n")
+
+    return edit
+
+
+RUN_CASES = [
+    Case("resume-missing", lambda w, t: ["evolve", "--resume", str(t / "none")], ("{tmp}/none", "not a run directory")),
+    Case("resume-a-file", lambda w, t: ["evolve", "--resume", str(write(t / "f", "x"))], ("{tmp}/f",)),
+    Case("resume-empty-dir", lambda w, t: ["evolve", "--resume", str(t)], ("{tmp}",)),
+    Case("resume-config-corrupt", resume_after(lambda r: write(r / "config.json", "{oops")), ("config.json",)),
+    Case("resume-config-binary", resume_after(lambda r: write(r / "config.json", rand_bytes(64))), ("config.json",)),
+    Case(
+        "resume-config-no-search", resume_after(replace_json("config.json", drop("search"))), ("config.json", "search")
+    ),
+    Case("resume-config-a-list", resume_after(lambda r: write(r / "config.json", "[1, 2]")), ("config.json",)),
+    Case(
+        "resume-checkpoint-corrupt", resume_after(lambda r: write(r / "checkpoint.json", "{oops")), ("checkpoint.json",)
+    ),
+    Case(
+        "resume-checkpoint-wrong-shape",
+        resume_after(lambda r: write(r / "checkpoint.json", '{"generation": "two"}')),
+        ("checkpoint.json",),
+    ),
+    Case("resume-cache-no-key", resume_after(cache_line(b'{"genome": "gap"}')), ("cache.jsonl",)),
+    Case("resume-cache-not-utf8", resume_after(cache_line(b'{"key": "\xff\xfe"}')), ("cache.jsonl",)),
+    Case("resume-cache-a-list", resume_after(cache_line(b"[1, 2, 3]")), ("cache.jsonl",)),
+    Case("resume-generations-neg", resume_after(lambda r: None, "-3"), ("--generations",)),
+    Case("report-missing", lambda w, t: ["report", str(t / "none")], ("{tmp}/none",)),
+    Case("report-a-file", lambda w, t: ["report", str(write(t / "f", "x"))], ("{tmp}/f",)),
+    Case(
+        "report-evaluations-corrupt",
+        report_after(lambda r: write(r / "evaluations.csv", rand_bytes(300))),
+        ("evaluations.csv",),
+    ),
+    Case(
+        "report-evaluations-no-columns",
+        report_after(lambda r: write(r / "evaluations.csv", "a,b\n1,2\n")),
+        ("evaluations.csv",),
+    ),
+]
+
+
+# ---------------------------------------------------------------- train and tune: run directories and flags
+
+
+def train_run(edit: Callable[[Path], object], *extra: str) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        run = tmp / "run"
+        shutil.copytree(w.run, run)
+        edit(run)
+        return ["train", "--run", str(run), "--epochs", "1", *extra]
+
+    return make
+
+
+def tune_run(edit: Callable[[Path], object], *extra: str) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        run = tmp / "run"
+        shutil.copytree(w.run, run)
+        edit(run)
+        return ["tune", "--run", str(run), "--trials", "1", "--epochs", "1", *extra]
+
+    return make
+
+
+def unlink(name: str) -> Callable[[Path], None]:
+    return lambda run: (run / name).unlink()
+
+
+TRAIN_TUNE_CASES = [
+    Case("train-run-missing", lambda w, t: ["train", "--run", str(t / "none")], ("{tmp}/none",)),
+    Case("train-no-champion", train_run(unlink("champion.json")), ("champion.json",)),
+    Case("train-champion-corrupt", train_run(lambda r: write(r / "champion.json", "{")), ("champion.json",)),
+    Case(
+        "train-champion-no-genome", train_run(lambda r: write(r / "champion.json", "{}")), ("champion.json", "genome")
+    ),
+    Case("train-config-corrupt", train_run(lambda r: write(r / "config.json", rand_bytes(50))), ("config.json",)),
+    Case("train-tuned-corrupt", train_run(lambda r: write(r / "tuned.json", "{")), ("tuned.json",)),
+    Case("train-epochs-0", train_run(lambda r: None, "--epochs", "0"), ("--epochs",)),
+    Case("train-patience-neg", train_run(lambda r: None, "--patience", "-1"), ("--patience",)),
+    Case("train-baseline-unknown", train_run(lambda r: None, "--baseline", "resnet"), ("resnet",)),
+    Case("train-device", train_run(lambda r: None, "--device", "tpu"), ("tpu",)),
+    Case(
+        "train-out-is-a-file",
+        lambda w, t: [*train_run(lambda r: None)(w, t), "--out", str(write(t / "f", "x"))],
+        ("{tmp}/f",),
+    ),
+    Case("train-data-missing", train_run(lambda r: None, "--data", "/nonexistent.csv"), ("/nonexistent.csv",)),
+    Case("tune-run-missing", lambda w, t: ["tune", "--run", str(t / "none")], ("{tmp}/none",), ("none",)),
+    Case("tune-storage", tune_run(lambda r: None, "--storage", "notadb://x"), ("--storage", "notadb://x")),
+    Case("tune-trials-0", tune_run(lambda r: None, "--trials", "0"), ("--trials",), ("run/tune.db",)),
+    Case("tune-epochs-0", tune_run(lambda r: None, "--epochs", "0"), ("--epochs",), ("run/tune.db",)),
+    Case("tune-images-neg", tune_run(lambda r: None, "--train-images", "-5"), ("--train-images",), ("run/tune.db",)),
+    Case("tune-no-champion", tune_run(unlink("champion.json")), ("champion.json",), ("run/tune.db",)),
+    Case(
+        "tune-data-missing",
+        tune_run(lambda r: None, "--data", "/nonexistent.csv"),
+        ("/nonexistent.csv",),
+        ("run/tune.db",),
+    ),
+]
+
+
+# ---------------------------------------------------------------- export: checkpoints
+
+
+def export_checkpoint(content: Callable[[Path], object]) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        content(tmp / "model.pt")
+        return ["export", "--checkpoint", str(tmp / "model.pt"), "--out", str(tmp / "out")]
+
+    return make
+
+
+def truncated_checkpoint(w: World) -> Callable[[Path], object]:
+    return lambda p: write(p, (w.run / "model.pt").read_bytes()[:2000])
+
+
+EXPORT_CASES = [
+    Case("export-checkpoint-missing", lambda w, t: ["export", "--checkpoint", str(t / "no.pt")], ("{tmp}/no.pt",)),
+    Case("export-run-without-model", lambda w, t: ["export", "--run", str(t)], ("{tmp}",)),
+    Case(
+        "export-checkpoint-random", export_checkpoint(lambda p: write(p, rand_bytes())), ("{tmp}/model.pt",), ("out",)
+    ),
+    Case("export-checkpoint-empty", export_checkpoint(lambda p: write(p, b"")), ("{tmp}/model.pt",), ("out",)),
+    Case(
+        "export-checkpoint-truncated",
+        lambda w, t: export_checkpoint(truncated_checkpoint(w))(w, t),
+        ("{tmp}/model.pt",),
+        ("out",),
+    ),
+    Case(
+        "export-checkpoint-a-tensor",
+        export_checkpoint(lambda p: torch.save(torch.zeros(3), p)),
+        ("{tmp}/model.pt",),
+        ("out",),
+    ),
+    Case(
+        "export-checkpoint-bad-genome",
+        export_checkpoint(lambda p: torch.save({"genome": "nonsense", "state_dict": {}}, p)),
+        ("{tmp}/model.pt",),
+        ("out",),
+    ),
+    Case(
+        "export-checkpoint-wrong-weights",
+        export_checkpoint(lambda p: torch.save({"genome": GENOME, "state_dict": {"x": torch.zeros(1)}}, p)),
+        ("{tmp}/model.pt",),
+        ("out",),
+    ),
+    Case(
+        "export-out-is-a-file",
+        lambda w, t: ["export", "--checkpoint", str(w.run / "model.pt"), "--out", str(write(t / "f", "x"))],
+        ("{tmp}/f",),
+    ),
+]
+
+
+# ---------------------------------------------------------------- demo: models, sources and flags
+
+
+def demo(*extra: str, model: Callable[[World, Path], str] | None = None) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        m = model(w, tmp) if model else str(w.export / "model.onnx")
+        out = ["--output", str(tmp / "o.png")] if "--output" not in extra else []
+        return ["demo", "--model", m, "--source", str(w.root / "face.png"), "--headless", *out, *extra]
+
+    return make
+
+
+def export_copy(edit: Callable[[Path], object], name: str = "model.onnx") -> Callable[[World, Path], str]:
+    def make(w: World, tmp: Path) -> str:
+        shutil.copytree(w.export, tmp / "export")
+        edit(tmp / "export")
+        return str(tmp / "export" / name)
+
+    return make
+
+
+def demo_source(source: Callable[[World, Path], str], *extra: str) -> Callable[[World, Path], list[str]]:
+    def make(w: World, tmp: Path) -> list[str]:
+        argv = demo(*extra)(w, tmp)
+        argv[argv.index("--source") + 1] = source(w, tmp)
+        return argv
+
+    return make
+
+
+DEMO_CASES = [
+    Case("demo-model-missing", demo(model=lambda w, t: str(t / "m.onnx")), ("{tmp}/m.onnx",), ("o.png",)),
+    Case(
+        "demo-onnx-random",
+        demo(model=export_copy(lambda e: write(e / "model.onnx", rand_bytes()))),
+        ("{tmp}/export/model.onnx",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-onnx-empty",
+        demo(model=export_copy(lambda e: write(e / "model.onnx", b""))),
+        ("{tmp}/export/model.onnx",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-ts-random",
+        demo("--backend", "torchscript", model=export_copy(lambda e: write(e / "model.ts", rand_bytes()))),
+        ("{tmp}/export/model.ts",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-corrupt",
+        demo(model=export_copy(lambda e: write(e / "model.json", "{"))),
+        ("{tmp}/export/model.json",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-missing",
+        demo(model=export_copy(unlink("model.json"))),
+        ("{tmp}/export/model.json",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-folder-without-model",
+        demo(model=lambda w, t: str((t / "empty").mkdir() or t / "empty")),
+        ("{tmp}/empty",),
+        ("o.png",),
+    ),
+    Case("demo-source-missing", demo_source(lambda w, t: str(t / "none.mp4")), ("{tmp}/none.mp4",), ("o.png",)),
+    Case(
+        "demo-source-corrupt-image",
+        demo_source(lambda w, t: str(write(t / "bad.png", b"not a png"))),
+        ("{tmp}/bad.png",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-source-corrupt-video",
+        demo_source(lambda w, t: str(write(t / "bad.mp4", rand_bytes()))),
+        ("{tmp}/bad.mp4",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-source-empty-folder",
+        demo_source(lambda w, t: str((t / "none").mkdir() or t / "none"), "--output", "{tmp}/outdir"),
+        ("{tmp}/none",),
+        ("outdir",),
+    ),
+    Case("demo-detect-width-0", demo("--detect-width", "0"), ("--detect-width",), ("o.png", "o.csv")),
+    Case("demo-scale-factor-1", demo("--scale-factor", "1.0"), ("--scale-factor",), ("o.png", "o.csv")),
+    Case("demo-min-neighbors-neg", demo("--min-neighbors", "-1"), ("--min-neighbors",), ("o.png", "o.csv")),
+    Case("demo-min-face-0", demo("--min-face", "0"), ("--min-face",), ("o.png", "o.csv")),
+    Case("demo-detect-every-0", demo("--detect-every", "0"), ("--detect-every",), ("o.png", "o.csv")),
+    Case("demo-margin-neg", demo("--margin", "-0.5"), ("--margin",), ("o.png", "o.csv")),
+    Case("demo-smoothing-0", demo("--smoothing", "0"), ("--smoothing",), ("o.png", "o.csv")),
+    Case("demo-smoothing-2", demo("--smoothing", "2"), ("--smoothing",), ("o.png", "o.csv")),
+    Case("demo-max-frames-0", demo("--max-frames", "0"), ("--max-frames",), ("o.png", "o.csv")),
+    Case("demo-no-display", lambda w, t: [a for a in demo()(w, t) if a != "--headless"][:-2], ("--output",)),
+    Case("demo-backend", demo("--backend", "tflite"), ("--backend",), ("o.png", "o.csv")),
+    Case("demo-output-unknown-ext", demo("--output", "{tmp}/x.xyz"), ("{tmp}/x.xyz",), ("x.xyz", "x.csv")),
+    Case(
+        "demo-output-parent-is-a-file",
+        lambda w, t: [*demo()(w, t)[:-2], "--output", str(write(t / "f", "x") / "o.png")],
+        ("{tmp}/f",),
+    ),
+    Case("demo-headless-without-output", lambda w, t: [a for a in demo()(w, t) if a != "--output"][:-1], ("--output",)),
+]
+
+CASES = DATA_CASES + SPACE_CASES + GENOME_CASES + FLAG_CASES + RUN_CASES + TRAIN_TUNE_CASES + EXPORT_CASES + DEMO_CASES
+
+
+def test_the_corpus_is_large_and_its_names_unique():
+    assert len(CASES) >= 100 and len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_malformed_input_is_one_line_naming_it_and_exit_2(case, world, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in case.make(world, tmp_path)]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, f"exit {code}: {err}"
+    # progress lines may come first ("loading data ..."); the error is one line, the last, and the only one
+    assert lines and lines[-1].startswith("error: ") and sum(x.startswith("error:") for x in lines) == 1, err
+    assert "Traceback" not in err and not any(x.startswith(" ") for x in lines), err
+    for s in case.says:
+        assert s.replace("{tmp}", str(tmp_path)) in lines[-1], lines[-1]
+    for rel in case.absent:
+        assert not (tmp_path / rel).exists(), f"{rel} left behind"
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert set(after) <= set(before), f"left behind: {sorted(set(after) - set(before))}"
