@@ -33,14 +33,24 @@ from nas.rundir import Cache
 from nas.space import load_baselines
 
 OBJECTIVES = objs.parse_objectives(objs.DEFAULT_OBJECTIVES)
-COLORS = {"nsga2": "tab:blue", "random": "tab:gray", "optuna": "tab:orange"}
+COLORS = {
+    "nsga2": "tab:blue",
+    "random": "tab:gray",
+    "optuna": "tab:orange",
+    "surrogate": "tab:green",
+    "aging": "tab:purple",
+}
+
+
+def finished(run_dir: Path, generations: int) -> bool:
+    progress = run_dir / "progress.csv"
+    return progress.exists() and pd.read_csv(progress)["gen"].max() >= generations
 
 
 def run_search(out: Path, algorithm: str, seed: int, args: argparse.Namespace) -> Path:
     """One search, resumed if an earlier benchmark left it unfinished."""
     run_dir = out / f"{algorithm}-s{seed}"
-    progress = run_dir / "progress.csv"
-    if progress.exists() and pd.read_csv(progress)["gen"].max() >= args.generations:
+    if finished(run_dir, args.generations):
         return run_dir
     if (run_dir / "config.json").exists():
         nas.resume(run_dir, args.generations)
@@ -145,9 +155,38 @@ def summarize(runs: dict[tuple[str, int], Path], baselines: list[dict], out: Pat
         " new genomes evaluated, of which failed: over the FLOPs budget (rejected untrained) or over the time limit",
         "",
     ]
+    lines += per_seed_table(table) + [""]
     lines += dominance_table(rows, baselines)
     plot(rows, baselines, out)
     return "\n".join(lines)
+
+
+def per_seed_table(table: pd.DataFrame) -> list[str]:
+    """Paired by seed (the same generation 0): each algorithm's HV at the seed's equal training time (the
+    least any of its runs spent) and at its equal number of networks, and its ratio to random search's."""
+    lines = [
+        "| seed | algorithm | training min | HV at the seed's equal training time | vs random | "
+        "HV at the seed's equal networks | vs random |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, g in table.groupby("seed"):
+        time, evals = g["train_seconds"].min(), g["trained"].min()
+        hv = {
+            r["algorithm"]: (
+                value_at(r["by_eval"], "train_seconds", time),
+                value_at(r["by_eval"], "evaluations", evals),
+            )
+            for _, r in g.iterrows()
+        }
+        base = hv.get("random")
+        for _, r in g.iterrows():
+            mine = hv[r["algorithm"]]
+            ratio = [f"{m / b:.2f}x" if base and b else "-" for m, b in zip(mine, base or (0, 0))]
+            lines.append(
+                f"| {seed} | {r['algorithm']} | {r['train_seconds'] / 60:.1f} | {mine[0]:.4f} (at {time / 60:.1f} min) "
+                f"| {ratio[0]} | {mine[1]:.4f} (at {evals}) | {ratio[1]} |"
+            )
+    return lines
 
 
 def dominance_table(rows: list[dict], baselines: list[dict]) -> list[str]:
@@ -225,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default="runs/bench-search")
     ap.add_argument("--quick", action="store_true", help="smoke run: synthetic data, tiny space, 2 seeds")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: report the finished runs in --out (and the baselines already evaluated)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.data = str(fer.write_csv(Path(tempfile.mkdtemp()) / "synthetic.csv", fer.synthetic_splits(700, seed=0)))
@@ -233,12 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --data or set $FER2013 (or use --quick)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = {
-        (algorithm, int(seed)): run_search(out, algorithm, int(seed), args)
-        for seed in args.seeds.split(",")
-        for algorithm in args.algorithms.split(",")
-    }
-    baselines = evaluate_baselines(out, args)
+    wanted = [(a, int(s)) for s in args.seeds.split(",") for a in args.algorithms.split(",")]
+    if args.report_only:
+        runs = {(a, s): out / f"{a}-s{s}" for a, s in wanted if finished(out / f"{a}-s{s}", args.generations)}
+        cached = Cache(out / "baselines.jsonl").records.values()
+        names = {str(b.genome): name for name, b in load_baselines().items()}
+        baselines = [{"name": names[r["genome"]], **r} for r in cached if r.get("genome") in names]
+    else:
+        runs = {(a, s): run_search(out, a, s, args) for a, s in wanted}
+        baselines = evaluate_baselines(out, args)
     text = summarize(runs, baselines, out)
     header = (
         f"{len(runs)} runs: algorithms {args.algorithms}, seeds {args.seeds}, population {args.population}, "

@@ -1,11 +1,12 @@
 """fer-nas: genetic neural-architecture search for facial expression recognition.
 
-The Python API (``nas.search``, ``nas.resume``, ``nas.tune``, ``nas.train``, ``nas.export``; see ``nas.api``) is
-imported on first use, so that ``import nas.genome`` stays free of torch.
+The Python API (``nas.search``, ``nas.resume``, ``nas.replay``, ``nas.tune``, ``nas.train``, ``nas.export``,
+``nas.analyze``; see ``nas.api``) is imported on first use, so that ``import nas.genome`` stays free of torch
+(and ``nas.analyze`` runs an exported model without it).
 """
 
 __version__ = "0.1.0"
-__all__ = ["Result", "export", "replay", "resume", "search", "train", "tune"]
+__all__ = ["Result", "analyze", "export", "replay", "resume", "search", "train", "tune"]
 
 
 def __getattr__(name: str):

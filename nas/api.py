@@ -447,6 +447,13 @@ def demo(source: str, model: str | Path, output: str | Path | None = None, headl
                max_frames)  # fmt: skip
 
 
+def analyze(image, model: str | Path, backend: str = "onnx") -> list[dict]:
+    """The faces in one picture (a path or an array) with their expressions, as ``nas.demo.analyze`` gives them."""
+    from nas.demo import analyze as analyze_image
+
+    return analyze_image(image, model, backend=backend)
+
+
 def report(run_dir: str | Path) -> list[Path]:
     """Redraw a run's plots from its tables (also while its search runs); returns the files written."""
     from nas.report import redraw

@@ -36,6 +36,7 @@ class Classifier:
         self.class_names = list(self.info["class_names"])
         norm = self.info["input"]["normalize"]
         self.mean, self.std = float(norm["mean"]), float(norm["std"])
+        self.input_size = tuple(int(v) for v in self.info["input"]["shape"][-2:])  # (H, W) of a face crop
         self.backend = backend
         file = folder / self.info["files"]["onnx" if backend == "onnx" else "torchscript"]
         if not file.exists():
@@ -60,6 +61,7 @@ def _read_info(path: Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
         norm = info["input"]["normalize"]
         ok = isinstance(info["class_names"], list) and {"onnx", "torchscript"} <= set(info["files"])
+        ok = ok and len(info["input"]["shape"]) == 4
         ok = ok and isinstance(norm["mean"], (int, float)) and isinstance(norm["std"], (int, float))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise NasError(f"{path}: unreadable model description ({type(exc).__name__}: {exc})") from None

@@ -81,17 +81,16 @@ class FaceDetector:
         return (np.asarray(boxes, float).reshape(-1, 4) / scale).round().astype(int)
 
 
-def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float) -> np.ndarray:
-    """(N, 1, 48, 48) uint8 crops, each box widened by ``margin`` and clipped to the frame."""
-    from nas.data import face_to_input
-
+def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float, size: tuple[int, int] = (48, 48)) -> np.ndarray:
+    """(N, 1, H, W) uint8 crops of ``size`` (the model's input), each box widened by ``margin`` and clipped to
+    the frame, resized as the training images were (area interpolation)."""
     crops = []
     h, w = gray.shape
     for x, y, bw, bh in boxes:
         dx, dy = int(bw * margin), int(bh * margin)
         x0, y0, x1, y1 = max(0, x - dx), max(0, y - dy), min(w, x + bw + dx), min(h, y + bh + dy)
-        crops.append(face_to_input(gray[y0:y1, x0:x1]))
-    return np.stack(crops) if crops else np.zeros((0, 1, 48, 48), np.uint8)
+        crops.append(cv2.resize(gray[y0:y1, x0:x1], size[::-1], interpolation=cv2.INTER_AREA)[None])
+    return np.stack(crops) if crops else np.zeros((0, 1, *size), np.uint8)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -260,7 +259,7 @@ class Demo:
         else:
             boxes = np.array([t.box for t in self.tracker.tracks if t.missed == 0]).reshape(-1, 4)
         t1 = time.perf_counter()
-        crops = crop_faces(gray, boxes, self.cfg.margin)
+        crops = crop_faces(gray, boxes, self.cfg.margin, self.classifier.input_size)
         t2 = time.perf_counter()
         probs = self.classifier.predict_proba(crops)
         t3 = time.perf_counter()
@@ -275,6 +274,41 @@ class Demo:
         self._last = now
         self.count += 1
         return tracks
+
+
+# stills: the detector at full resolution with a fine scale step (the demo's reference settings)
+STILL = DemoConfig(scale_factor=1.1, min_neighbors=5, min_face=30, detect_width=10**6)
+
+
+def analyze(
+    image: str | Path | np.ndarray, model: str | Path | Classifier, cfg: DemoConfig = STILL, backend: str = "onnx"
+) -> list[dict]:
+    """The faces in one picture (a path, or a BGR or grey array) with their expressions, largest face first:
+    ``[{"box": (x, y, w, h), "expression": "happy", "probabilities": {"angry": 0.01, ...}}]``.
+
+    ``model``: an export folder, its ``model.onnx`` or a loaded ``Classifier`` (load it once for many images).
+    """
+    from nas.classifier import Classifier
+
+    classifier = model if isinstance(model, Classifier) else Classifier(model, backend)
+    if isinstance(image, np.ndarray):
+        frame = image
+    else:
+        frame = cv2.imread(str(image))
+        if frame is None:
+            raise NasError(f"{image}: {'not found' if not Path(image).exists() else 'not a readable image'}")
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    boxes = FaceDetector(cfg)(gray)
+    boxes = boxes[np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")] if len(boxes) else boxes
+    probs = classifier.predict_proba(crop_faces(gray, boxes, cfg.margin, classifier.input_size))
+    return [
+        {
+            "box": tuple(int(v) for v in box),
+            "expression": classifier.class_names[int(np.argmax(p))],
+            "probabilities": {c: float(v) for c, v in zip(classifier.class_names, p)},
+        }
+        for box, p in zip(boxes, probs)
+    ]
 
 
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # output container -> codec

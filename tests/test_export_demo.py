@@ -153,6 +153,20 @@ def test_without_a_display_the_demo_runs_headless_and_can_write_the_csv_alone(ex
     assert [p.name for p in tmp_path.iterdir()] == ["faces.csv"] and len(list(csv.DictReader(out.open()))) == 1
 
 
+@needs_faces
+def test_analyze_gives_every_face_its_expression_largest_first_without_torch(exported):
+    code = "import sys\nsys.modules['torch'] = None\nimport json, nas\nprint(json.dumps(nas.analyze(*sys.argv[1:])))"
+    photo = FACES / "facerec_two_people.jpg"
+    run = subprocess.run([sys.executable, "-c", code, str(photo), str(exported)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    faces = json.loads(run.stdout)
+    areas = [f["box"][2] * f["box"][3] for f in faces]
+    assert len(faces) == 2 and areas == sorted(areas, reverse=True)
+    for f in faces:
+        assert abs(sum(f["probabilities"].values()) - 1) < 1e-4
+        assert f["expression"] == max(f["probabilities"], key=f["probabilities"].get)
+
+
 def test_tracker_smooths_probabilities():
     tracker = Tracker(DemoConfig(smoothing=0.5))
     box = np.array([10, 10, 50, 50])
