@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 import traceback
@@ -28,7 +29,7 @@ import torch
 from nas import data as fer
 from nas import latency
 from nas.build import build, count_flops, count_params
-from nas.errors import GenomeError, SettingError
+from nas.errors import DataError, GenomeError, NasError, SettingError
 from nas.genome import parse_genome
 from nas.rundir import Cache, atomic_write
 from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, train
@@ -136,23 +137,33 @@ def hash_text(text: str) -> str:
 
 
 def train_candidate(
-    genome_text: str, task: EvalTask, until: int | None = None, state: bytes | None = None, keep_state: bool = False
+    genome_text: str,
+    task: EvalTask,
+    until: int | None = None,
+    state: bytes | None = None,
+    keep_state: bool = False,
+    dataset: fer.FerData | None = None,
 ) -> dict:
     """Train one candidate briefly and return its record; never raises.
 
     Anything that goes wrong (a build error, NaN loss, out of memory, the time limit) becomes a record
-    with status ``failed`` or ``timeout`` and the error message, so the search goes on. ``state`` (bytes
-    of an earlier job's training state) is continued; with ``keep_state`` the record carries the new state
-    under ``"state"``.
+    with status ``failed`` or ``timeout`` and the error message, so the search goes on; data this worker
+    cannot read is no fault of the candidate's, and its record says so (``"worker_error"``: never cached).
+    ``state`` (bytes of an earlier job's training state) is continued; with ``keep_state`` the record
+    carries the new state under ``"state"``. ``dataset``: the loaded data, sent by the client (Dask
+    workers need no access to ``task.data``); without it the worker loads ``task.data`` itself.
     """
-    torch.set_num_threads(task.threads)
+    torch.set_num_threads(task.threads or _worker_threads())
     record: dict = {"genome": genome_text, "status": "ok", "error": "", "fidelity": task.fidelity.name}
     record["seed"] = task.seed
     t0 = time.monotonic()
     try:
+        try:
+            dataset = dataset or fer.load(task.data, ("train", "val"))
+        except DataError as exc:
+            return record | {"status": "failed", "error": str(exc), "worker_error": True}
         genome = parse_genome(genome_text)
         record["key"] = genome.key
-        dataset = fer.load(task.data, ("train", "val"))
         record["data"] = dataset.fingerprint
         train_split = dataset["train"].subset(task.fidelity.train_images, task.seed)
         val_split = dataset["val"].subset(task.fidelity.val_images, task.seed)
@@ -219,7 +230,8 @@ class Evaluator:
         self.task, self.cache, self.jobs = task, cache or Cache(), max(1, jobs)
         self.backend, self.scheduler = backend, scheduler
         self.latency_config = latency_config or LatencyConfig()
-        self.fingerprint = fer.load(task.data, ("train", "val")).fingerprint
+        self._data = fer.load(task.data, ("train", "val"))  # kept: Dask workers get it from here
+        self.fingerprint = self._data.fingerprint
         self.state_dir = Path(state_dir) if state_dir else None
         self.latency_table = latency_table
         self._states: dict[str, tuple[int, bytes]] = {}
@@ -260,6 +272,8 @@ class Evaluator:
             else:
                 new[k] = job
         for record in self._train_all(new):
+            if record.get("worker_error"):
+                raise NasError(f"a training worker cannot read the data: {record['error']} (nothing of it was cached)")
             if "state" in record:
                 self._store_state(record.pop("state"), record)
             self.cache.put(record)
@@ -348,9 +362,13 @@ class Evaluator:
     def _parallel(self, calls: list[tuple]) -> Iterator[dict]:
         call = joblib.delayed(_train_job)
         if self.backend == "dask":
+            # the data goes from here to every worker, once (no shared disk needed); each training takes
+            # its worker's cores divided by the worker's task slots (threads=0: decided on the worker)
             self._connect_dask()
-            with joblib.parallel_config(backend="dask"):
-                yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(call(*a) for a in calls)
+            task = replace(self.task, threads=0)
+            with joblib.parallel_config(backend="dask", scatter=[self._data]):
+                jobs = (call(k, job, task, state, self._data) for k, job, _, state in calls)
+                yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(jobs)
             return
         with joblib.parallel_config(backend=self.backend, inner_max_num_threads=self.task.threads):
             yield from joblib.Parallel(n_jobs=self.jobs, return_as="generator_unordered")(call(*a) for a in calls)
@@ -408,10 +426,21 @@ class Evaluator:
         return timed
 
 
-def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None) -> dict:
+def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None, dataset: fer.FerData | None = None) -> dict:
     """A worker's whole task: train, and label the record with its cache key."""
-    record = train_candidate(job.genome, task, job.until, state, job.keep_state)
+    record = train_candidate(job.genome, task, job.until, state, job.keep_state, dataset)
     return record | {"cache_key": key}
+
+
+def _worker_threads() -> int:
+    """Threads for one training on a Dask worker: its machine's cores shared by the worker's task slots."""
+    try:
+        from distributed import get_worker
+
+        slots = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        slots = 1
+    return max(1, (os.cpu_count() or 1) // slots)
 
 
 def _needs_latency(record: dict) -> bool:

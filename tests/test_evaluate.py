@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from nas import evaluate
+from nas.errors import NasError
 from nas.evaluate import EvalTask, Evaluator, Fidelity, Job
 from nas.rundir import RECORD_FIELDS, Cache
 
@@ -78,6 +79,43 @@ def test_dask_local_cluster_end_to_end(task):
             ev.close()
     reference = Evaluator(task).evaluate(GOOD)
     assert [r["val_acc"] for r in records] == [r["val_acc"] for r in reference]
+
+
+@pytest.fixture
+def vanishing(synthetic_csv, tmp_path):
+    """A task whose data file is gone once the evaluator (the client) has loaded it: as on workers that do
+    not share the client's disk."""
+    path = tmp_path / "data.csv"
+    path.write_bytes(synthetic_csv.read_bytes())
+    task = EvalTask(str(path), FID, seed=0)
+    reference = Evaluator(task).evaluate(GOOD)
+    evaluator = Evaluator(task, Cache(tmp_path / "cache.jsonl"), jobs=2, backend="dask")
+    path.unlink()
+    return evaluator, reference
+
+
+@pytest.mark.slow
+def test_dask_workers_get_the_data_from_the_client(vanishing):
+    distributed = pytest.importorskip("distributed")
+    ev, reference = vanishing
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None, processes=True
+    ) as cluster:
+        ev.scheduler = cluster.scheduler_address
+        try:
+            records = ev.evaluate(GOOD)
+        finally:
+            ev.close()
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert [r["val_acc"] for r in records] == [r["val_acc"] for r in reference]
+
+
+def test_a_worker_that_cannot_read_the_data_stops_the_run_and_caches_nothing(vanishing):
+    ev, _ = vanishing
+    ev.backend, ev.jobs = "loky", 1
+    with pytest.raises(NasError, match="a training worker cannot read the data: .*data.csv: data file or folder"):
+        ev.evaluate(GOOD)
+    assert not ev.cache.records and not ev.cache.path.exists()
 
 
 @pytest.mark.slow
