@@ -55,6 +55,21 @@ def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned,
     assert epochs_run == [3, 3, 3, 3, 2 if pruned else 3, 3]  # pruned at the end of its second epoch
 
 
+def test_a_study_without_a_finished_trial_leaves_nothing_that_blocks_the_retry(run_dir, monkeypatch, capsys):
+    import nas.tuning
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure of every trial")
+
+    monkeypatch.setattr(nas.tuning, "train", broken)
+    args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--data", "synthetic:70"]
+    assert main(args) == 2
+    assert "no trial finished" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (run_dir / "tune.db").exists() and not (run_dir / "tuned.json").exists()
+    monkeypatch.undo()
+    assert main(args) == 0  # not "study exists already"
+
+
 def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
     import nas.training
 
