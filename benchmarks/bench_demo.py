@@ -1,10 +1,15 @@
 """End-to-end demo speed at 640x480 on one thread, split into detection, preprocessing, inference, drawing.
 
-Frames are real photos letterboxed to 640x480 and shifted a few pixels per frame (so tracking and
-re-detection both happen); each detector setting is also checked for recall: the faces it finds on the
-photos against the count OpenCV's reference settings find at full resolution (see PROVENANCE.md).
+With ``--video`` (the seeded test video of ``benchmarks/demo_video.py``): for each setting, the frame rate
+and the recall against full-resolution Haar (scale factor 1.1, 5 neighbours, every frame): the share of
+the frames in which the reference finds a face where the demo shows one, and the share of the frames
+without a reference face where it shows one anyway (false frames).
 
-    python benchmarks/bench_demo.py --faces ../shared/data/faces --model runs/<id>/export/model.onnx
+Without it: real photos letterboxed to 640x480 and shifted a few pixels per frame, and each detector
+setting's faces on the photos against the reference's count (see PROVENANCE.md).
+
+    python benchmarks/demo_video.py --faces ../shared/data/faces --out runs/demo_video.avi
+    python benchmarks/bench_demo.py --faces ../shared/data/faces --video runs/demo_video.avi
 """
 
 from __future__ import annotations
@@ -48,6 +53,57 @@ def video(photos: list[np.ndarray], frames_per_photo: int) -> list[np.ndarray]:
     return out
 
 
+VIDEO_GRID = [  # scale factor, detector width, detect every Nth frame, hold (frames a lost face is kept)
+    (1.2, 320, 3, 0),
+    (1.2, 320, 3, 3),
+    (1.1, 320, 3, 3),
+    (1.2, 480, 3, 3),
+    (1.1, 480, 3, 3),
+    (1.2, 320, 1, 3),
+    (1.1, 640, 2, 3),
+]
+REFERENCE = DemoConfig(scale_factor=1.1, min_neighbors=5, min_face=30, detect_width=10**6)
+
+
+def read_video(path: str) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def video_table(frames: list[np.ndarray], classifier: Classifier) -> list[str]:
+    """Recall against the reference, false frames and fps for every setting of VIDEO_GRID."""
+    reference = FaceDetector(REFERENCE)
+    truth = np.array([len(reference(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))) > 0 for f in frames])
+    lines = [
+        f"{len(frames)} frames 640x480, {int(truth.sum())} with a face for full-resolution Haar; one thread.",
+        "",
+        "| scale factor | detector width | detect every | hold | recall | false frames | fps | detect ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scale, width, every, hold in VIDEO_GRID:
+        demo = Demo(classifier, DemoConfig(scale_factor=scale, detect_width=width, detect_every=every, hold=hold))
+        shown = np.zeros(len(frames), bool)
+        t0 = time.perf_counter()
+        for i, frame in enumerate(frames):
+            shown[i] = len(demo.process(frame.copy())) > 0
+        fps = len(frames) / (time.perf_counter() - t0)
+        recall = (shown & truth).sum() / max(truth.sum(), 1)
+        false = (shown & ~truth).sum() / max((~truth).sum(), 1)
+        lines.append(
+            f"| {scale} | {width} | {every} | {hold} | {recall:.3f} | {false:.3f} | {fps:.1f} | "
+            f"{1e3 * demo.seconds['detect'] / len(frames):.1f} |"
+        )
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
 def default_model() -> str:
     """An exported mini-Xception (untrained: speed does not depend on the weights)."""
     from nas.artifact import export
@@ -65,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model.onnx (default: an untrained mini-Xception export)")
     ap.add_argument("--frames-per-photo", type=int, default=40)
     ap.add_argument("--screenshot", default="benchmarks/results/demo_frame.png")
+    ap.add_argument("--video", default=None, help="the test video of benchmarks/demo_video.py: recall and fps")
     args = ap.parse_args(argv)
 
     cv2.setNumThreads(1)
+    if args.video:
+        classifier = Classifier(args.model or default_model(), threads=1)
+        print("\n".join(video_table(read_video(args.video), classifier)))
+        return 0
     files = sorted(p for p in Path(args.faces).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     photos = [cv2.imread(str(p)) for p in files]
     reference = FaceDetector(DemoConfig(scale_factor=1.1, min_neighbors=5, min_face=30, detect_width=10**6))

@@ -167,6 +167,21 @@ def test_analyze_gives_every_face_its_expression_largest_first_without_torch(exp
         assert f["expression"] == max(f["probabilities"], key=f["probabilities"].get)
 
 
+@needs_faces
+@pytest.mark.parametrize("hold", [0, 3])
+def test_a_face_missed_for_a_frame_is_held_as_the_same_track(exported, hold):
+    from nas.demo import Demo
+
+    face = cv2.imread(str(FACES / "facerec_obama_small.jpg"))
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[100 : 100 + face.shape[0], 200 : 200 + face.shape[1]] = face
+    blank = np.full_like(frame, 90)  # the face is hidden for one frame (a blink of the detector)
+    demo = Demo(Classifier(exported), DemoConfig(detect_every=2, hold=hold))
+    shown = [[t.id for t in demo.process(f.copy())] for f in (frame, frame, frame, blank, frame, frame)]
+    assert shown[3] == ([] if hold == 0 else [0])
+    assert {i for ids in shown for i in ids} == ({0, 1} if hold == 0 else {0})
+
+
 def test_tracker_smooths_probabilities():
     tracker = Tracker(DemoConfig(smoothing=0.5))
     box = np.array([10, 10, 50, 50])
