@@ -358,6 +358,7 @@ def _demo_parser(sub) -> None:
     p.add_argument("--detect-every", type=int, default=d.detect_every, help="detect on every Nth frame, track between")
     p.add_argument("--margin", type=float, default=d.margin, help="widen each face box by this fraction")
     p.add_argument("--smoothing", type=float, default=d.smoothing, help="1 = no temporal smoothing")
+    p.add_argument("--hold", type=int, default=d.hold, help="frames a face that is not found keeps its box")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.set_defaults(func=cmd_demo)
 
@@ -369,7 +370,7 @@ def cmd_demo(args) -> int:
         args.source, args.model, args.output, args.headless, args.backend, args.max_frames,
         scale_factor=args.scale_factor, min_neighbors=args.min_neighbors, min_face=args.min_face,
         detect_width=args.detect_width, detect_every=args.detect_every, margin=args.margin,
-        smoothing=args.smoothing,
+        smoothing=args.smoothing, hold=args.hold,
     )  # fmt: skip
     per_frame = {k: 1e3 * v / max(demo.count, 1) for k, v in demo.seconds.items()}
     print(
