@@ -28,8 +28,8 @@ from nas.runner import Callback, SearchConfig
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
-LATENCY_TABLE = "latency_table.json"
-RUN_LOG = "run.log"  # what the search logged, every session of it  # the run's own copy of the entries it used
+LATENCY_TABLE = "latency_table.json"  # the run's own copy of the entries it used
+RUN_LOG = "run.log"  # what the search logged, every session of it
 
 
 def _machine_rule(threads: int, device: str) -> float | None:
@@ -166,7 +166,7 @@ def replay(
 ) -> Result:
     """Run again, in a new run directory, the search that ``config_file`` describes: a run's ``config.json``,
     or a TOML file with the same sections (search, problem, space, data, evaluation)."""
-    import tomllib
+    from nas.space import tomllib
 
     path = Path(config_file)
     if path.suffix == ".toml":

@@ -175,10 +175,8 @@ def cmd_evolve(args) -> int:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         if args.resume or args.config:
-            _note_ignored(
-                args,
-                {"resume", "config", "generations", "verbose", "quiet"} | ({"jobs"} if args.resume else {"run_dir"}),
-            )
+            kept = set(api.RESUME_SETTINGS) if args.resume else {"generations", "run_dir"}
+            _note_ignored(args, kept | {"resume", "config", "verbose", "quiet"})
         if args.resume:
             result = api.resume(args.resume, args.generations, jobs=args.jobs, callbacks=[progress, stop])
         elif args.config:
