@@ -79,3 +79,20 @@ def test_help_answers_without_importing_torch(argv):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_every_flag_of_every_command_has_help_and_shows_its_default():
+    import argparse
+
+    from nas.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"nas {name} {action.option_strings or action.dest}: no help"
+            if action.option_strings and action.default not in (None, False):
+                assert "default" in parser._get_formatter()._get_help_string(action), (name, action.dest)
+        assert "-q, --quiet" in text and "-v, --verbose" in text

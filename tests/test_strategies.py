@@ -107,11 +107,11 @@ def test_a_generation_killed_mid_rung_resumes_without_training_anything_again(ta
     uninterrupted = _halving(task, tmp_path / "clean")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
     real, calls = evaluate.train_candidate, []
 
-    def dies_in_the_second_rung(genome, task, until=None, state=None, keep_state=False):
+    def dies_in_the_second_rung(genome, task, until=None, state=None, keep_state=False, dataset=None):
         calls.append((genome, until, state is not None))
         if until == 2 and sum(c[1] == 2 for c in calls) == 2:
             raise KeyboardInterrupt  # the second promoted network, mid-training
-        return real(genome, task, until, state, keep_state)
+        return real(genome, task, until, state, keep_state, dataset)
 
     monkeypatch.setattr(evaluate, "train_candidate", dies_in_the_second_rung)
     with pytest.raises(KeyboardInterrupt):
