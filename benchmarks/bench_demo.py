@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from nas.classifier import Classifier
-from nas.demo import Demo, DemoConfig, FaceDetector
+from nas.demo import STILL, Demo, DemoConfig, FaceDetector
 
 GRID = [  # scale factor, detector width, detect every Nth frame
     (1.1, 640, 1),
@@ -62,7 +62,6 @@ VIDEO_GRID = [  # scale factor, detector width, detect every Nth frame, hold (fr
     (1.2, 320, 1, 3),
     (1.1, 640, 2, 3),
 ]
-REFERENCE = DemoConfig(scale_factor=1.1, min_neighbors=5, min_face=30, detect_width=10**6)
 
 
 def read_video(path: str) -> list[np.ndarray]:
@@ -79,7 +78,7 @@ def read_video(path: str) -> list[np.ndarray]:
 
 def video_table(frames: list[np.ndarray], classifier: Classifier) -> list[str]:
     """Recall against the reference, false frames and fps for every setting of VIDEO_GRID."""
-    reference = FaceDetector(REFERENCE)
+    reference = FaceDetector(STILL)  # full-resolution Haar, fine scale step, every frame
     truth = np.array([len(reference(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))) > 0 for f in frames])
     lines = [
         f"{len(frames)} frames 640x480, {int(truth.sum())} with a face for full-resolution Haar; one thread.",
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     files = sorted(p for p in Path(args.faces).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     photos = [cv2.imread(str(p)) for p in files]
-    reference = FaceDetector(DemoConfig(scale_factor=1.1, min_neighbors=5, min_face=30, detect_width=10**6))
+    reference = FaceDetector(STILL)
     expected = [len(reference(cv2.cvtColor(p, cv2.COLOR_BGR2GRAY))) for p in photos]
     model = args.model or default_model()
     classifier = Classifier(model, threads=1)

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 from nas import objectives as objs
 from nas import rundir
-from nas.errors import NasError, RunDirError, SettingError, SpaceError
+from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
 from nas.runner import Callback, SearchConfig
 
 log = logging.getLogger("nas")
@@ -147,6 +147,7 @@ def resume(
             raise SettingError(f"--jobs must be >= 1, got {jobs}")
         config["evaluation"] |= {"jobs": jobs, "threads_per_job": max(1, (os.cpu_count() or 1) // jobs)}
     _check_search(config, run_dir / rundir.CONFIG)
+    _load_data(config["data"])  # before config.json is rewritten
     if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
         log.warning(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
@@ -243,9 +244,7 @@ def new_config(
             f"{loaded.source}: input_shape {list(loaded.input_shape)} and num_classes {loaded.num_classes} do not "
             f"match the data (FER2013: {list(data_shape)}, {len(fer.CLASS_NAMES)} classes)"
         )
-    for flag, value in (("max_mflops", max_mflops), ("max_params", max_params), ("max_latency_ms", max_latency_ms)):
-        if value is not None and not value > 0:
-            raise NasError(f"--{flag.replace('_', '-')} must be positive, got {value:g}")
+    check_positive(max_mflops=max_mflops, max_params=max_params, max_latency_ms=max_latency_ms)
     objectives = objectives.split(",") if isinstance(objectives, str) else list(objectives)
     if latency_model not in ("table", "measured"):
         raise SettingError(f"--latency-model must be table or measured, got {latency_model!r}")
@@ -367,7 +366,6 @@ def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback]
         num_classes=space.num_classes,
         bf16_above_flops=None if ev.get("bf16_above_mflops") is None else ev["bf16_above_mflops"] * 1e6,
     )
-    _load_data(task.data)
     cache = rundir.Cache(run_dir / rundir.CACHE)
     evaluator = Evaluator(
         task,

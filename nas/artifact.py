@@ -20,7 +20,7 @@ import torch
 
 from nas import data as fer
 from nas.build import build, count_flops, count_params
-from nas.errors import NasError
+from nas.errors import NasError, first_line
 from nas.genome import parse_genome
 from nas.latency import measure, onnx_bytes, ort_session
 from nas.rundir import atomic_write, cpu_model, make_dir, write_json
@@ -57,19 +57,15 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise NasError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+        raise NasError(f"{path}: not a readable checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or not {"genome", "input_shape", "num_classes", "state_dict"} <= set(state):
         raise NasError(f"{path}: not a fer-nas checkpoint (no genome, shapes and weights)")
     try:
         model = build(parse_genome(state["genome"]), tuple(state["input_shape"]), state["num_classes"])
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise NasError(f"{path}: not a fer-nas checkpoint ({_first_line(exc)})") from None
+        raise NasError(f"{path}: not a fer-nas checkpoint ({first_line(exc)})") from None
     return model.eval(), state
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def export(

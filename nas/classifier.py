@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.errors import NasError
+from nas.errors import NasError, first_line
 
 BACKENDS = ("onnx", "torchscript")
 
@@ -70,16 +70,24 @@ def _read_info(path: Path) -> dict:
     return info
 
 
-def _onnx_runner(file: Path, threads: int):
+def ort_session(model_bytes_or_path: bytes | str, threads: int = 1):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and one inter-op thread (also what the
+    latency objective is timed in)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])
+
+
+def _onnx_runner(file: Path, threads: int):
     try:
-        session = ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(str(file), threads)
     except Exception as exc:  # ONNX Runtime raises its own types (InvalidProtobuf, Fail, ...) for a bad file
-        raise NasError(f"{file}: not a loadable ONNX model ({str(exc).strip().splitlines()[0][:200]})") from None
+        raise NasError(f"{file}: not a loadable ONNX model ({first_line(exc)[:200]})") from None
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
@@ -91,7 +99,7 @@ def _torchscript_runner(file: Path, threads: int):
     try:
         module = torch.jit.load(str(file), map_location="cpu").eval()
     except (RuntimeError, ValueError, OSError) as exc:
-        raise NasError(f"{file}: not a loadable TorchScript model ({str(exc).strip().splitlines()[0][:200]})") from None
+        raise NasError(f"{file}: not a loadable TorchScript model ({first_line(exc)[:200]})") from None
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import NoReturn
 
-from nas.errors import NasError
+from nas.errors import NasError, first_line
 
 
 class _Stderr(logging.Handler):
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NasError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nas.errors import DataError
+from nas.errors import DataError, first_line
 
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -231,7 +231,7 @@ def _read_npz(path: Path, splits: tuple[str, ...]) -> dict:
                 raise DataError(f"{path}: no split(s) {missing} in this .npz (it has {sorted(z.files)})")
             arrays = {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz ({str(exc).strip().splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable .npz ({first_line(exc)})") from None
     for s, (x, y) in arrays.items():
         if x.ndim < 2 or x[0].size != N_PIXELS or len(x) != len(y) or not len(y):
             raise DataError(
@@ -361,7 +361,7 @@ def _load_synthetic(spec: str, splits: tuple[str, ...]) -> FerData:
         seed = int(parts[2]) if len(parts) > 2 else 0
     except ValueError:
         raise DataError(f"{spec}: expected synthetic[:N[:SEED]]") from None
-    if n < 30 or not spec.startswith("synthetic") or parts[0] != "synthetic":
+    if n < 30 or parts[0] != "synthetic":
         raise DataError(f"{spec}: expected synthetic[:N[:SEED]] with N >= 30 (every split needs images)")
     arrays = synthetic_splits(n, seed)
     return _to_ferdata({k: arrays[k] for k in splits}, spec)

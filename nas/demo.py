@@ -47,8 +47,8 @@ class DemoConfig:
     margin: float = 0.1  # widen each face box by this fraction on every side
     smoothing: float = 0.5  # weight of the newest probabilities in the moving average (1: none)
     match_iou: float = 0.3  # a box continues a track when they overlap at least this much
-    # between whole-frame detections each tracked face is looked for again in a region around its last box
-    # (a small, cheap search); a face not found there keeps its box for this many frames before it is dropped
+    # every frame, each tracked face that no whole-frame detection found is looked for again in a region
+    # around its last box (a small, cheap search); one not found there keeps its box for this many frames
     hold: int = 3
 
     def __post_init__(self) -> None:
@@ -90,10 +90,9 @@ class FaceDetector:
         """The face in a region around ``box`` (widened by ``reach`` of its size on every side), searched
         at a resolution where that face is about 48 pixels wide, at sizes from 0.6x to 1.6x of it; None
         when there is none. Far cheaper than a whole frame."""
-        x, y, w, h = (int(v) for v in box)
-        dx, dy = int(w * reach), int(h * reach)
-        x0, y0 = max(0, x - dx), max(0, y - dy)
-        roi = gray[y0 : min(gray.shape[0], y + h + dy), x0 : min(gray.shape[1], x + w + dx)]
+        w = int(box[2])
+        x0, y0, x1, y1 = widened(box, reach, gray.shape)
+        roi = gray[y0:y1, x0:x1]
         if min(roi.shape) < 12:
             return None
         scale = min(1.0, 48 / max(w, 1))
@@ -109,14 +108,20 @@ class FaceDetector:
         return boxes[np.argmax([iou(b, box) for b in boxes])].round().astype(int)
 
 
+def widened(box: np.ndarray, by: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Corners (x0, y0, x1, y1) of an (x, y, w, h) box widened by ``by`` of its size on every side, clipped
+    to a frame of ``shape``."""
+    x, y, w, h = (int(v) for v in box)
+    dx, dy = int(w * by), int(h * by)
+    return max(0, x - dx), max(0, y - dy), min(shape[1], x + w + dx), min(shape[0], y + h + dy)
+
+
 def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float, size: tuple[int, int] = (48, 48)) -> np.ndarray:
     """(N, 1, H, W) uint8 crops of ``size`` (the model's input), each box widened by ``margin`` and clipped to
     the frame, resized as the training images were (area interpolation)."""
     crops = []
-    h, w = gray.shape
-    for x, y, bw, bh in boxes:
-        dx, dy = int(bw * margin), int(bh * margin)
-        x0, y0, x1, y1 = max(0, x - dx), max(0, y - dy), min(w, x + bw + dx), min(h, y + bh + dy)
+    for box in boxes:
+        x0, y0, x1, y1 = widened(box, margin, gray.shape)
         crops.append(cv2.resize(gray[y0:y1, x0:x1], size[::-1], interpolation=cv2.INTER_AREA)[None])
     return np.stack(crops) if crops else np.zeros((0, 1, *size), np.uint8)
 

@@ -26,3 +26,15 @@ class RunDirError(NasError):
 
 class SettingError(NasError, ValueError):
     """A flag or setting with an illegal value; the message names the flag (``--population``)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def check_positive(**values: float | None) -> None:
+    """Each given setting (``max_params=...``) must be None or positive; the error names it as a flag."""
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise SettingError(f"--{name.replace('_', '-')} must be positive, got {value:g}")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.classifier import ort_session
 from nas.errors import SettingError
 
 
@@ -46,18 +47,6 @@ def onnx_bytes(model: nn.Module, input_shape: tuple[int, int, int], dynamic_batc
             opset_version=17,
         )
     return buf.getvalue()
-
-
-def ort_session(model_bytes_or_path: bytes | str, threads: int = 1):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads and one inter-op thread."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes_or_path, opts, providers=["CPUExecutionProvider"])
 
 
 class _Runner:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from nas import objectives as objs
-from nas.errors import RunDirError
+from nas.errors import RunDirError, first_line
 from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, read_config, write_json
 from nas.runner import Callback, State
 from nas.space import load_baselines
@@ -87,7 +87,7 @@ def _table(path: Path, columns: set[str]) -> pd.DataFrame:
     except FileNotFoundError:
         raise RunDirError(f"{path}: not found") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RunDirError(f"{path}: unreadable table ({str(exc).strip().splitlines()[0]})") from None
+        raise RunDirError(f"{path}: unreadable table ({first_line(exc)})") from None
     if not columns <= set(table.columns):
         raise RunDirError(f"{path}: no column(s) {sorted(columns - set(table.columns))}")
     return table

@@ -27,7 +27,7 @@ import numpy as np
 from nas import objectives as objs
 from nas import rundir
 from nas.algorithms import Algorithm, Proposal, algorithm_class, resolve_options
-from nas.errors import RunDirError, SettingError
+from nas.errors import RunDirError, SettingError, check_positive
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation, Problem
 from nas.rundir import Cache
@@ -63,10 +63,9 @@ class SearchConfig:
             raise SettingError(f"--generations must be >= 0, got {self.generations}")
         if self.finalists < 0:
             raise SettingError(f"--finalists must be >= 0, got {self.finalists}")
-        for name in ("champion_max_params", "champion_max_latency_ms"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise SettingError(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+        check_positive(
+            champion_max_params=self.champion_max_params, champion_max_latency_ms=self.champion_max_latency_ms
+        )
         if self.champion_rule not in CHAMPION_RULES:
             raise SettingError(f"--champion-rule must be 'max-acc' or 'knee', got {self.champion_rule!r}")
         resolve_options(self.algorithm, self.options)

@@ -262,7 +262,8 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
             value = getattr(gene, name)
             if value not in allowed:
                 out.append(f"block {i}: {gene.kind} {name} {value} not in allowed {list(allowed)}")
-    if not any("below 1x1" in p for p in out) and genome.readout is not None and genome.readout.op == "flat":
+    collapsed = any(min(s[1:]) < 1 for s in feature_shapes(genome, space.input_shape))
+    if not collapsed and genome.readout is not None and genome.readout.op == "flat":
         n = readout_features(genome, space.input_shape)
         if n > space.max_flat_features:
             out.append(f"flat gives {n} features, more than max_flat_features {space.max_flat_features}")

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from nas import data as fer
 from nas.build import build
-from nas.errors import NasError, SettingError
+from nas.errors import NasError, SettingError, first_line
 from nas.genome import parse_genome
 from nas.rundir import write_json
 from nas.training import TrainConfig, resolve_device, train
@@ -152,7 +152,7 @@ def tune(
     except optuna.exceptions.DuplicatedStudyError:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
     except (ImportError, SQLAlchemyError) as exc:
-        raise SettingError(f"--storage {storage}: cannot open ({str(exc).splitlines()[0]})") from None
+        raise SettingError(f"--storage {storage}: cannot open ({first_line(exc)})") from None
     default = default_params()
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
         study.enqueue_trial(default)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from deap import tools
 
 from nas.algorithms import nsga2
-from nas.errors import SettingError
+from nas.errors import SettingError, check_positive
 from nas.problem import Evaluation
 
 
@@ -31,9 +31,7 @@ class Options(nsga2.Options):
     def __post_init__(self) -> None:
         if self.penalty not in ("mnas", "linear"):
             raise SettingError(f"--penalty must be 'mnas' or 'linear', got {self.penalty!r}")
-        for name in ("target_params", "target_latency_ms"):
-            if not getattr(self, name) > 0:
-                raise SettingError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name):g}")
+        check_positive(target_params=self.target_params, target_latency_ms=self.target_latency_ms)
 
 
 def penalized_fitness(record: dict, options: Options, latency: bool) -> float:
