@@ -111,9 +111,9 @@ def _evolve_parser(sub) -> None:
     )
     p.add_argument(
         "--champion-rule",
-        choices=["max-acc", "knee"],
+        choices=["max-acc", "max-f1", "knee"],  # nas.runner.CHAMPION_RULES
         default="max-acc",
-        help="how the champion is chosen on the front",
+        help="how the champion is chosen on the front: best validation accuracy, best macro-F1, or the knee",
     )
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
     p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
@@ -253,6 +253,15 @@ def _tune_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an existing study")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    c = p.add_argument_group("confirmation: the default and the best recipes again at full length")
+    c.add_argument(
+        "--confirm", type=int, default=2, help="best recipes to confirm (0: none; then train.py keeps the default)"
+    )
+    c.add_argument("--confirm-epochs", type=int, default=60, help="the full length, as train.py's --epochs")
+    c.add_argument("--confirm-patience", type=int, default=10, help="as train.py's --patience")
+    c.add_argument(
+        "--confirm-core-hours", type=float, default=3.0, help="cap on the estimated cost; fewer recipes if over"
+    )
     p.set_defaults(func=cmd_tune)
 
 
@@ -262,11 +271,14 @@ def cmd_tune(args) -> int:
     tuned = api.tune(
         args.run, args.genome, args.data, trials=args.trials, epochs=args.epochs,
         train_images=args.train_images or None, pruner=args.pruner, storage=args.storage, resume=args.resume,
-        seed=args.seed, device=args.device,
+        seed=args.seed, device=args.device, confirm=args.confirm, confirm_epochs=args.confirm_epochs,
+        confirm_patience=args.confirm_patience, confirm_core_hours=args.confirm_core_hours,
     )  # fmt: skip
+    adopted = "adopted" if tuned["confirmation"]["adopted"] else "not adopted"
     print(
         f"{tuned['n_trials']} trials {tuned['trials']}; best validation accuracy {tuned['value']:.4f} with "
-        f"{tuned['params']}\nwrote {args.run}/tuned.json, tune_history.png"
+        f"{tuned['params']}\n{adopted}: {tuned['confirmation']['verdict']}\n"
+        f"wrote {args.run}/tuned.json, tune_history.png"
     )
     return 0
 
@@ -279,10 +291,22 @@ def _train_parser(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--genome", default=None, help="train this genome instead of the champion")
     g.add_argument("--baseline", default=None, help="train a baseline (mini_xception, ...) with the same recipe")
-    p.add_argument("--untuned", action="store_true", help="use the default recipe even if tuned.json exists")
+    r = p.add_mutually_exclusive_group()
+    r.add_argument(
+        "--recipe", default="auto", choices=["auto", "tuned", "default", "vgg"],  # nas.training.RECIPES
+        help="auto: the tuned recipe where tuning confirmed it at full length, else the default",
+    )  # fmt: skip
+    r.add_argument("--untuned", action="store_const", dest="recipe", const="default", help="same as --recipe default")
+    p.add_argument(
+        "--class-balance", choices=["none", "weighted", "softmax"], default=None,  # nas.training.CLASS_BALANCE
+        help="loss for the class imbalance: inverse-frequency weights or balanced softmax (default: the recipe's)",
+    )  # fmt: skip
+    p.add_argument("--ema", type=float, default=None, help="moving average of the weights, decay per step (0: off)")
+    p.add_argument("--label-smoothing", type=float, default=None, help="default: the recipe's")
     p.add_argument("--data", default=None, help="default: the run's data")
     p.add_argument("--epochs", type=int, default=60, help="at most this many epochs")
     p.add_argument("--patience", type=int, default=10, help="early stopping on validation accuracy")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=None, help="output folder (default: the run directory)")
     p.set_defaults(func=cmd_train)
@@ -290,11 +314,17 @@ def _train_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from nas import api
+    from nas.progress import EpochBar
 
-    r = api.train(
-        args.run, genome=args.genome, baseline=args.baseline, untuned=args.untuned, data=args.data,
-        epochs=args.epochs, patience=args.patience, device=args.device, out=args.out,
-    )  # fmt: skip
+    bar = EpochBar(args.epochs, show=not args.quiet)
+    try:
+        r = api.train(
+            args.run, genome=args.genome, baseline=args.baseline, recipe=args.recipe, data=args.data,
+            epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device, out=args.out,
+            on_epoch=bar, class_balance=args.class_balance, ema=args.ema, label_smoothing=args.label_smoothing,
+        )  # fmt: skip
+    finally:
+        bar.close()
     print(
         f"{r['name']}: PrivateTest accuracy {r['single_crop']['acc']:.4f} (ten-crop {r['ten_crop']['acc']:.4f}), "
         f"macro-F1 {r['ten_crop']['f1']:.4f}; wrote {r['out']}/model.pt, report.md"

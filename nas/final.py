@@ -1,15 +1,18 @@
 """The champion's full training and its test report: the one step that touches ``PrivateTest``.
 
-Trains with the tuned recipe when the run has one (``tuned.json``), else the default, for up to ``epochs``
-with early stopping on ``PublicTest``; checkpoints every epoch (an interrupted training resumes), saves
-``model.pt`` and reports single-crop and ten-crop accuracy, macro-F1 and per-class figures on the test
-split, beside any baselines trained the same way in the same run directory.
+Trains with the tuned recipe where tuning confirmed it at full length (``tuned.json``), else the default
+(or a recipe named by the caller), for up to ``epochs`` with early stopping on ``PublicTest``; checkpoints
+every epoch (an interrupted training resumes) and draws its curve, saves ``model.pt`` and reports
+single-crop and ten-crop accuracy, macro-F1 and per-class figures on the test split, beside any baselines
+and other recipes trained in the same run directory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -21,9 +24,9 @@ from nas.build import build, count_flops, count_params
 from nas.errors import RunDirError, SettingError
 from nas.genome import parse_genome
 from nas.latency import measure
-from nas.numerics import machine_rule
-from nas.report import test_report
-from nas.training import TrainConfig, resolve_device
+from nas.numerics import fastest
+from nas.report import test_report, write_history
+from nas.training import RECIPES, TrainConfig, resolve_device
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
@@ -48,58 +51,103 @@ def target(run_dir: Path, genome: str | None = None, baseline: str | None = None
     return run_dir, genome, fer.resolve_data_path(data or rundir.run_data(run_dir))
 
 
+def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig, str]:
+    """The recipe's config and the name the report gives it.
+
+    ``auto`` takes the tuned recipe only where tuning confirmed it at full length (``tuned.json``'s
+    confirmation), else the default, and says why."""
+    tuned_path = run_dir / "tuned.json"
+    if recipe in RECIPES:
+        return RECIPES[recipe], recipe
+    if recipe not in ("auto", "tuned"):
+        raise SettingError(f"--recipe: unknown recipe {recipe!r}; choose auto, tuned or {', '.join(RECIPES)}")
+    if not tuned_path.exists():
+        if recipe == "tuned":
+            raise RunDirError(f"{tuned_path}: no tuned recipe; run scripts/tune.py --run {run_dir} first")
+        return RECIPES["default"], "default"
+    from nas.tuning import tuned_config
+
+    tuned = rundir.read_json(tuned_path, "tuned recipe")
+    verdict = (tuned.get("confirmation") or {}).get("verdict", "never confirmed at full length")
+    if recipe == "auto" and not (tuned.get("confirmation") or {}).get("adopted"):
+        log.info(f"{tuned_path}: not adopted ({verdict}); training with the default recipe")
+        return RECIPES["default"], "default"
+    return tuned_config(tuned, epochs), "tuned"
+
+
 def train_final(
     run_dir: str | Path,
     genome: str | None = None,
     baseline: str | None = None,
-    untuned: bool = False,
+    recipe: str = "auto",
     data: str | None = None,
     epochs: int = 60,
     patience: int = 10,
+    seed: int = 0,
     device: str = "auto",
     out: str | Path | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    **changes,
 ) -> dict:
-    """Train the champion (or ``genome``, or a ``baseline``) fully; returns the test report."""
+    """Train the champion (or ``genome``, or a ``baseline``) fully; returns the test report.
+
+    ``recipe``: auto, tuned or a name of ``training.RECIPES``; ``changes``: TrainConfig fields to set on
+    top of it (label_smoothing, class_balance, ema, ...). ``on_epoch(epoch, row)`` sees every epoch.
+    """
     if epochs < 1 or patience < 0:
         raise SettingError(f"--epochs must be >= 1 (got {epochs}) and --patience >= 0 (got {patience})")
     resolve_device(device)
     run_dir, genome, data = target(run_dir, genome, baseline, data)
-    tuned_path = run_dir / "tuned.json"
-    recipe, cfg = "default", TrainConfig()
-    if tuned_path.exists() and not untuned:
-        from nas.tuning import tuned_config
-
-        cfg, recipe = tuned_config(rundir.read_json(tuned_path, "tuned recipe"), epochs), "tuned"
-    bf16_above = machine_rule(torch.get_num_threads(), device)  # this machine's faster numeric mode
-    flops = count_flops(build(parse_genome(genome)))
-    cfg = cfg.replace(epochs=epochs, early_stop=patience, cpu_bf16=bf16_above is not None and flops > bf16_above)
-    name = baseline or ("untuned" if untuned else "champion")
-    default_out = run_dir / "baselines" / baseline if baseline else run_dir / "untuned" if untuned else run_dir
+    cfg, recipe_name = choose_recipe(run_dir, recipe, epochs)
+    unknown = set(changes) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise SettingError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    changed = {k: v for k, v in changes.items() if v is not None and v != getattr(cfg, k)}
+    cfg = cfg.replace(**changed)
+    if changed:
+        recipe_name += " + " + ", ".join(f"{k}={v}" for k, v in changed.items())
+    cfg = fastest(cfg.replace(epochs=epochs, early_stop=patience, seed=seed), build(parse_genome(genome)), device)
+    name = baseline or {"auto": "champion", "tuned": "champion", "default": "untuned"}.get(recipe, f"recipe-{recipe}")
+    if out:
+        default_out = out
+    elif baseline:
+        default_out = run_dir / "baselines" / baseline
+    else:
+        default_out = run_dir if recipe in ("auto", "tuned") else run_dir / name
     dataset = fer.load(data, ("train", "val"))
     test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
-    out = rundir.make_dir(out if out else default_out)  # after every input was checked
+    out = rundir.make_dir(default_out)  # after every input was checked
     torch.manual_seed(cfg.seed)
     model = build(parse_genome(genome))
     mode = "bf16" if cfg.cpu_bf16 else "fp32"
-    log.info(f"training {name} ({recipe} recipe, {mode}, up to {cfg.epochs} epochs) on {len(dataset['train'])} images")
+    log.info(
+        f"training {name} ({recipe_name} recipe, {mode}, up to {cfg.epochs} epochs) on {len(dataset['train'])} images"
+    )
 
     def show(epoch: int, row: dict) -> None:
-        log.info(
+        log.debug(
             f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, val acc {row['val_acc']:.4f}, "
             f"val F1 {row['val_f1']:.4f}, {row['seconds']:.0f} s"
         )
+        history.append(row)
+        write_history(history, out, f"{name} ({recipe_name} recipe)")
+        if on_epoch is not None:
+            on_epoch(epoch, row)
 
-    result = training.train(
-        model, dataset["train"], dataset["val"], cfg, device, on_epoch=show, checkpoint=out / "train_state.pt"
-    )
+    history: list[dict] = []
+    state_file = out / "train_state.pt"
+    if state_file.exists():  # a resumed training's curve starts where the checkpoint ends
+        history = list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
+    result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show, checkpoint=state_file)
     metrics = {
         "val_acc": result.best_acc,
         "val_f1": result.best_f1,
         "best_epoch": result.best_epoch + 1,
         "epochs_run": result.epochs_run,
         "train_seconds": round(result.seconds, 1),
-        "recipe": recipe,
+        "recipe": recipe_name,
         "numerics": mode,
+        "seed": seed,
     }
     save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     model, _ = load_checkpoint(out / MODEL_FILE)  # report on exactly what was saved
@@ -115,6 +163,7 @@ def train_final(
     baselines = {}
     for path in sorted((run_dir / "baselines").glob("*/report.json")) if out == run_dir else []:
         baselines[path.parent.name] = json.loads(path.read_text())
-    if out == run_dir and (run_dir / "untuned" / "report.json").exists():
-        baselines["same genome, untuned recipe"] = json.loads((run_dir / "untuned" / "report.json").read_text())
+    for path in sorted(run_dir.glob("*/report.json")) if out == run_dir else []:
+        if path.parent.name not in ("baselines", "export"):  # the same genome with another recipe
+            baselines[f"same genome, {path.parent.name}"] = json.loads(path.read_text())
     return test_report(model, test, out, extra, baselines) | {"out": str(out)}

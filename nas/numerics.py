@@ -145,3 +145,12 @@ def machine_rule(threads: int, device: str) -> float | None:
         write_json(path, known)
     mflops = known[key]["bf16_above_mflops"]
     return None if mflops is None else mflops * 1e6
+
+
+def fastest(cfg, model: nn.Module, device: str):
+    """``cfg`` (a TrainConfig) in this machine's faster numeric mode for ``model``: bf16 autocast on the
+    CPU above the calibrated FLOPs, fp32 below."""
+    from nas.build import count_flops
+
+    above = machine_rule(torch.get_num_threads(), device)
+    return cfg.replace(cpu_bf16=above is not None and count_flops(model) > above)

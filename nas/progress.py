@@ -58,6 +58,26 @@ class ProgressBar(Callback):
             self.bar = None
 
 
+class EpochBar:
+    """One bar over a long training's epochs, with its ETA and the validation figures so far; an
+    ``on_epoch`` callback for ``nas.final.train_final``."""
+
+    def __init__(self, epochs: int, show: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr, disable=not show)
+        self.best = 0.0
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        self.best = max(self.best, row["val_acc"] or 0.0)
+        # a resumed training starts at its checkpoint's epoch; the bar follows
+        self.bar.update(epoch + 1 - self.bar.n)
+        self.bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", best=f"{self.best:.4f}", loss=f"{row['train_loss']:.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class StopOnSignal(Callback):
     """A SIGTERM handler that stops the search like Ctrl-C (batch schedulers stop jobs with SIGTERM).
 

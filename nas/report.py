@@ -193,6 +193,38 @@ def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- a long training's curve
+
+
+def write_history(history: list[dict], out_dir: Path, title: str) -> list[Path]:
+    """``history.csv`` and ``history.png`` (loss; validation accuracy and macro-F1; learning rate) per epoch:
+    rewritten after every epoch, so a long training can be watched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(history)
+    frame["epoch"] += 1
+    csv = Path(out_dir) / "history.csv"
+    atomic_write(csv, frame.to_csv(index=False))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), dpi=110)
+    axes[0].plot(frame["epoch"], frame["train_loss"])
+    axes[0].set_ylabel("training loss")
+    for column, label in (("val_acc", "accuracy"), ("val_f1", "macro-F1")):
+        axes[1].plot(frame["epoch"], frame[column], label=label)
+    axes[1].set_ylabel("PublicTest")
+    axes[1].legend()
+    axes[2].plot(frame["epoch"], frame["lr"])
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return [csv, save_figure(fig, Path(out_dir) / "history.png")]
+
+
 # ---------------------------------------------------------------- the test report (PrivateTest only)
 
 

@@ -35,7 +35,9 @@ from nas.strategies import Request, Strategy
 
 log = logging.getLogger(__name__)
 
-CHAMPION_RULES = ("max-acc", "knee")
+# the rules that take the front member best on one validation figure (macro-F1 weighs the rare classes in)
+RULE_METRIC = {"max-acc": "val_acc", "max-f1": "val_f1"}
+CHAMPION_RULES = (*RULE_METRIC, "knee")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class SearchConfig:
     algorithm: str = "nsga2"
     seed: int = 0
     options: dict = field(default_factory=dict)  # the algorithm's own settings (see its Options)
-    # the champion: best validation accuracy on the front within these budgets, or the knee point
+    # the champion: best validation accuracy (or macro-F1) on the front within these budgets, or the knee point
     champion_rule: str = "max-acc"
     champion_max_params: float | None = None
     champion_max_latency_ms: float | None = None
@@ -67,7 +69,8 @@ class SearchConfig:
             champion_max_params=self.champion_max_params, champion_max_latency_ms=self.champion_max_latency_ms
         )
         if self.champion_rule not in CHAMPION_RULES:
-            raise SettingError(f"--champion-rule must be 'max-acc' or 'knee', got {self.champion_rule!r}")
+            rules = ", ".join(CHAMPION_RULES)
+            raise SettingError(f"--champion-rule must be one of {rules}, got {self.champion_rule!r}")
         resolve_options(self.algorithm, self.options)
         algorithm_class(self.algorithm).check_population(self.population)
 
@@ -138,27 +141,28 @@ class Runner:
             cb.start_run(self.run_dir, self.config.generations, state)
         for generation in range(state.generation + 1, self.config.generations + 1):
             self._generation(generation, state)
-        if self.config.finalists and state.champion and self.config.champion_rule == "max-acc":
+        if self.config.finalists and state.champion and self.config.champion_rule in RULE_METRIC:
             self._finalists(state)
         return state
 
     def _finalists(self, state: State) -> None:
         """Brief training ranks the top of a front least reliably: its best few train again, longer."""
         c = self.config
-        contenders = sorted(_within(state.front, c), key=lambda r: (-r["val_acc"], r["params"]))[: c.finalists]
+        key = RULE_METRIC[c.champion_rule]
+        contenders = sorted(_within(state.front, c), key=lambda r: (-(r.get(key) or 0), r["params"]))[: c.finalists]
         genomes = [parse_genome(r["genome"]) for r in contenders]
         finals = self.strategy.finalize(genomes, c.finalist_fidelity)
-        scored = [(f["val_acc"], -b["params"], b, f) for b, f in zip(contenders, finals) if f["status"] == "ok"]
+        scored = [(f[key], -b["params"], b, f) for b, f in zip(contenders, finals) if f["status"] == "ok"]
         if not scored:
             return
         _, _, brief, final = max(scored, key=lambda s: s[:2])
         rule = choose_champion(state.front, c, self.problem.objectives)["rule"]
         state.champion = {
             **brief,
-            "rule": f"{rule}, then the most accurate of the best {len(contenders)} at fidelity {c.finalist_fidelity}",
+            "rule": f"{rule}, then the best of the top {len(contenders)} at fidelity {c.finalist_fidelity}",
             "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")},
             "finalists": [
-                {"genome": b["genome"], "val_acc": b["val_acc"], "finalist_val_acc": f.get("val_acc")}
+                {"genome": b["genome"], key: b.get(key), f"finalist_{key}": f.get(key)}
                 for b, f in zip(contenders, finals)
             ],  # fmt: skip
         }
@@ -317,8 +321,10 @@ def choose_champion(front: list[dict], config: SearchConfig, objectives: tuple[o
         )
         rule = "knee: the front member closest to the ideal point in normalised objective space"
     else:
-        best = max(within, key=lambda r: (r["val_acc"], -r["params"]))
-        rule = "max-acc: highest validation accuracy on the front"
+        key = RULE_METRIC[config.champion_rule]
+        best = max(within, key=lambda r: (r.get(key) or 0, -r["params"]))
+        figure = "accuracy" if key == "val_acc" else "macro-F1"
+        rule = f"{config.champion_rule}: highest validation {figure} on the front"
     budgets = []
     if max_params is not None:
         budgets.append(f"params <= {max_params:g}")

@@ -9,8 +9,11 @@ can work one study. Only ``Training`` and ``PublicTest`` are used.
 
 from __future__ import annotations
 
+import json
+import logging
 import warnings
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import optuna
@@ -21,8 +24,10 @@ from nas import data as fer
 from nas.build import build
 from nas.errors import NasError, SettingError, first_line
 from nas.genome import parse_genome
-from nas.rundir import write_json
-from nas.training import TrainConfig, resolve_device, train
+from nas.rundir import make_dir, read_json, write_json
+from nas.training import CLASS_BALANCE, RECIPES, TrainConfig, resolve_device, train
+
+log = logging.getLogger(__name__)
 
 
 def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
@@ -56,7 +61,7 @@ def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
         epochs=epochs,
         label_smoothing=trial.suggest_float("label_smoothing", 0.0, 0.2),
         augment=trial.suggest_float("augment", 0.0, 1.0),
-        class_weighted=trial.suggest_categorical("class_weighted", [False, True]),
+        class_balance=trial.suggest_categorical("class_balance", list(CLASS_BALANCE)),
         **extra,
     )
 
@@ -73,7 +78,7 @@ def default_params() -> dict:
         "batch_size": d.batch_size,
         "label_smoothing": d.label_smoothing,
         "augment": d.augment,
-        "class_weighted": d.class_weighted,
+        "class_balance": d.class_balance,
     }
     if d.optimizer in ("sgd", "nesterov"):
         params["momentum"] = d.momentum
@@ -91,7 +96,7 @@ def tuned_config(tuned: dict, epochs: int) -> TrainConfig:
     Step size and restart period are counted in epochs, so a schedule found in 3-epoch trials would
     decay every epoch of a 30-epoch run; they are stretched with the budget so the schedule keeps its shape.
     """
-    cfg = TrainConfig(**tuned["train_config"])
+    cfg = TrainConfig.from_dict(tuned["train_config"])
     stretch = epochs / tuned["budget"]["epochs"]
     return cfg.replace(
         epochs=epochs,
@@ -122,13 +127,22 @@ def tune(
     resume: bool = False,
     seed: int = 0,
     device: str = "auto",
+    confirm: int = 2,
+    confirm_epochs: int = 60,
+    confirm_patience: int = 10,
+    confirm_core_hours: float = 3.0,
 ) -> optuna.Study:
-    """Run (or continue) the study and write ``tuned.json`` and its plots into ``run_dir``.
+    """Run (or continue) the study, confirm its best recipes at full length, and write ``tuned.json`` and
+    its plots into ``run_dir``.
 
     Every setting, the genome and the data are checked before the study is created; a study this call
     created that ends without a finished trial is deleted again, so a retry is not told it exists."""
     if trials < 1 or epochs < 1:
         raise SettingError(f"--trials (got {trials}) and --epochs (got {epochs}) must be >= 1")
+    if confirm < 0 or confirm_epochs < 1 or confirm_patience < 0 or confirm_core_hours < 0:
+        raise SettingError(
+            "need --confirm >= 0, --confirm-epochs >= 1, --confirm-patience >= 0, --confirm-core-hours >= 0"
+        )
     if train_images is not None and train_images < 0:
         raise SettingError(f"--train-images must be >= 0 (0: all), got {train_images}")
     resolve_device(device)
@@ -159,14 +173,18 @@ def tune(
     study.set_user_attr("genome", genome)
     study.set_user_attr("epochs", epochs)
     study.set_user_attr("train_images", train_images)
+    study.set_user_attr("full_train_images", len(dataset["train"]))
     try:
-        return _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
+        _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
     except BaseException:
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             optuna.delete_study(study_name=name, storage=storage)
             if made_db:
                 db.unlink(missing_ok=True)
         raise
+    full = Confirmation(confirm, confirm_epochs, confirm_patience, confirm_core_hours)
+    full.run(study, Path(run_dir), _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir)))
+    return study
 
 
 def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials: int, epochs: int, seed: int,
@@ -185,6 +203,8 @@ def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials:
 
         result = train(model, train_split, val_split, cfg, device, on_epoch=report)
         trial.set_user_attr("val_f1", result.best_f1)
+        # the cost of an epoch on one image, for the confirmation's estimate
+        trial.set_user_attr("core_seconds_per_image_epoch", _core_seconds(result) / len(train_split))
         return result.best_acc
 
     done = len([t for t in study.trials if t.state.is_finished()])
@@ -222,3 +242,113 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
         for file, plot in plots:
             save_figure(plot(study).figure, run_dir / file, size=(8, 5))
     return tuned
+
+
+# ---------------------------------------------------------------- confirmation at full length
+
+
+def _core_seconds(result) -> float:
+    return result.seconds / max(result.epochs_run, 1) * torch.get_num_threads()
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A short budget rewards recipes that converge fast (a study's best recipe at 3 epochs lost to the
+    default at 10): the default and the study's ``best`` few recipes train again at full length, and the
+    tuned recipe is adopted only if it beats the default there. Capped in core-hours, estimated from the
+    trials' own speed; results are kept in ``confirm.json`` as they come, so an interrupted tune resumes."""
+
+    best: int = 2
+    epochs: int = 60
+    patience: int = 10
+    core_hours: float = 3.0
+
+    def candidates(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+        """The best distinct finished recipes that are not the default, by name."""
+        done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: -t.value)
+        picked: dict[str, optuna.trial.FrozenTrial] = {}
+        for t in done:
+            if t.params != default_params() and t.params not in [p.params for p in picked.values()]:
+                picked[f"trial {t.number}"] = t
+        return dict(list(picked.items())[: self.best])
+
+    def run(self, study: optuna.Study, run_dir: Path, score: Callable[[str, TrainConfig], dict]) -> dict:
+        """Train what fits the cap with ``score(name, config) -> {"val_acc": ...}``; record the verdict in
+        ``tuned.json`` (``confirmation``) and return it."""
+        tuned_path = run_dir / "tuned.json"
+        tuned = read_json(tuned_path, "tuned recipe")
+        trials = self.candidates(study) if self.best else {}
+        per_image = [t.user_attrs.get("core_seconds_per_image_epoch") for t in study.trials]
+        per_image = sorted(x for x in per_image if x)
+        images = study.user_attrs.get("full_train_images") or 0
+        per_run = per_image[len(per_image) // 2] * images * self.epochs / 3600 if per_image else 0.0
+        fits = int(self.core_hours // per_run) - 1 if per_run else len(trials)  # the default runs too
+        verdict = {"epochs": self.epochs, "patience": self.patience, "estimated_core_hours_per_run": round(per_run, 2)}
+        if not trials or fits < 1:
+            why = "--confirm 0" if not self.best else (
+                "no finished recipe other than the default" if not trials else
+                f"one full-length run is estimated at {per_run:.1f} core-hours, over --confirm-core-hours "
+                f"{self.core_hours:g}"
+            )  # fmt: skip
+            confirmation = verdict | {"adopted": False, "verdict": f"not confirmed at full length ({why})"}
+        else:
+            named = {"default": RECIPES["default"].replace(epochs=self.epochs)}
+            named |= {n: self._full_length(tuned, t.params) for n, t in list(trials.items())[:fits]}
+            configs = {n: c.replace(early_stop=self.patience) for n, c in named.items()}
+            results = self._scores(run_dir, configs, score)
+            best = max((n for n in results if n != "default"), key=lambda n: results[n]["val_acc"])
+            adopted = results[best]["val_acc"] > results["default"]["val_acc"]
+            confirmation = verdict | {
+                "runs": results,
+                "adopted": adopted,
+                "verdict": (
+                    f"{best} beat the default at {self.epochs} epochs: {results[best]['val_acc']:.4f} vs "
+                    f"{results['default']['val_acc']:.4f} PublicTest accuracy"
+                    if adopted
+                    else f"the default won at {self.epochs} epochs: {results['default']['val_acc']:.4f} vs "
+                    f"{results[best]['val_acc']:.4f} for the best tuned recipe ({best})"
+                ),
+            }
+            if adopted:  # the recipe train.py takes: the one that won at full length, at the trials' budget
+                params = trials[best].params
+                tuned |= {"params": params, "value": trials[best].value,
+                          "train_config": asdict(config_from_params(params, tuned["budget"]["epochs"]))}  # fmt: skip
+        tuned["confirmation"] = confirmation
+        write_json(tuned_path, tuned)
+        return confirmation
+
+    def _full_length(self, tuned: dict, params: dict) -> TrainConfig:
+        """A trial's recipe stretched from the trials' epochs to the confirmation's."""
+        budget = tuned["budget"]
+        return tuned_config(
+            {"train_config": asdict(config_from_params(params, budget["epochs"])), "budget": budget}, self.epochs
+        )
+
+    def _scores(self, run_dir: Path, configs: dict[str, TrainConfig], score) -> dict[str, dict]:
+        path = run_dir / "confirm.json"
+        known = read_json(path, "confirmation results") if path.exists() else {}
+        keys = {n: f"{n}|{json.dumps(asdict(c), sort_keys=True)}" for n, c in configs.items()}  # changed: again
+        for name, cfg in configs.items():
+            if keys[name] not in known:
+                known[keys[name]] = score(name, cfg)
+                write_json(path, known)
+        return {n: known[keys[n]] for n in configs}
+
+
+def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path):
+    """``score`` for the confirmation: the whole Training split, early stopping on PublicTest, this
+    machine's faster numerics, a checkpoint per recipe (an interrupted run continues)."""
+    from nas.numerics import fastest
+
+    def score(name: str, cfg: TrainConfig) -> dict:
+        torch.manual_seed(seed)
+        model = build(genome)
+        cfg = fastest(cfg.replace(seed=seed), model, device)
+        folder = make_dir(run_dir / "confirm")
+        log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
+        result = train(model, dataset["train"], dataset["val"], cfg, device,
+                       checkpoint=folder / f"{name.replace(' ', '-')}.pt")  # fmt: skip
+        return {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs_run": result.epochs_run,
+                "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3)}  # fmt: skip
+
+    return score

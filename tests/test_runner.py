@@ -14,6 +14,7 @@ import pytest
 
 from nas import objectives as objs
 from nas import rundir
+from nas.errors import SettingError
 from nas.genome import Genome
 from nas.problem import Problem
 from nas.rundir import CHECKPOINT, Cache, read_checkpoint
@@ -243,6 +244,28 @@ def test_the_champion_is_the_best_finalist_after_a_longer_training(tmp_path):
     assert champion["genome"] == by_brief[-1]["genome"] == state.champion["genome"]  # the longer training's best
     assert champion["finalist"]["val_acc"] == 1.0 and "rich" in champion["rule"]
     assert [f["genome"] for f in champion["finalists"]] == strategy.finalized
+
+
+def test_the_champion_rules_pick_by_accuracy_by_macro_f1_or_the_knee_within_the_budgets():
+    from nas.runner import choose_champion
+
+    front = [
+        {"genome": "a", "val_acc": 0.60, "val_f1": 0.40, "params": 9e5, "latency_ms": 2.0},
+        {"genome": "b", "val_acc": 0.58, "val_f1": 0.50, "params": 3e5, "latency_ms": 1.0},
+        {"genome": "c", "val_acc": 0.40, "val_f1": 0.30, "params": 1e4, "latency_ms": 0.1},
+    ]
+    o = objs.parse_objectives("acc,params")
+    pick = {rule: choose_champion(front, SearchConfig(champion_rule=rule), o) for rule in ("max-acc", "max-f1")}
+    assert pick["max-acc"]["genome"] == "a" and pick["max-f1"]["genome"] == "b"
+    assert "macro-F1" in pick["max-f1"]["rule"]
+    budget = SearchConfig(champion_rule="max-f1", champion_max_params=1e5)
+    assert (
+        choose_champion(front, budget, o)["genome"] == "c"
+        and "params <= 100000" in choose_champion(front, budget, o)["rule"]
+    )
+    assert choose_champion(front, SearchConfig(champion_rule="max-f1", champion_max_latency_ms=0.01), o) is None
+    with pytest.raises(SettingError, match="max-acc, max-f1, knee"):
+        SearchConfig(champion_rule="best")
 
 
 def test_a_cache_line_cut_by_a_crash_is_skipped_and_ended_before_the_next_append(tmp_path):

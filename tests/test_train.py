@@ -44,7 +44,7 @@ def test_every_optimizer_and_scheduler_runs(splits, optimizer, scheduler):
         batch_size=32,
         lr=1e-3,
         label_smoothing=0.1,
-        class_weighted=True,
+        class_balance="weighted",
         restart_period=1,
         step_size=1,
     )
@@ -77,6 +77,49 @@ def test_checkpoint_resume_equals_uninterrupted(splits, tmp_path):
     assert resumed.epochs_run == 4
     assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
     assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+@pytest.mark.parametrize("changes", [{"class_balance": "softmax"}, {"class_balance": "weighted"}, {"ema": 0.9}])
+def test_recipe_options_train_and_resume_exactly(splits, tmp_path, changes):
+    cfg = TrainConfig(epochs=3, batch_size=64, **changes)
+    plain_model, _ = _fit(splits, TrainConfig(epochs=3, batch_size=64))
+    full_model, full = _fit(splits, cfg)
+    assert not all(
+        torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), plain_model.state_dict().values())
+    )
+    ckpt = tmp_path / "ckpt.pt"
+    _fit(splits, cfg, checkpoint=ckpt, on_epoch=lambda e, m: e == 0)  # "crash" after epoch 1
+    resumed_model, resumed = _fit(splits, cfg, checkpoint=ckpt)
+    assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
+    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+@pytest.mark.parametrize("changes", [{"class_balance": "softmax"}, {"class_balance": "weighted"}, {"ema": 0.9}])
+def test_recipe_options_still_learn(splits, changes):
+    _, result = _fit(splits, TrainConfig(optimizer="adam", epochs=10, lr=1e-2, batch_size=32, augment=0.0, **changes))
+    assert result.best_acc > 0.6  # chance is 1/7
+
+
+def test_the_moving_average_is_what_validates_and_is_kept(splits):
+    model, result = _fit(splits, TrainConfig(epochs=2, batch_size=64, ema=0.5))
+    plain, _ = _fit(splits, TrainConfig(epochs=2, batch_size=64))
+    # the same steps; the kept weights are the average, not the last step's
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), plain.state_dict().values()))
+    from nas.training import evaluate
+
+    assert evaluate(model, splits[1], torch.device("cpu"))["acc"] == result.best_acc
+
+
+def test_configs_of_earlier_versions_load_and_bad_settings_are_refused():
+    from nas.errors import SettingError
+
+    assert TrainConfig.from_dict({"class_weighted": True, "epochs": 3}) == TrainConfig(
+        class_balance="weighted", epochs=3
+    )
+    assert TrainConfig.from_dict({"class_weighted": False, "gone": 1}) == TrainConfig()
+    for bad in ({"class_balance": "focal"}, {"ema": 1.0}, {"label_smoothing": -0.1}):
+        with pytest.raises(SettingError):
+            TrainConfig(**bad)
 
 
 def test_augment_keeps_shape_and_changes_pixels():

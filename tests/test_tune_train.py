@@ -19,14 +19,28 @@ def run_dir(tmp_path, synthetic_csv):
 
 
 def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
-    args = ["tune", "--run", str(run_dir), "--trials", "3", "--epochs", "2", "--train-images", "0"]
+    args = [
+        "tune",
+        "--run",
+        str(run_dir),
+        "--trials",
+        "3",
+        "--epochs",
+        "2",
+        "--train-images",
+        "0",
+        "--confirm-epochs",
+        "2",
+    ]
     assert main(args) == 0
     tuned = json.loads((run_dir / "tuned.json").read_text())
+    assert set(tuned["confirmation"]["runs"]) == {"default", "trial 1", "trial 2"}  # the full-length runs
     assert (run_dir / "tune.db").exists() and (run_dir / "tune_history.png").exists()
     assert tuned["genome"] == GENOME and 0 <= tuned["value"] <= 1
     assert tuned["train_config"]["optimizer"] in ("sgd", "nesterov", "adam", "adamw")
     assert main(args) == 2  # an existing study is not silently reused ...
     assert main([*args[:4], "5", *args[5:], "--resume"]) == 0  # ... but continued on request
+    assert len(json.loads((run_dir / "confirm.json").read_text())) >= 3
     study = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{run_dir / 'tune.db'}")
     assert len(study.trials) == 5
     assert study.trials[0].params == default_params()  # the default recipe is measured first, once
@@ -50,7 +64,9 @@ def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned,
         return TrainResult(best_acc=acc, best_f1=acc, epochs_run=cfg.epochs)
 
     monkeypatch.setattr(nas.tuning, "train", fake_train)
-    study = nas.tuning.tune(GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner)
+    study = nas.tuning.tune(
+        GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner, confirm=0
+    )
     assert [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.PRUNED] == pruned
     assert epochs_run == [3, 3, 3, 3, 2 if pruned else 3, 3]  # pruned at the end of its second epoch
 
@@ -128,3 +144,100 @@ def test_tuned_schedule_is_stretched_to_the_full_run():
     cfg = tuned_config(tuned, 30)
     assert (cfg.epochs, cfg.step_size, cfg.restart_period) == (30, 10, 20)
     assert tuned_config(tuned, 3).step_size == 1
+
+
+def _stub_training(monkeypatch, tuned_full: float, short: dict[int, float] | None = None):
+    """Trials: the default scores 0.5 at the short budget, every other recipe more. Full length (7 epochs):
+    the default 0.7, any other recipe ``tuned_full``. Returns the list of full-length recipes trained."""
+    import nas.tuning
+    from nas.training import RECIPES, TrainResult
+
+    full_runs = []
+
+    def fake_train(model, train_split, val_split, cfg, device, on_epoch=None, checkpoint=None):
+        default = cfg.replace(epochs=RECIPES["default"].epochs, early_stop=0, seed=0, cpu_bf16=False)
+        is_default = default == RECIPES["default"]
+        if cfg.epochs == 7:
+            full_runs.append("default" if is_default else cfg.optimizer)
+            acc = 0.7 if is_default else tuned_full
+        else:
+            acc = 0.5 if is_default else 0.6 + 0.01 * len(full_runs)
+        return TrainResult(best_acc=acc, best_f1=acc, epochs_run=cfg.epochs, seconds=1.0)
+
+    monkeypatch.setattr(nas.tuning, "train", fake_train)
+    return full_runs
+
+
+@pytest.mark.parametrize("tuned_full, adopted", [(0.65, False), (0.75, True)])
+def test_the_tuned_recipe_is_adopted_only_if_it_beats_the_default_at_full_length(
+    run_dir, monkeypatch, tuned_full, adopted, caplog
+):
+    import logging
+
+    from nas.final import choose_recipe
+
+    full_runs = _stub_training(monkeypatch, tuned_full)
+    args = ["tune", "--run", str(run_dir), "--trials", "4", "--epochs", "2", "--data", "synthetic:70"]
+    assert main([*args, "--confirm", "2", "--confirm-epochs", "7"]) == 0
+    tuned = json.loads((run_dir / "tuned.json").read_text())
+    c = tuned["confirmation"]
+    assert len(full_runs) == 3 and full_runs[0] == "default" and c["adopted"] is adopted
+    assert c["runs"]["default"]["val_acc"] == 0.7 and ("beat the default" in c["verdict"]) is adopted
+    assert tuned["value"] > 0.5  # the study's best at the short budget is never the default here
+    caplog.set_level(logging.INFO)
+    cfg, name = choose_recipe(run_dir, "auto", 30)
+    assert name == ("tuned" if adopted else "default")
+    if not adopted:
+        assert "not adopted (the default won at 7 epochs" in caplog.text
+        assert choose_recipe(run_dir, "tuned", 30)[1] == "tuned"  # still there on request
+    # the confirmation is kept: tuning again with more trials trains no recipe twice
+    assert main([*args[:4], "5", *args[5:], "--resume", "--confirm", "2", "--confirm-epochs", "7"]) == 0
+    assert len(full_runs) == len(set(json.loads((run_dir / "confirm.json").read_text()))) <= 5
+
+
+def test_a_confirmation_over_its_cap_trains_nothing_and_keeps_the_default(run_dir, monkeypatch):
+    from nas.final import choose_recipe
+
+    full_runs = _stub_training(monkeypatch, 0.9)
+    args = ["tune", "--run", str(run_dir), "--trials", "3", "--epochs", "2", "--data", "synthetic:70"]
+    assert main([*args, "--confirm-epochs", "7", "--confirm-core-hours", "1e-9"]) == 0
+    c = json.loads((run_dir / "tuned.json").read_text())["confirmation"]
+    assert full_runs == [] and not c["adopted"] and "over --confirm-core-hours" in c["verdict"]
+    assert choose_recipe(run_dir, "auto", 30)[1] == "default"
+
+
+def test_train_writes_its_curve_and_names_the_recipe(run_dir, capsys):
+    args = ["train", "--run", str(run_dir), "--epochs", "2", "--recipe", "vgg", "--class-balance", "softmax"]
+    assert main(args) == 0
+    out = run_dir / "recipe-vgg"
+    report = json.loads((out / "report.json").read_text())
+    assert report["recipe"] == "vgg + class_balance=softmax" and report["epochs_run"] == 2
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,val_acc") and len(history) == 3
+    assert (out / "history.png").exists()
+    assert "2/2" in capsys.readouterr().err  # the bar over the epochs
+    assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0
+    assert "| same genome, recipe-vgg |" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.bench
+def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_final.py"
+    spec = importlib.util.spec_from_file_location("bench_final", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "final"
+    args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "1", "--device", "cpu"]
+    plan = ["--plan", "cnn4:default:0,cnn4:vgg+class_balance=softmax+ema=0.9:1"]
+    assert bench.main([*args, *plan]) == 0
+    table = (out / "final.md").read_text()
+    assert "| cnn4 | default | 0 |" in table and "| cnn4 | vgg + class_balance=softmax, ema=0.9 | 1 |" in table
+    reports = {p: p.read_text() for p in out.glob("*/report.json")}
+    assert len(reports) == 2
+    assert bench.main([*args, *plan]) == 0  # finished entries are read back, not trained again
+    assert {p: p.read_text() for p in out.glob("*/report.json")} == reports and (out / "final.md").read_text() == table
+    with pytest.raises(SystemExit, match="is not NETWORK:RECIPE"):
+        bench.main([*args, "--plan", "cnn4:default"])
