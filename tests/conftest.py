@@ -42,5 +42,16 @@ def synthetic_csv(tmp_path_factory) -> Path:
     return data.write_csv(path, data.synthetic_splits(700, seed=0))
 
 
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` as a module, for the smoke tests of ``-m bench``."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def requires_real_data():
     return pytest.mark.skipif(not REAL_DATA.exists(), reason=f"FER2013 not found at {REAL_DATA}")

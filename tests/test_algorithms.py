@@ -3,11 +3,11 @@
 import json
 import random
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 from test_evolve import _evolve, _summary
 
 from nas import objectives as objs
@@ -128,12 +128,7 @@ def test_alternatives_refuse_penalty_mode_and_options_of_others(synthetic_csv, t
 
 @pytest.mark.bench
 def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
-    spec = importlib.util.spec_from_file_location("bench_search", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_search")
     out = tmp_path / "bench"
     assert bench.main(["--quick", "--out", str(out)]) == 0
     table = (out / "search.md").read_text()

@@ -2,6 +2,7 @@ import json
 
 import optuna
 import pytest
+from conftest import load_benchmark
 
 from nas.cli import main
 from nas.tuning import config_from_params, default_params
@@ -222,13 +223,7 @@ def test_train_writes_its_curve_and_names_the_recipe(run_dir, capsys):
 
 @pytest.mark.bench
 def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_final.py"
-    spec = importlib.util.spec_from_file_location("bench_final", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_final")
     out = tmp_path / "final"
     args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "1", "--device", "cpu"]
     plan = ["--plan", "cnn4:default:0,cnn4:vgg+class_balance=softmax+ema=0.9:1"]
