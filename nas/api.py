@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -68,6 +68,7 @@ def search(
     objectives: str | Sequence[str] = objs.DEFAULT_OBJECTIVES,
     seed: int = 0,
     fidelity: str = "default",
+    class_balance: str = "none",
     strategy: str = "scratch",
     strategy_options: dict | None = None,
     max_mflops: float | None = None,
@@ -97,8 +98,9 @@ def search(
     ``{"cx_prob": 0.7}``, ``{"penalty": "linear"}``); ``strategy``: how candidates are evaluated
     (``nas.strategies``), with ``strategy_options`` of its own. ``max_mflops`` / ``max_params`` /
     ``max_latency_ms`` cap what is trained (the space's ``max_mflops`` unless given); the latency objective
-    is predicted from a per-block table (``latency_model="table"``) or measured (``"measured"``); the
-    champion is chosen by ``champion_rule`` within the ``champion_*`` budgets. ``jobs`` parallel workers
+    is predicted from a per-block table (``latency_model="table"``) or measured (``"measured"``);
+    ``class_balance`` sets the brief training's loss (nas.training.CLASS_BALANCE); the champion is chosen
+    by ``champion_rule`` within the ``champion_*`` budgets. ``jobs`` parallel workers
     (default: one per core). The run directory defaults to ``runs/<time>-<space>-s<seed>``.
     """
     config = new_config(**{k: v for k, v in locals().items() if k not in ("run_dir", "callbacks", "plots")})
@@ -207,6 +209,7 @@ def new_config(
     objectives: str | Sequence[str],
     seed: int,
     fidelity: str,
+    class_balance: str,
     strategy: str,
     strategy_options: dict | None,
     max_mflops: float | None,
@@ -235,7 +238,7 @@ def new_config(
     from nas.problem import Problem
     from nas.space import load_space, resolve_space_path
     from nas.strategies import make_strategy
-    from nas.training import resolve_device
+    from nas.training import CLASS_BALANCE, resolve_device
 
     loaded = load_space(space)
     data_shape = (1, fer.SIZE, fer.SIZE)
@@ -261,6 +264,8 @@ def new_config(
     # the strategy checks its options against the fidelity now, before anything is written (no evaluator yet)
     make_strategy(strategy, SimpleNamespace(task=SimpleNamespace(fidelity=get_fidelity(fidelity))), problem,
                   **(strategy_options or {}))  # fmt: skip
+    if class_balance not in CLASS_BALANCE:
+        raise SettingError(f"--class-balance must be one of {', '.join(CLASS_BALANCE)}, got {class_balance!r}")
     if backend not in ("loky", "dask"):
         raise SettingError(f"--backend must be loky or dask, got {backend!r}")
     if latency_backend not in ("onnx", "torch"):
@@ -291,7 +296,7 @@ def new_config(
         "evaluation": {
             "strategy": strategy,
             "strategy_options": dict(strategy_options or {}),
-            "fidelity": asdict(get_fidelity(fidelity)),
+            "fidelity": asdict(replace(get_fidelity(fidelity), class_balance=class_balance)),
             "jobs": jobs,
             "threads_per_job": threads,
             "backend": backend,

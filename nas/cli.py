@@ -85,6 +85,10 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--seed-baselines", action="store_true", help="nsga2/ga: start from the hand-made baselines")
     p.add_argument("--objectives", default="acc,params,latency", help="from acc, f1, params, flops, latency")
     p.add_argument("--fidelity", default="default", help="training preset: cheap, default, long or rich")
+    p.add_argument(
+        "--class-balance", choices=["none", "weighted", "softmax"], default="none",  # nas.training.CLASS_BALANCE
+        help="the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
+    )  # fmt: skip
     p.add_argument("--strategy", choices=["scratch", "halving"], default="scratch", help="evaluation strategy")
     rungs = "halving: epochs of each rung, e.g. 2,4 (default: half the fidelity's epochs, then all of them)"
     p.add_argument("--rungs", type=_epochs, default=None, help=rungs)
@@ -137,9 +141,10 @@ def _evolve_parser(sub) -> None:
 
 # flags passed to nas.search as they are
 _SEARCH_SETTINGS = (
-    "population", "objectives", "seed", "fidelity", "strategy", "max_mflops", "max_params", "max_latency_ms", "jobs",
-    "device", "backend", "scheduler", "time_limit", "latency_backend", "latency_model", "numerics", "champion_rule",
-    "champion_max_params", "champion_max_latency_ms", "finalists", "finalist_fidelity", "run_dir",
+    "population", "objectives", "seed", "fidelity", "class_balance", "strategy", "max_mflops", "max_params",
+    "max_latency_ms", "jobs", "device", "backend", "scheduler", "time_limit", "latency_backend", "latency_model",
+    "numerics", "champion_rule", "champion_max_params", "champion_max_latency_ms", "finalists", "finalist_fidelity",
+    "run_dir",
 )  # fmt: skip
 
 

@@ -51,6 +51,7 @@ class Fidelity:
     # validation on PublicTest after every epoch (about a quarter of a brief training's time), or only
     # where a decision needs it: at the end of the schedule, or of a successive-halving rung
     validate_every_epoch: bool = False
+    class_balance: str = "none"  # the loss's answer to the class imbalance (nas.training.CLASS_BALANCE)
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -61,16 +62,19 @@ class Fidelity:
             epochs=self.epochs,
             augment=self.augment,
             validate_every_epoch=self.validate_every_epoch,
+            class_balance=self.class_balance,
             seed=seed,
         )
 
     @property
     def key(self) -> str:
         """What the cache key hashes; validating every epoch, as every fidelity did before the choice
-        existed, hashes as it did then, so older runs' caches stay valid."""
+        existed, and the plain loss hash as they did then, so older runs' caches stay valid."""
         fields = asdict(self)
         if fields["validate_every_epoch"]:
             del fields["validate_every_epoch"]
+        if fields["class_balance"] == "none":
+            del fields["class_balance"]
         return json.dumps(fields, sort_keys=True)
 
 

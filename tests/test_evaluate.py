@@ -157,3 +157,16 @@ def test_kept_states_travel_through_workers(synthetic_csv):
     ev.evaluate([Job(g, until=1, keep_state=True) for g in GOOD])
     continued = ev.evaluate([Job(g, until=2) for g in GOOD])
     assert [r["val_acc"] for r in continued] == [r["val_acc"] for r in Evaluator(task).evaluate(GOOD)]
+
+
+def test_the_brief_trainings_class_balance_is_part_of_the_key_and_leaves_older_keys_alone(task, tmp_path):
+    from dataclasses import replace
+
+    # the key a fidelity hashed to before the setting existed (fields as they were, every epoch validated)
+    old = Fidelity("test", train_images=140, epochs=1, batch_size=32, validate_every_epoch=True)
+    assert '"class_balance"' not in old.key and "validate_every_epoch" not in old.key
+    balanced = replace(FID, class_balance="softmax")
+    assert balanced.key != FID.key and balanced.train_config(0).class_balance == "softmax"
+    ev = Evaluator(replace(task, fidelity=balanced), Cache(tmp_path / "cache.jsonl"))
+    plain = Evaluator(task, Cache(tmp_path / "cache.jsonl"))
+    assert ev.evaluate(GOOD[:1])[0]["cache_key"] != plain.evaluate(GOOD[:1])[0]["cache_key"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import SettingError
@@ -54,10 +54,12 @@ class Strategy(ABC):
         return float(self.evaluator.task.fidelity.epochs)
 
     def finalize(self, genomes: list[Genome], fidelity: str) -> list[dict]:
-        """Records of a longer training at the fidelity preset ``fidelity`` (the finalists of a search)."""
+        """Records of a longer training at the fidelity preset ``fidelity`` (the finalists of a search), with
+        the search's loss."""
         from nas.evaluate import get_fidelity
 
-        return self.evaluator.with_fidelity(get_fidelity(fidelity)).evaluate([str(g) for g in genomes])
+        richer = replace(get_fidelity(fidelity), class_balance=self.evaluator.task.fidelity.class_balance)
+        return self.evaluator.with_fidelity(richer).evaluate([str(g) for g in genomes])
 
     def measure(self, records: list[dict]) -> list[dict]:
         """The records with their networks' latency measured end to end (for the front, the user)."""
