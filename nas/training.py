@@ -112,7 +112,7 @@ RECIPES: dict[str, TrainConfig] = {
         plateau_patience=5,
         batch_size=64,
         augment=1.0,
-    ),  # fmt: skip
+    ),
 }
 
 

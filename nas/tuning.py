@@ -204,7 +204,8 @@ def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials:
         result = train(model, train_split, val_split, cfg, device, on_epoch=report)
         trial.set_user_attr("val_f1", result.best_f1)
         # the cost of an epoch on one image, for the confirmation's estimate
-        trial.set_user_attr("core_seconds_per_image_epoch", _core_seconds(result) / len(train_split))
+        per_epoch = result.seconds / max(result.epochs_run, 1) * torch.get_num_threads()
+        trial.set_user_attr("core_seconds_per_image_epoch", per_epoch / len(train_split))
         return result.best_acc
 
     done = len([t for t in study.trials if t.state.is_finished()])
@@ -245,10 +246,6 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
 
 
 # ---------------------------------------------------------------- confirmation at full length
-
-
-def _core_seconds(result) -> float:
-    return result.seconds / max(result.epochs_run, 1) * torch.get_num_threads()
 
 
 @dataclass(frozen=True)
