@@ -282,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = {(a, s): out / f"{a}-s{s}" for a, s in wanted if finished(out / f"{a}-s{s}", args.generations)}
         cached = Cache(out / "baselines.jsonl").records.values()
         names = {str(b.genome): name for name, b in load_baselines().items()}
-        baselines = [{"name": names[r["genome"]], **r} for r in cached if r.get("genome") in names]
+        # a baseline still training, or trained but not yet timed, is left out
+        done = [r for r in cached if r.get("genome") in names and (r["status"] != "ok" or r.get("latency_ms"))]
+        baselines = [{"name": names[r["genome"]], **r} for r in done]
     else:
         runs = {(a, s): run_search(out, a, s, args) for a, s in wanted}
         baselines = evaluate_baselines(out, args)

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 from nas import objectives as objs
 from nas import rundir
+from nas.algorithms import DEFAULT_ALGORITHM
 from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
 from nas.runner import Callback, SearchConfig
 
@@ -64,7 +65,7 @@ def search(
     *,
     generations: int = 30,
     population: int = 16,
-    algorithm: str = "nsga2",
+    algorithm: str = DEFAULT_ALGORITHM,
     objectives: str | Sequence[str] = objs.DEFAULT_OBJECTIVES,
     seed: int = 0,
     fidelity: str = "default",
@@ -94,7 +95,8 @@ def search(
 ) -> Result:
     """Search ``space`` on ``data`` (a FER2013 CSV, image folder, .npz or ``synthetic:N``; default $FER2013).
 
-    ``algorithm``: nsga2, ga (one penalised fitness), random or optuna, with ``options`` of its own (e.g.
+    ``algorithm``: surrogate (NSGA-II ranking 10x the children by a predictor), nsga2, ga (one penalised
+    fitness), aging, random or optuna, with ``options`` of its own (e.g.
     ``{"cx_prob": 0.7}``, ``{"penalty": "linear"}``); ``strategy``: how candidates are evaluated
     (``nas.strategies``), with ``strategy_options`` of its own. ``max_mflops`` / ``max_params`` /
     ``max_latency_ms`` cap what is trained (the space's ``max_mflops`` unless given); the latency objective

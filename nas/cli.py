@@ -73,10 +73,10 @@ def _evolve_parser(sub) -> None:
     p.add_argument(
         "--algorithm",
         choices=["nsga2", "surrogate", "ga", "aging", "random", "optuna"],
-        default="nsga2",
-        help="nsga2: DEAP's NSGA-II (default); surrogate: NSGA-II ranking 10x the children by a predictor; "
-        "ga: one penalised fitness; aging: regularized evolution; random: uniform sampling; optuna: Optuna's "
-        "NSGAIISampler",
+        default=None,  # nas.algorithms.DEFAULT_ALGORITHM; ga with --mode penalty
+        help="surrogate (the default): NSGA-II ranking 10x the children by a predictor; nsga2: DEAP's NSGA-II; "
+        "ga: one penalised fitness (the default with --mode penalty); aging: regularized evolution; random: "
+        "uniform sampling; optuna: Optuna's NSGAIISampler",
     )
     p.add_argument("--mode", choices=["pareto", "penalty"], default="pareto", help="penalty: --algorithm ga")
     p.add_argument("--penalty", choices=["mnas", "linear"], default=None, help="ga: the form of the one fitness")
@@ -149,11 +149,11 @@ _SEARCH_SETTINGS = (
 
 
 def _algorithm_options(args) -> tuple[str, dict]:
-    algorithm = args.algorithm
-    if args.mode == "penalty":
-        if algorithm not in ("nsga2", "ga"):
-            raise NasError(f"--mode penalty is the penalised GA (--algorithm ga), not --algorithm {algorithm}")
-        algorithm = "ga"
+    from nas.algorithms import DEFAULT_ALGORITHM
+
+    algorithm = args.algorithm or ("ga" if args.mode == "penalty" else DEFAULT_ALGORITHM)
+    if args.mode == "penalty" and algorithm != "ga":
+        raise NasError(f"--mode penalty is the penalised GA (--algorithm ga), not --algorithm {algorithm}")
     given = {"penalty": args.penalty, "target_params": args.target_params, "target_latency_ms": args.target_latency_ms}
     options = {k: v for k, v in given.items() if v is not None}
     if args.seed_baselines:

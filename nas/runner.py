@@ -26,7 +26,7 @@ import numpy as np
 
 from nas import objectives as objs
 from nas import rundir
-from nas.algorithms import Algorithm, Proposal, algorithm_class, resolve_options
+from nas.algorithms import DEFAULT_ALGORITHM, Algorithm, Proposal, algorithm_class, resolve_options
 from nas.errors import RunDirError, SettingError, check_positive
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation, Problem
@@ -46,7 +46,7 @@ class SearchConfig:
 
     generations: int = 30
     population: int = 16
-    algorithm: str = "nsga2"
+    algorithm: str = DEFAULT_ALGORITHM
     seed: int = 0
     options: dict = field(default_factory=dict)  # the algorithm's own settings (see its Options)
     # the champion: best validation accuracy (or macro-F1) on the front within these budgets, or the knee point

@@ -102,6 +102,9 @@ ALGORITHMS = {
     "random": "nas.algorithms.random_search:RandomSearch",
     "optuna": "nas.algorithms.optuna_sampler:OptunaSampler",
 }
+# beat random search's hypervolume on each of 3 seeds on real FER2013 at equal training time (1.27x-1.93x)
+# and equal networks (1.06x-1.13x); plain NSGA-II 0.99x-1.40x (README, benchmarks/results/search_real.md)
+DEFAULT_ALGORITHM = "surrogate"
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
