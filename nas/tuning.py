@@ -128,8 +128,8 @@ def tune(
     seed: int = 0,
     device: str = "auto",
     confirm: int = 2,
-    confirm_epochs: int = 60,
-    confirm_patience: int = 10,
+    confirm_epochs: int = 100,
+    confirm_patience: int = 0,
     confirm_core_hours: float = 3.0,
 ) -> optuna.Study:
     """Run (or continue) the study, confirm its best recipes at full length, and write ``tuned.json`` and
@@ -256,8 +256,8 @@ class Confirmation:
     trials' own speed; results are kept in ``confirm.json`` as they come, so an interrupted tune resumes."""
 
     best: int = 2
-    epochs: int = 60
-    patience: int = 10
+    epochs: int = 100
+    patience: int = 0
     core_hours: float = 3.0
 
     def candidates(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
