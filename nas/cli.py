@@ -149,7 +149,7 @@ _SEARCH_SETTINGS = (
 
 
 def _algorithm_options(args) -> tuple[str, dict]:
-    from nas.algorithms import DEFAULT_ALGORITHM
+    from nas.api import DEFAULT_ALGORITHM
 
     algorithm = args.algorithm or ("ga" if args.mode == "penalty" else DEFAULT_ALGORITHM)
     if args.mode == "penalty" and algorithm != "ga":
