@@ -108,15 +108,13 @@ def train_final(
         recipe_name += " + " + ", ".join(f"{k}={v}" for k, v in changed.items())
     cfg = fastest(cfg.replace(epochs=epochs, early_stop=patience, seed=seed), build(parse_genome(genome)), device)
     name = baseline or {"auto": "champion", "tuned": "champion", "default": "untuned"}.get(recipe, f"recipe-{recipe}")
-    if out:
-        default_out = out
-    elif baseline:
-        default_out = run_dir / "baselines" / baseline
-    else:
-        default_out = run_dir if recipe in ("auto", "tuned") else run_dir / name
+    if not out and baseline:
+        out = run_dir / "baselines" / baseline
+    elif not out:  # the champion's recipe writes into the run directory, any other beside it
+        out = run_dir if recipe in ("auto", "tuned") else run_dir / name
     dataset = fer.load(data, ("train", "val"))
     test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
-    out = rundir.make_dir(default_out)  # after every input was checked
+    out = rundir.make_dir(out)  # after every input was checked
     torch.manual_seed(cfg.seed)
     model = build(parse_genome(genome))
     mode = "bf16" if cfg.cpu_bf16 else "fp32"
@@ -161,9 +159,9 @@ def train_final(
         **metrics,
     }
     baselines = {}
-    for path in sorted((run_dir / "baselines").glob("*/report.json")) if out == run_dir else []:
-        baselines[path.parent.name] = json.loads(path.read_text())
-    for path in sorted(run_dir.glob("*/report.json")) if out == run_dir else []:
-        if path.parent.name not in ("baselines", "export"):  # the same genome with another recipe
-            baselines[f"same genome, {path.parent.name}"] = json.loads(path.read_text())
+    if out == run_dir:  # the champion's report shows the baselines and its genome's other recipes beside it
+        baselines = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("baselines/*/report.json"))}
+        baselines |= {
+            f"same genome, {p.parent.name}": json.loads(p.read_text()) for p in sorted(run_dir.glob("*/report.json"))
+        }
     return test_report(model, test, out, extra, baselines) | {"out": str(out)}

@@ -24,6 +24,7 @@ from nas import data as fer
 from nas.build import build
 from nas.errors import NasError, SettingError, first_line
 from nas.genome import parse_genome
+from nas.numerics import fastest
 from nas.rundir import make_dir, read_json, write_json
 from nas.training import CLASS_BALANCE, RECIPES, TrainConfig, resolve_device, train
 
@@ -96,8 +97,12 @@ def tuned_config(tuned: dict, epochs: int) -> TrainConfig:
     Step size and restart period are counted in epochs, so a schedule found in 3-epoch trials would
     decay every epoch of a 30-epoch run; they are stretched with the budget so the schedule keeps its shape.
     """
-    cfg = TrainConfig.from_dict(tuned["train_config"])
-    stretch = epochs / tuned["budget"]["epochs"]
+    return stretched(TrainConfig.from_dict(tuned["train_config"]), tuned["budget"]["epochs"], epochs)
+
+
+def stretched(cfg: TrainConfig, from_epochs: int, epochs: int) -> TrainConfig:
+    """``cfg``, written for ``from_epochs``, over ``epochs``, its epoch-counted schedule scaled alike."""
+    stretch = epochs / from_epochs
     return cfg.replace(
         epochs=epochs,
         step_size=max(1, round(cfg.step_size * stretch)),
@@ -280,22 +285,24 @@ class Confirmation:
         images = study.user_attrs.get("full_train_images") or 0
         per_run = per_image[len(per_image) // 2] * images * self.epochs / 3600 if per_image else 0.0
         fits = int(self.core_hours // per_run) - 1 if per_run else len(trials)  # the default runs too
-        verdict = {"epochs": self.epochs, "patience": self.patience, "estimated_core_hours_per_run": round(per_run, 2)}
+        figures = {"epochs": self.epochs, "patience": self.patience, "estimated_core_hours_per_run": round(per_run, 2)}
         if not trials or fits < 1:
             why = "--confirm 0" if not self.best else (
                 "no finished recipe other than the default" if not trials else
                 f"one full-length run is estimated at {per_run:.1f} core-hours, over --confirm-core-hours "
                 f"{self.core_hours:g}"
             )  # fmt: skip
-            confirmation = verdict | {"adopted": False, "verdict": f"not confirmed at full length ({why})"}
+            confirmation = figures | {"adopted": False, "verdict": f"not confirmed at full length ({why})"}
         else:
             named = {"default": RECIPES["default"].replace(epochs=self.epochs)}
-            named |= {n: self._full_length(tuned, t.params) for n, t in list(trials.items())[:fits]}
+            budget = tuned["budget"]["epochs"]  # a trial's recipe, stretched from the trials' length
+            named |= {n: stretched(config_from_params(t.params, budget), budget, self.epochs)
+                      for n, t in list(trials.items())[:fits]}  # fmt: skip
             configs = {n: c.replace(early_stop=self.patience) for n, c in named.items()}
             results = self._scores(run_dir, configs, score)
             best = max((n for n in results if n != "default"), key=lambda n: results[n]["val_acc"])
             adopted = results[best]["val_acc"] > results["default"]["val_acc"]
-            confirmation = verdict | {
+            confirmation = figures | {
                 "runs": results,
                 "adopted": adopted,
                 "verdict": (
@@ -314,13 +321,6 @@ class Confirmation:
         write_json(tuned_path, tuned)
         return confirmation
 
-    def _full_length(self, tuned: dict, params: dict) -> TrainConfig:
-        """A trial's recipe stretched from the trials' epochs to the confirmation's."""
-        budget = tuned["budget"]
-        return tuned_config(
-            {"train_config": asdict(config_from_params(params, budget["epochs"])), "budget": budget}, self.epochs
-        )
-
     def _scores(self, run_dir: Path, configs: dict[str, TrainConfig], score) -> dict[str, dict]:
         path = run_dir / "confirm.json"
         known = read_json(path, "confirmation results") if path.exists() else {}
@@ -335,7 +335,6 @@ class Confirmation:
 def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path):
     """``score`` for the confirmation: the whole Training split, early stopping on PublicTest, this
     machine's faster numerics, a checkpoint per recipe (an interrupted run continues)."""
-    from nas.numerics import fastest
 
     def score(name: str, cfg: TrainConfig) -> dict:
         torch.manual_seed(seed)

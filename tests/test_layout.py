@@ -96,3 +96,20 @@ def test_every_flag_of_every_command_has_help_and_shows_its_default():
             if action.option_strings and action.default not in (None, False):
                 assert "default" in parser._get_formatter()._get_help_string(action), (name, action.dest)
         assert "-q, --quiet" in text and "-v, --verbose" in text
+
+
+def test_the_clis_literal_choices_are_the_librarys_names():
+    """The CLI spells some choices out (importing their modules would import torch for --help): kept equal."""
+    import argparse
+
+    from nas.algorithms import ALGORITHMS
+    from nas.cli import build_parser
+    from nas.runner import CHAMPION_RULES
+    from nas.training import CLASS_BALANCE, RECIPES
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    choices = {(c, a.dest): a.choices for c, p in sub.choices.items() for a in p._actions if a.choices}
+    assert set(choices["evolve", "algorithm"]) == set(ALGORITHMS)
+    assert choices["evolve", "champion_rule"] == list(CHAMPION_RULES)
+    assert choices["evolve", "class_balance"] == choices["train", "class_balance"] == list(CLASS_BALANCE)
+    assert choices["train", "recipe"] == ["auto", "tuned", *RECIPES]
