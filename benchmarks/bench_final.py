@@ -1,11 +1,13 @@
-"""The final training: which recipe reaches the field on this CPU, and what each baseline reaches with it.
+"""The final training: which recipe reaches the field on this CPU, and what each network reaches with it.
 
-Each entry of ``--plan`` is ``NETWORK:RECIPE[+FIELD=VALUE...]:SEED`` (NETWORK a baseline name or
-``champion`` of ``--run``; RECIPE a name of ``nas.training.RECIPES``), trained with ``nas.final.train_final``
-(``scripts/train.py``: early stopping on PublicTest, this machine's faster numerics, a checkpoint per
-epoch) into ``<out>/<entry>/``, then reported on PrivateTest. Resumable over several sittings: a finished
-entry (its ``report.json``) is read back, an interrupted one continues from its checkpoint; rerun the same
-command. Entries run one after the other, each on all the cores torch is given.
+Each entry of ``--plan`` is ``NETWORK:RECIPE[+FIELD=VALUE...]:SEED`` (NETWORK a baseline name, ``champion``
+of ``--run``, or the key of a member of ``--run``'s front in its ``pareto.csv``; RECIPE a name of
+``nas.training.RECIPES``), trained with ``nas.final.train_final`` (``scripts/train.py``: early stopping on
+PublicTest, this machine's faster numerics, a checkpoint per epoch) into ``<out>/<entry>/``, then reported
+on PrivateTest. Resumable over several sittings: a finished entry (its ``report.json``) is read back, an
+interrupted one continues from its checkpoint; rerun the same command. Entries run one after the other,
+each on all the cores torch is given. Besides a row per training, ``final.md`` summarises each network and
+recipe over its seeds (mean and range), and ``final.png`` plots those against latency and parameters.
 
     python benchmarks/bench_final.py --data $FER2013 --out runs/bench-final --epochs 100 --patience 15 \\
         --plan mini_xception:default:0,mini_xception:vgg:0,mini_xception:vgg+class_balance=softmax:0
@@ -16,14 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import pandas as pd
 
 from nas import api
-from nas.rundir import make_dir, write_json
+from nas.report import save_figure
+from nas.rundir import PARETO, make_dir, write_json
+from nas.space import load_baselines
 
 COLUMNS = [
     "network", "recipe", "seed", "params", "MFLOPs", "latency ms", "epochs", "train min", "val acc",
     "test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall",
 ]  # fmt: skip
+SUMMARISED = ["test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall"]
 
 
 def parse_plan(text: str) -> list[dict]:
@@ -53,6 +61,21 @@ def _value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def target(network: str, run: str | None, out: Path) -> dict:
+    """``api.train``'s run and network for a plan's NETWORK: a baseline, the run's champion, or a front member."""
+    if network in load_baselines():
+        return {"run_dir": out, "baseline": network}
+    if not run:
+        raise SystemExit(f"error: --plan: {network!r} is no baseline; the champion and front members need --run")
+    if network == "champion":
+        return {"run_dir": run}
+    front = pd.read_csv(Path(run) / PARETO, dtype={"key": str})
+    genomes = dict(zip(front["key"], front["genome"]))
+    if network not in genomes:
+        raise SystemExit(f"error: --plan: {network!r} is no baseline, nor 'champion', nor a key of {run}/{PARETO}")
+    return {"run_dir": run, "genome": genomes[network]}
+
+
 def row(entry: dict, report: dict) -> dict:
     return {
         "network": entry["network"],
@@ -69,6 +92,52 @@ def row(entry: dict, report: dict) -> dict:
         "macro-F1 (10 crops)": round(report["ten_crop"]["f1"], 4),
         "disgust recall": round(report["per_class"]["disgust"]["recall"], 3),
     }
+
+
+def summary(rows: list[dict]) -> pd.DataFrame:
+    """One row per network and recipe: the test figures' mean and range over seeds (seeds decide a gap under
+    2 points, not one training)."""
+    table = pd.DataFrame(rows)
+    groups = table.groupby(["network", "recipe"], sort=False)
+    out = groups.agg(
+        seeds=("seed", "count"), params=("params", "first"), latency_ms=("latency ms", "median"),
+        train_min=("train min", "mean"),
+    ).reset_index()  # fmt: skip
+    for column in SUMMARISED:
+        stats = groups[column].agg(["mean", "min", "max"]).reset_index(drop=True)
+        out[column], out[f"{column} min"], out[f"{column} max"] = stats["mean"], stats["min"], stats["max"]
+        out[f"{column} text"] = [
+            f"{m:.4f}" if lo == hi else f"{m:.4f} ({lo:.4f}-{hi:.4f})" for m, lo, hi in stats.itertuples(index=False)
+        ]
+    return out
+
+
+def summary_lines(table: pd.DataFrame) -> list[str]:
+    head = ["network", "recipe", "seeds", "params", "latency ms", "train min (mean)"]
+    head += [f"{f} mean (range)" for f in SUMMARISED]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in table.to_dict("records"):
+        cells = [r["network"], r["recipe"], r["seeds"], f"{r['params']:,}", f"{r['latency_ms']:.3f}"]
+        cells += [f"{r['train_min']:.1f}", *(r[f"{f} text"] for f in SUMMARISED)]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines
+
+
+def plot(table: pd.DataFrame, out: Path) -> Path:
+    """Ten-crop accuracy against latency and parameters, a bar over the seeds' range."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    acc = "test acc (10 crops)"
+    for ax, x, label in ((axes[0], "latency_ms", "ONNX Runtime latency, ms (batch 1, 1 thread)"),
+                         (axes[1], "params", "parameters")):  # fmt: skip
+        for r in table.to_dict("records"):
+            ax.errorbar(r[x], r[acc], yerr=[[r[acc] - r[f"{acc} min"]], [r[f"{acc} max"] - r[acc]]], fmt="o", capsize=3)
+            ax.annotate(f"{r['network']} ({r['recipe']})", (r[x], r[acc]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")  # fmt: skip
+        ax.set(xscale="log", xlabel=label, title=f"final training: PrivateTest ten-crop vs {label.split(',')[0]}")
+    axes[0].set_ylabel("PrivateTest accuracy, ten-crop (mean, seeds' range)")
+    return save_figure(fig, out / "final.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "report.json").exists():
             if args.report_only:
                 continue
-            run = args.run if entry["network"] == "champion" else out
             report = api.train(
-                run, baseline=None if entry["network"] == "champion" else entry["network"], recipe=entry["recipe"],
-                data=args.data, epochs=args.epochs, patience=args.patience, seed=entry["seed"], device=args.device,
-                out=folder, **entry["changes"],
+                **target(entry["network"], args.run, out), recipe=entry["recipe"], data=args.data, epochs=args.epochs,
+                patience=args.patience, seed=entry["seed"], device=args.device, out=folder, **entry["changes"],
             )  # fmt: skip
         report = json.loads((folder / "report.json").read_text())
         rows.append(row(entry, report))
@@ -104,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(rows)} trainings; up to {args.epochs} epochs, early stopping after {args.patience} without a better "
         f"PublicTest accuracy; data {args.data}\n\n" + "\n".join(lines) + "\n"
     )
+    if rows:
+        table = summary(rows)
+        text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
+        plot(table, out)
     (out / "final.md").write_text(text)
     write_json(out / "final.json", {"plan": args.plan, "epochs": args.epochs, "patience": args.patience, "rows": rows})
     print(text)

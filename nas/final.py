@@ -107,6 +107,11 @@ def train_final(
     if changed:
         recipe_name += " + " + ", ".join(f"{k}={v}" for k, v in changed.items())
     cfg = fastest(cfg.replace(epochs=epochs, early_stop=patience, seed=seed), build(parse_genome(genome)), device)
+    if patience and cfg.scheduler in ("onecycle", "cosine"):  # measured: patience 10 cost one-cycle 1.8 points
+        log.warning(
+            f"--patience {patience} with a {cfg.scheduler} schedule planned over {epochs} epochs: early stopping "
+            "cuts it while the learning rate is still high; --patience 0 trains the whole schedule (best epoch kept)"
+        )
     name = baseline or {"auto": "champion", "tuned": "champion", "default": "untuned"}.get(recipe, f"recipe-{recipe}")
     if not out and baseline:
         out = run_dir / "baselines" / baseline

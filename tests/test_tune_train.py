@@ -209,30 +209,44 @@ def test_a_confirmation_over_its_cap_trains_nothing_and_keeps_the_default(run_di
 
 def test_train_writes_its_curve_and_names_the_recipe(run_dir, capsys):
     args = ["train", "--run", str(run_dir), "--epochs", "2", "--recipe", "vgg", "--class-balance", "softmax"]
-    assert main(args) == 0
+    assert main([*args, "--patience", "5"]) == 0
     out = run_dir / "recipe-vgg"
     report = json.loads((out / "report.json").read_text())
     assert report["recipe"] == "vgg + class_balance=softmax" and report["epochs_run"] == 2
     history = (out / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,val_acc") and len(history) == 3
     assert (out / "history.png").exists()
-    assert "2/2" in capsys.readouterr().err  # the bar over the epochs
-    assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "2/2" in err and "cuts it while" not in err  # the bar over the epochs; a plateau schedule may stop early
+    assert main(["train", "--run", str(run_dir), "--epochs", "1", "--patience", "1"]) == 0
     assert "| same genome, recipe-vgg |" in (run_dir / "report.md").read_text()
+    assert "--patience 1 with a onecycle schedule" in capsys.readouterr().err  # the trap of early stopping
 
 
 @pytest.mark.bench
-def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, capsys):
+def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, capsys):
     bench = load_benchmark("bench_final")
     out = tmp_path / "final"
-    args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "1", "--device", "cpu"]
-    plan = ["--plan", "cnn4:default:0,cnn4:vgg+class_balance=softmax+ema=0.9:1"]
+    (run_dir / "pareto.csv").write_text(f"key,genome\n0123456789abcdef,{GENOME.replace('c16', 'c8')}\n")
+    args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "1", "--device", "cpu", "--run", str(run_dir)]
+    plan = [
+        "--plan",
+        "cnn4:default:0,cnn4:vgg+class_balance=softmax+ema=0.9:1,cnn4:default:1,0123456789abcdef:default:0",
+    ]
     assert bench.main([*args, *plan]) == 0
     table = (out / "final.md").read_text()
     assert "| cnn4 | default | 0 |" in table and "| cnn4 | vgg + class_balance=softmax, ema=0.9 | 1 |" in table
     reports = {p: p.read_text() for p in out.glob("*/report.json")}
-    assert len(reports) == 2
+    assert len(reports) == 4
+    assert json.loads(reports[out / "0123456789abcdef-default-0" / "report.json"])["genome"] == GENOME.replace(
+        "c16", "c8"
+    )
+    accs = [json.loads(reports[out / f"cnn4-default-{seed}" / "report.json"])["ten_crop"]["acc"] for seed in (0, 1)]
+    summary = next(line for line in table.splitlines() if line.startswith("| cnn4 | default | 2 |"))
+    assert f"{sum(accs) / 2:.4f}" in summary and (out / "final.png").exists()  # mean over the two seeds
     assert bench.main([*args, *plan]) == 0  # finished entries are read back, not trained again
     assert {p: p.read_text() for p in out.glob("*/report.json")} == reports and (out / "final.md").read_text() == table
     with pytest.raises(SystemExit, match="is not NETWORK:RECIPE"):
         bench.main([*args, "--plan", "cnn4:default"])
+    with pytest.raises(SystemExit, match="nor a key of"):
+        bench.main([*args, "--plan", "fedcba9876543210:default:0"])
