@@ -9,8 +9,8 @@ interrupted one continues from its checkpoint; rerun the same command. Entries r
 each on all the cores torch is given. Besides a row per training, ``final.md`` summarises each network and
 recipe over its seeds (mean and range), and ``final.png`` plots those against latency and parameters.
 
-    python benchmarks/bench_final.py --data $FER2013 --out runs/bench-final --epochs 100 --patience 15 \\
-        --plan mini_xception:default:0,mini_xception:vgg:0,mini_xception:vgg+class_balance=softmax:0
+    python benchmarks/bench_final.py --data $FER2013 --out runs/bench-final --epochs 100 \\
+        --plan mini_xception:default:0,mini_xception:default:1,mini_xception:default+class_balance=softmax:0
 """
 
 from __future__ import annotations
@@ -124,15 +124,18 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
 
 
 def plot(table: pd.DataFrame, out: Path) -> Path:
-    """Ten-crop accuracy against latency and parameters, a bar over the seeds' range."""
+    """Ten-crop accuracy against latency and parameters, a bar over the seeds' range; baselines as stars."""
     import matplotlib.pyplot as plt
+
+    baselines = load_baselines()
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     acc = "test acc (10 crops)"
     for ax, x, label in ((axes[0], "latency_ms", "ONNX Runtime latency, ms (batch 1, 1 thread)"),
                          (axes[1], "params", "parameters")):  # fmt: skip
         for r in table.to_dict("records"):
-            ax.errorbar(r[x], r[acc], yerr=[[r[acc] - r[f"{acc} min"]], [r[f"{acc} max"] - r[acc]]], fmt="o", capsize=3)
+            yerr = [[r[acc] - r[f"{acc} min"]], [r[f"{acc} max"] - r[acc]]]
+            ax.errorbar(r[x], r[acc], yerr=yerr, fmt="*" if r["network"] in baselines else "o", ms=9, capsize=3)
             ax.annotate(f"{r['network']} ({r['recipe']})", (r[x], r[acc]), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")  # fmt: skip
         ax.set(xscale="log", xlabel=label, title=f"final training: PrivateTest ten-crop vs {label.split(',')[0]}")
@@ -144,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="FER2013 CSV (PrivateTest is reported, never used to choose)")
     p.add_argument("--out", default="runs/bench-final")
-    p.add_argument("--run", default=None, help="run directory whose champion 'champion' names")
+    p.add_argument(
+        "--run",
+        default=None,
+        help="search run whose champion ('champion') and front members (keys of pareto.csv) the plan may name",
+    )
     p.add_argument("--plan", default="mini_xception:default:0,mini_xception:vgg:0")
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--patience", type=int, default=0, help="as train.py's (0: the whole schedule)")
     p.add_argument("--device", default="auto")
     p.add_argument("--report-only", action="store_true", help="table of the finished entries; train nothing")
     args = p.parse_args(argv)
