@@ -267,6 +267,12 @@ def _tune_parser(sub) -> None:
     c.add_argument(
         "--confirm-core-hours", type=float, default=3.0, help="cap on the estimated cost; fewer recipes if over"
     )
+    c.add_argument(
+        "--confirm-margin",
+        type=float,
+        default=0.01,
+        help="PublicTest accuracy a tuned recipe must win by (one seed each; two seeds of one recipe: 0.016 apart)",
+    )
     p.set_defaults(func=cmd_tune)
 
 
@@ -278,6 +284,7 @@ def cmd_tune(args) -> int:
         train_images=args.train_images or None, pruner=args.pruner, storage=args.storage, resume=args.resume,
         seed=args.seed, device=args.device, confirm=args.confirm, confirm_epochs=args.confirm_epochs,
         confirm_patience=args.confirm_patience, confirm_core_hours=args.confirm_core_hours,
+        confirm_margin=args.confirm_margin,
     )  # fmt: skip
     adopted = "adopted" if tuned["confirmation"]["adopted"] else "not adopted"
     print(

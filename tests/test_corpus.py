@@ -522,6 +522,9 @@ TRAIN_TUNE_CASES = [
     Case("tune-trials-0", tune_run(lambda r: None, "--trials", "0"), ("--trials",), ("run/tune.db",)),
     Case("tune-epochs-0", tune_run(lambda r: None, "--epochs", "0"), ("--epochs",), ("run/tune.db",)),
     Case("tune-images-neg", tune_run(lambda r: None, "--train-images", "-5"), ("--train-images",), ("run/tune.db",)),
+    Case(
+        "tune-margin-neg", tune_run(lambda r: None, "--confirm-margin", "-0.1"), ("--confirm-margin",), ("run/tune.db",)
+    ),
     Case("tune-no-champion", tune_run(unlink("champion.json")), ("champion.json",), ("run/tune.db",)),
     Case(
         "tune-data-missing",
