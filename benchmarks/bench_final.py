@@ -163,17 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--report-only", action="store_true", help="table of the finished entries; train nothing")
     args = p.parse_args(argv)
-    out = make_dir(args.out)
+    out, entries = Path(args.out), parse_plan(args.plan)
+    todo = {  # every network to train is resolved before the first training, so a bad NETWORK costs nothing
+        e["label"]: target(e["network"], args.run, out)
+        for e in entries
+        if not args.report_only and not (out / e["label"] / "report.json").exists()
+    }
+    make_dir(out)
     rows = []
-    for entry in parse_plan(args.plan):
+    for entry in entries:
         folder = out / entry["label"]
-        if not (folder / "report.json").exists():
-            if args.report_only:
-                continue
-            report = api.train(
-                **target(entry["network"], args.run, out), recipe=entry["recipe"], data=args.data, epochs=args.epochs,
+        if entry["label"] in todo:
+            api.train(
+                **todo[entry["label"]], recipe=entry["recipe"], data=args.data, epochs=args.epochs,
                 patience=args.patience, seed=entry["seed"], device=args.device, out=folder, **entry["changes"],
             )  # fmt: skip
+        elif not (folder / "report.json").exists():  # --report-only: not trained yet
+            continue
         report = json.loads((folder / "report.json").read_text())
         rows.append(row(entry, report))
         print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']} ten-crop", file=sys.stderr, flush=True)

@@ -251,5 +251,6 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     assert {p: p.read_text() for p in out.glob("*/report.json")} == reports and (out / "final.md").read_text() == table
     with pytest.raises(SystemExit, match="is not NETWORK:RECIPE"):
         bench.main([*args, "--plan", "cnn4:default"])
-    with pytest.raises(SystemExit, match="nor a key of"):
-        bench.main([*args, "--plan", "fedcba9876543210:default:0"])
+    with pytest.raises(SystemExit, match="nor a key of"):  # before cnn4:default:2 trains
+        bench.main([*args, "--plan", "cnn4:default:2,fedcba9876543210:default:0"])
+    assert not (out / "cnn4-default-2").exists()
