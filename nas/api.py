@@ -400,16 +400,20 @@ def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback]
 # ---------------------------------------------------------------- after the search
 
 
-def tune(run_dir: str | Path, genome: str | None = None, data: str | None = None, **study) -> dict:
+def tune(
+    run_dir: str | Path, genome: str | None = None, data: str | None = None, confirmation: dict | None = None, **study
+) -> dict:
     """Tune the champion's (or ``genome``'s) training recipe with Optuna; returns ``tuned.json``'s contents.
 
-    ``study``: trials, epochs, train_images, pruner, storage, resume, seed, device (see ``nas.tuning.tune``).
+    ``study``: trials, epochs, train_images, pruner, storage, resume, seed, device (see ``nas.tuning.tune``);
+    ``confirmation``: the fields of ``nas.tuning.Confirmation`` (best, epochs, patience, core_hours, margin).
     """
     from nas import tuning
     from nas.final import target
 
+    confirm = tuning.Confirmation(**(confirmation or {}))  # its settings checked before anything is read
     run_dir, genome, data = target(run_dir, genome, None, data)
-    study = tuning.tune(genome, data, run_dir, **study)
+    study = tuning.tune(genome, data, run_dir, confirmation=confirm, **study)
     return rundir.read_json(run_dir / "tuned.json", "tuned recipe") | {"n_trials": len(study.trials)}
 
 

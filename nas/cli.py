@@ -282,9 +282,9 @@ def cmd_tune(args) -> int:
     tuned = api.tune(
         args.run, args.genome, args.data, trials=args.trials, epochs=args.epochs,
         train_images=args.train_images or None, pruner=args.pruner, storage=args.storage, resume=args.resume,
-        seed=args.seed, device=args.device, confirm=args.confirm, confirm_epochs=args.confirm_epochs,
-        confirm_patience=args.confirm_patience, confirm_core_hours=args.confirm_core_hours,
-        confirm_margin=args.confirm_margin,
+        seed=args.seed, device=args.device,
+        confirmation=dict(best=args.confirm, epochs=args.confirm_epochs, patience=args.confirm_patience,
+                          core_hours=args.confirm_core_hours, margin=args.confirm_margin),
     )  # fmt: skip
     adopted = "adopted" if tuned["confirmation"]["adopted"] else "not adopted"
     print(

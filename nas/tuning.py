@@ -132,24 +132,17 @@ def tune(
     resume: bool = False,
     seed: int = 0,
     device: str = "auto",
-    confirm: int = 2,
-    confirm_epochs: int = 100,
-    confirm_patience: int = 0,
-    confirm_core_hours: float = 3.0,
-    confirm_margin: float = 0.01,
+    confirmation: Confirmation | None = None,
 ) -> optuna.Study:
     """Run (or continue) the study, confirm its best recipes at full length, and write ``tuned.json`` and
     its plots into ``run_dir``.
 
+    ``confirmation``: how the best recipes are confirmed at full length (default: ``Confirmation()``).
     Every setting, the genome and the data are checked before the study is created; a study this call
     created that ends without a finished trial is deleted again, so a retry is not told it exists."""
     if trials < 1 or epochs < 1:
         raise SettingError(f"--trials (got {trials}) and --epochs (got {epochs}) must be >= 1")
-    if min(confirm, confirm_patience, confirm_core_hours, confirm_margin) < 0 or confirm_epochs < 1:
-        raise SettingError(
-            "need --confirm >= 0, --confirm-epochs >= 1, --confirm-patience >= 0, --confirm-core-hours >= 0, "
-            "--confirm-margin >= 0"
-        )
+    confirmation = confirmation or Confirmation()
     if train_images is not None and train_images < 0:
         raise SettingError(f"--train-images must be >= 0 (0: all), got {train_images}")
     resolve_device(device)
@@ -189,8 +182,7 @@ def tune(
             if made_db:
                 db.unlink(missing_ok=True)
         raise
-    full = Confirmation(confirm, confirm_epochs, confirm_patience, confirm_core_hours, confirm_margin)
-    full.run(study, Path(run_dir), _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir)))
+    confirmation.run(study, Path(run_dir), _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir)))
     return study
 
 
@@ -269,6 +261,14 @@ class Confirmation:
     patience: int = 0
     core_hours: float = 3.0
     margin: float = 0.01
+
+    def __post_init__(self) -> None:
+        if min(self.best, self.patience, self.core_hours, self.margin) < 0 or self.epochs < 1:
+            raise SettingError(
+                "need --confirm >= 0, --confirm-epochs >= 1, --confirm-patience >= 0, --confirm-core-hours >= 0, "
+                f"--confirm-margin >= 0 (got {self.best}, {self.epochs}, {self.patience}, {self.core_hours:g}, "
+                f"{self.margin:g})"
+            )
 
     def candidates(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
         """The best distinct finished recipes that are not the default, by name."""

@@ -66,8 +66,9 @@ def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned,
 
     monkeypatch.setattr(nas.tuning, "train", fake_train)
     study = nas.tuning.tune(
-        GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner, confirm=0
-    )
+        GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner,
+        confirmation=nas.tuning.Confirmation(best=0),
+    )  # fmt: skip
     assert [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.PRUNED] == pruned
     assert epochs_run == [3, 3, 3, 3, 2 if pruned else 3, 3]  # pruned at the end of its second epoch
 
