@@ -8,6 +8,9 @@ on PrivateTest. Resumable over several sittings: a finished entry (its ``report.
 interrupted one continues from its checkpoint; rerun the same command. Entries run one after the other,
 each on all the cores torch is given. Besides a row per training, ``final.md`` summarises each network and
 recipe over its seeds (mean and range), and ``final.png`` plots those against latency and parameters.
+A training times its network's latency beside whatever else runs (two trainings at a time read 0.091 and
+0.123 ms for one network here); ``--report-only`` times every network again, round-robin in one
+measurement, for latencies that compare: run it on idle cores.
 
     python benchmarks/bench_final.py --data $FER2013 --out runs/bench-final --epochs 100 \\
         --plan mini_xception:default:0,mini_xception:default:1,mini_xception:default+class_balance=softmax:0
@@ -23,6 +26,9 @@ from pathlib import Path
 import pandas as pd
 
 from nas import api
+from nas.artifact import load_checkpoint
+from nas.final import MODEL_FILE
+from nas.latency import measure
 from nas.report import save_figure
 from nas.rundir import PARETO, make_dir, write_json
 from nas.space import load_baselines
@@ -74,6 +80,16 @@ def target(network: str, run: str | None, out: Path) -> dict:
     if network not in genomes:
         raise SystemExit(f"error: --plan: {network!r} is no baseline, nor 'champion', nor a key of {run}/{PARETO}")
     return {"run_dir": run, "genome": genomes[network]}
+
+
+def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
+    """Each trained network's ONNX Runtime latency (ms), all timed round-robin in one measurement."""
+    models = {}
+    for entry in entries:
+        path = out / entry["label"] / MODEL_FILE
+        if entry["network"] not in models and path.exists():
+            models[entry["network"]] = load_checkpoint(path)[0]
+    return measure(models) if models else {}
 
 
 def row(entry: dict, report: dict) -> dict:
@@ -161,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--patience", type=int, default=0, help="as train.py's (0: the whole schedule)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--report-only", action="store_true", help="table of the finished entries; train nothing")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="table of the finished entries, their latency timed again; train nothing",
+    )
     args = p.parse_args(argv)
     out, entries = Path(args.out), parse_plan(args.plan)
     todo = {  # every network to train is resolved before the first training, so a bad NETWORK costs nothing
@@ -170,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only and not (out / e["label"] / "report.json").exists()
     }
     make_dir(out)
+    latency = idle_latency(entries, out) if args.report_only else {}
     rows = []
     for entry in entries:
         folder = out / entry["label"]
@@ -181,13 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         elif not (folder / "report.json").exists():  # --report-only: not trained yet
             continue
         report = json.loads((folder / "report.json").read_text())
-        rows.append(row(entry, report))
+        retimed = {"latency_ms": latency[entry["network"]]} if entry["network"] in latency else {}
+        rows.append(row(entry, report | retimed))
         print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']} ten-crop", file=sys.stderr, flush=True)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
     lines += ["| " + " | ".join(f"{r[c]:,}" if c == "params" else str(r[c]) for c in COLUMNS) + " |" for r in rows]
     text = (
         f"{len(rows)} trainings; up to {args.epochs} epochs, early stopping after {args.patience} without a better "
-        f"PublicTest accuracy; data {args.data}\n\n" + "\n".join(lines) + "\n"
+        f"PublicTest accuracy; data {args.data}"
+        + ("; latency: every network timed again, round-robin\n\n" if latency else "\n\n")
+        + "\n".join(lines)
+        + "\n"
     )
     if rows:
         table = summary(rows)

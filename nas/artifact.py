@@ -23,7 +23,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import NasError, first_line
 from nas.genome import parse_genome
 from nas.latency import measure, onnx_bytes, ort_session
-from nas.rundir import atomic_write, cpu_model, make_dir, write_json
+from nas.rundir import atomic_write, cpu_model, make_dir, search_sentence, write_json
 
 TOLERANCE = 1e-4
 
@@ -111,6 +111,7 @@ def export(
         "max_abs_difference": diffs,
         "metrics": metrics or {},
         "test": _test_summary(test_report),
+        "search": (test_report or {}).get("search") or {},
         "files": {"onnx": "model.onnx", "torchscript": "model.ts", "card": "MODEL_CARD.md"},
     }
     card = model_card(info)
@@ -160,6 +161,23 @@ LIMITATIONS = """\
   expression is not a feeling."""
 
 
+_TRAINING_WORDS = {  # the final training's checkpoint metrics in words
+    "val_acc": lambda v: f"PublicTest accuracy {v:.4f}",
+    "val_f1": lambda v: f"PublicTest macro-F1 {v:.4f}",
+    "best_epoch": lambda v: f"best epoch {v}",
+    "epochs_run": lambda v: f"{v} epochs",
+    "train_seconds": lambda v: f"{v / 60:.1f} minutes",
+    "recipe": lambda v: f"recipe {v}",
+    "seed": lambda v: f"seed {v}",
+}
+
+
+def _training_sentence(metrics: dict) -> str:
+    return ", ".join(
+        _TRAINING_WORDS.get(k, lambda v, k=k: f"{k} {v}")(v) for k, v in metrics.items() if not isinstance(v, dict)
+    )
+
+
 def model_card(info: dict) -> str:
     """MODEL_CARD.md: what the model is for, how to feed it, how well it does, where it fails."""
     norm = info["input"]["normalize"]
@@ -193,10 +211,11 @@ def model_card(info: dict) -> str:
         "data is not redistributed with this model; check that your use of the model is allowed.",
         "",
     ]
+    if info.get("search"):
+        lines += [f"Architecture searched with fer-nas in {search_sentence(info['search'])} (the search's clock).", ""]
     metrics = info.get("metrics") or {}
     if metrics:
-        trained = ", ".join(f"{k} {v}" for k, v in metrics.items() if not isinstance(v, dict))
-        lines += [f"Training: {trained}.", ""]
+        lines += [f"Training: {_training_sentence(metrics)}.", ""]
     lines += ["## Test results", ""]
     if test:
         lines += [

@@ -154,6 +154,7 @@ def train_final(
     }
     save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     model, _ = load_checkpoint(out / MODEL_FILE)  # report on exactly what was saved
+    search = None if baseline else rundir.search_cost(run_dir)
     extra = {
         "name": name,
         "genome": genome,
@@ -162,6 +163,7 @@ def train_final(
         "latency_ms": measure({"m": model})["m"],
         "device": device,
         **metrics,
+        **({"search": search} if search else {}),
     }
     baselines = {}
     if out == run_dir:  # the champion's report shows the baselines and its genome's other recipes beside it

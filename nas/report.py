@@ -13,7 +13,7 @@ import pandas as pd
 
 from nas import objectives as objs
 from nas.errors import RunDirError, first_line
-from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, read_config, write_json
+from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, read_config, search_sentence, write_json
 from nas.runner import Callback, State
 from nas.space import load_baselines
 
@@ -305,7 +305,7 @@ def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
         "",
         f"Genome: `{r.get('genome', '?')}`  ",
         f"PrivateTest, {r['images']} images; used for this report only, never for selection.",
-        "",
+        *([f"Searched in {search_sentence(r['search'])}.", ""] if r.get("search") else [""]),
         "| network | recipe | epochs | train min | val acc | acc (1 crop) | acc (10 crops) | macro-F1 (10 crops) "
         "| params | MFLOPs | latency ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

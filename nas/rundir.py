@@ -10,6 +10,7 @@ loading a run directory can never run code.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import os
@@ -327,3 +328,29 @@ def run_data(run_dir: Path) -> str | None:
     """The data a run searched on, if it is a run directory."""
     path = Path(run_dir) / CONFIG
     return read_json(path, "run configuration").get("data") if path.exists() else None
+
+
+def search_cost(run_dir: Path) -> dict | None:
+    """What the search behind a run's networks cost (from its progress table), for the final report and
+    the model card; None where the directory holds no search."""
+    path = Path(run_dir) / PROGRESS
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    return {
+        "run": Path(run_dir).name,
+        "generations": int(rows[-1]["gen"]),
+        "networks_trained": sum(int(r["evals"]) for r in rows),
+        "minutes": round(float(rows[-1]["seconds"]) / 60, 1),
+    }
+
+
+def search_sentence(search: dict) -> str:
+    """``search_cost``'s figures in words, for the report and the model card."""
+    return (
+        f"run {search['run']}: {search['generations']} generations, {search['networks_trained']} networks trained, "
+        f"{search['minutes']} minutes"
+    )

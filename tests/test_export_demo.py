@@ -17,6 +17,7 @@ from nas.demo import DemoConfig, Tracker, run
 from nas.genome import parse_genome
 
 GENOME = "conv_k3_c8_s1_relu_bn | ir_k3_e2_c16_s2_r2_se | res_c16_s1_r1 | res_c24_s2_r1 | flat | dense_u16_d0.5"
+SEARCH = {"run": "r7", "generations": 30, "networks_trained": 496, "minutes": 30.8}
 needs_faces = pytest.mark.skipif(not (FACES / "skimage_astronaut.png").exists(), reason="face photos not present")
 
 
@@ -29,7 +30,12 @@ def exported(tmp_path_factory, synthetic_csv):
     torch.manual_seed(0)
     model = build(parse_genome(GENOME)).eval()
     save_checkpoint(out / "model.pt", model, {"val_acc": 0.5})
-    test_report(model, data.load(str(synthetic_csv), ("test",))["test"], out, {"name": "champion", "device": "cpu"})
+    test_report(
+        model,
+        data.load(str(synthetic_csv), ("test",))["test"],
+        out,
+        {"name": "champion", "device": "cpu", "search": SEARCH},
+    )
     assert main(["export", "--checkpoint", str(out / "model.pt")]) == 0
     return out / "export"
 
@@ -55,6 +61,8 @@ def test_model_card_and_onnx_metadata_carry_the_test_report(exported):
     report = json.loads((exported.parent / "report.json").read_text())
     assert f"{report['ten_crop']['acc']:.4f} ten-crop" in card and GENOME in card
     assert f"| disgust | {report['per_class']['disgust']['precision']:.3f} |" in card
+    assert "searched with fer-nas in run r7: 30 generations, 496 networks trained, 30.8 minutes" in card
+    assert "PublicTest accuracy 0.5000" in card  # the checkpoint's metrics in words
     meta = onnxruntime.InferenceSession(str(exported / "model.onnx")).get_modelmeta().custom_metadata_map
     assert json.loads(meta["test"])["ten_crop"] == report["ten_crop"] and meta["model_card"] == card
     assert json.loads(meta["genome"]) == GENOME

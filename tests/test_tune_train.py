@@ -106,8 +106,13 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
     assert (run_dir / "train_state.pt").exists() and not (run_dir / "report.json").exists()
     monkeypatch.setattr(nas.training, "train", real_train)
     assert main(["train", "--run", str(run_dir), "--epochs", "3"]) == 2  # other settings: refused, not mixed
+    (run_dir / "progress.csv").write_text("gen,evals,seconds\n0,16,100.0\n1,12,190.5\n")  # the search behind it
     assert main(["train", "--run", str(run_dir), "--epochs", "2"]) == 0  # continues from epoch 1
     report = json.loads((run_dir / "report.json").read_text())
+    assert report["search"] == {"run": "run", "generations": 1, "networks_trained": 28, "minutes": 3.2}
+    assert (
+        "Searched in run run: 1 generations, 28 networks trained, 3.2 minutes." in (run_dir / "report.md").read_text()
+    )
     assert report["epochs_run"] == 2 and report["split"] == "PrivateTest" and report["images"] == 70
     for key in ("single_crop", "ten_crop"):
         assert 0 <= report[key]["acc"] <= 1 and 0 <= report[key]["f1"] <= 1
@@ -118,10 +123,12 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
 
 
 def test_baseline_with_same_recipe_appears_in_report(run_dir):
+    (run_dir / "progress.csv").write_text("gen,evals,seconds\n0,16,100.0\n")  # a search that found no baseline
     assert main(["train", "--run", str(run_dir), "--baseline", "mini_xception", "--epochs", "1"]) == 0
-    assert (run_dir / "baselines" / "mini_xception" / "report.json").exists()
+    assert "search" not in json.loads((run_dir / "baselines" / "mini_xception" / "report.json").read_text())
     assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0
     assert "| mini_xception |" in (run_dir / "report.md").read_text()
+    assert json.loads((run_dir / "report.json").read_text())["search"]["networks_trained"] == 16
 
 
 def test_missing_champion_is_a_clean_error(tmp_path, capsys):
@@ -250,6 +257,10 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     assert f"{sum(accs) / 2:.4f}" in summary and (out / "final.png").exists()  # mean over the two seeds
     assert bench.main([*args, *plan]) == 0  # finished entries are read back, not trained again
     assert {p: p.read_text() for p in out.glob("*/report.json")} == reports and (out / "final.md").read_text() == table
+    assert bench.main([*args, *plan, "--report-only"]) == 0  # each network timed again, once for all its seeds
+    rows = json.loads((out / "final.json").read_text())["rows"]
+    cnn4 = {r["latency ms"] for r in rows if r["network"] == "cnn4"}
+    assert len(rows) == 4 and len(cnn4) == 1 and "timed again" in (out / "final.md").read_text()
     with pytest.raises(SystemExit, match="is not NETWORK:RECIPE"):
         bench.main([*args, "--plan", "cnn4:default"])
     with pytest.raises(SystemExit, match="nor a key of"):  # before cnn4:default:2 trains
