@@ -75,6 +75,22 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
     return tuned_config(tuned, epochs), "tuned"
 
 
+def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str) -> Path | None:
+    """The tuning confirmation's training of this very genome, recipe, seed and data (``tuned.json``), which
+    the final training continues instead of training the same thing again (about an hour here)."""
+    path = run_dir / "tuned.json"
+    tuned = rundir.read_json(path, "tuned recipe") if path.exists() else {}
+    if tuned.get("genome") != genome:
+        return None
+    for run in ((tuned.get("confirmation") or {}).get("runs") or {}).values():
+        checkpoint = run_dir / str(run.get("checkpoint"))
+        if "checkpoint" not in run or run.get("data") != data or not checkpoint.is_file():
+            continue
+        if not training.changed_settings(torch.load(checkpoint, weights_only=True)["config"], cfg):
+            return checkpoint
+    return None
+
+
 def train_final(
     run_dir: str | Path,
     genome: str | None = None,
@@ -139,6 +155,10 @@ def train_final(
 
     history: list[dict] = []
     state_file = out / "train_state.pt"
+    confirmed = None if state_file.exists() else confirmed_checkpoint(run_dir, genome, cfg, dataset.fingerprint)
+    if confirmed is not None:
+        rundir.atomic_write(state_file, confirmed.read_bytes())
+        log.info(f"{confirmed}: tuning's confirmation trained this recipe at full length; continued, not repeated")
     if state_file.exists():  # a resumed training's curve starts where the checkpoint ends
         history = list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
     result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show, checkpoint=state_file)

@@ -274,8 +274,7 @@ def train(
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=dev, weights_only=True)
-        # a setting the checkpoint predates counts as unchanged
-        changed = sorted(k for k, v in asdict(cfg).items() if state["config"].get(k, v) != v)
+        changed = changed_settings(state["config"], cfg)
         if changed:
             raise NasError(
                 f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
@@ -341,6 +340,12 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def changed_settings(saved: dict, cfg: TrainConfig) -> list[str]:
+    """The settings in which a checkpoint's ``config`` differs from ``cfg``; one the checkpoint predates
+    counts as unchanged."""
+    return sorted(k for k, v in asdict(cfg).items() if saved.get(k, v) != v)
 
 
 def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResult, cfg: TrainConfig, ema) -> None:

@@ -338,17 +338,19 @@ class Confirmation:
 
 def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path):
     """``score`` for the confirmation: the whole Training split, early stopping on PublicTest, this
-    machine's faster numerics, a checkpoint per recipe (an interrupted run continues)."""
+    machine's faster numerics, a checkpoint per recipe (an interrupted run continues, and ``train.py``
+    continues the run of the recipe it trains instead of training it again)."""
 
     def score(name: str, cfg: TrainConfig) -> dict:
         torch.manual_seed(seed)
         model = build(genome)
         cfg = fastest(cfg.replace(seed=seed), model, device)
-        folder = make_dir(run_dir / "confirm")
+        checkpoint = make_dir(run_dir / "confirm") / f"{name.replace(' ', '-')}.pt"
         log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
-        result = train(model, dataset["train"], dataset["val"], cfg, device,
-                       checkpoint=folder / f"{name.replace(' ', '-')}.pt")  # fmt: skip
+        result = train(model, dataset["train"], dataset["val"], cfg, device, checkpoint=checkpoint)
         return {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs_run": result.epochs_run,
-                "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3)}  # fmt: skip
+                "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3),
+                # so that train.py continues this training instead of repeating it (nas.final)
+                "checkpoint": checkpoint.relative_to(run_dir).as_posix(), "data": dataset.fingerprint}  # fmt: skip
 
     return score

@@ -49,6 +49,21 @@ def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
     assert all(len(t.intermediate_values) == 2 for t in study.trials if t.state.name == "COMPLETE")
 
 
+def test_the_final_training_continues_the_confirmations_run_of_its_recipe(run_dir, caplog):
+    args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--confirm", "1", "--confirm-epochs", "2"]
+    assert main(args) == 0
+    runs = json.loads((run_dir / "tuned.json").read_text())["confirmation"]["runs"]
+    with caplog.at_level("INFO", logger="nas"):
+        assert main(["train", "--run", str(run_dir), "--epochs", "2"]) == 0
+    assert "continued, not repeated" in caplog.text
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["val_acc"] in {r["val_acc"] for r in runs.values()} and report["epochs_run"] == 2
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nas"):  # other settings: a training of its own
+        assert main(["train", "--run", str(run_dir), "--epochs", "1", "--out", str(run_dir / "other")]) == 0
+    assert "continued, not repeated" not in caplog.text
+
+
 @pytest.mark.parametrize("pruner, pruned", [("median", [4]), ("none", [])])
 def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned, run_dir, monkeypatch):
     import nas.tuning
