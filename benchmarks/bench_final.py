@@ -107,6 +107,7 @@ def row(entry: dict, report: dict) -> dict:
         "test acc (10 crops)": round(report["ten_crop"]["acc"], 4),
         "macro-F1 (10 crops)": round(report["ten_crop"]["f1"], 4),
         "disgust recall": round(report["per_class"]["disgust"]["recall"], 3),
+        **{f"recall {c}": round(m["recall"], 3) for c, m in report["per_class"].items()},
     }
 
 
@@ -136,6 +137,18 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
         cells = [r["network"], r["recipe"], r["seeds"], f"{r['params']:,}", f"{r['latency_ms']:.3f}"]
         cells += [f"{r['train_min']:.1f}", *(r[f"{f} text"] for f in SUMMARISED)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines
+
+
+def recall_lines(rows: list[dict]) -> list[str]:
+    """Ten-crop recall of every class, mean over seeds: where each network fails, not only on disgust."""
+    table = pd.DataFrame(rows)
+    classes = [c for c in table.columns if c.startswith("recall ")]
+    means = table.groupby(["network", "recipe"], sort=False)[classes].mean().reset_index()
+    head = ["network", "recipe", *(c.removeprefix("recall ") for c in classes)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in means.to_dict("records"):
+        lines.append("| " + " | ".join([r["network"], r["recipe"], *(f"{r[c]:.3f}" for c in classes)]) + " |")
     return lines
 
 
@@ -217,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         table = summary(rows)
         text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
+        text += "\nRecall per class (ten-crop), mean over seeds:\n\n" + "\n".join(recall_lines(rows)) + "\n"
         plot(table, out)
     (out / "final.md").write_text(text)
     write_json(out / "final.json", {"plan": args.plan, "epochs": args.epochs, "patience": args.patience, "rows": rows})

@@ -270,6 +270,11 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     accs = [json.loads(reports[out / f"cnn4-default-{seed}" / "report.json"])["ten_crop"]["acc"] for seed in (0, 1)]
     summary = next(line for line in table.splitlines() if line.startswith("| cnn4 | default | 2 |"))
     assert f"{sum(accs) / 2:.4f}" in summary and (out / "final.png").exists()  # mean over the two seeds
+    recalls = [
+        json.loads(reports[out / f"cnn4-default-{s}" / "report.json"])["per_class"]["happy"]["recall"] for s in (0, 1)
+    ]
+    recall_row = table.split("Recall per class")[1].split("| cnn4 | default |")[1].splitlines()[0]
+    assert recall_row.split("|")[3].strip() == f"{sum(round(r, 3) for r in recalls) / 2:.3f}"  # happy, the 4th class
     assert bench.main([*args, *plan]) == 0  # finished entries are read back, not trained again
     assert {p: p.read_text() for p in out.glob("*/report.json")} == reports and (out / "final.md").read_text() == table
     assert bench.main([*args, *plan, "--report-only"]) == 0  # each network timed again, once for all its seeds
