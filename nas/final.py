@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -21,7 +22,7 @@ from nas import data as fer
 from nas import rundir, training
 from nas.artifact import load_checkpoint, save_checkpoint
 from nas.build import build, count_flops, count_params
-from nas.errors import RunDirError, SettingError
+from nas.errors import RunDirError, SettingError, first_line
 from nas.genome import parse_genome
 from nas.latency import measure
 from nas.numerics import fastest
@@ -86,7 +87,12 @@ def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str
         checkpoint = run_dir / str(run.get("checkpoint"))
         if "checkpoint" not in run or run.get("data") != data or not checkpoint.is_file():
             continue
-        if not training.changed_settings(torch.load(checkpoint, weights_only=True)["config"], cfg):
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError) as exc:
+            log.warning(f"{checkpoint}: not continued, unreadable ({first_line(exc)})")
+            continue
+        if not training.changed_settings(saved, cfg):
             return checkpoint
     return None
 
@@ -135,6 +141,7 @@ def train_final(
         out = run_dir if recipe in ("auto", "tuned") else run_dir / name
     dataset = fer.load(data, ("train", "val"))
     test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
+    search = None if baseline else rundir.search_cost(run_dir)
     out = rundir.make_dir(out)  # after every input was checked
     torch.manual_seed(cfg.seed)
     model = build(parse_genome(genome))
@@ -174,7 +181,6 @@ def train_final(
     }
     save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     model, _ = load_checkpoint(out / MODEL_FILE)  # report on exactly what was saved
-    search = None if baseline else rundir.search_cost(run_dir)
     extra = {
         "name": name,
         "genome": genome,

@@ -336,16 +336,17 @@ def search_cost(run_dir: Path) -> dict | None:
     path = Path(run_dir) / PROGRESS
     if not path.exists():
         return None
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    return {
-        "run": Path(run_dir).name,
-        "generations": int(rows[-1]["gen"]),
-        "networks_trained": sum(int(r["evals"]) for r in rows),
-        "minutes": round(float(rows[-1]["seconds"]) / 60, 1),
-    }
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return None if not rows else {
+            "run": Path(run_dir).name,
+            "generations": int(rows[-1]["gen"]),
+            "networks_trained": sum(int(r["evals"]) for r in rows),
+            "minutes": round(float(rows[-1]["seconds"]) / 60, 1),
+        }  # fmt: skip
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: not a progress table ({type(exc).__name__}: {exc})") from None
 
 
 def search_sentence(search: dict) -> str:

@@ -507,6 +507,11 @@ TRAIN_TUNE_CASES = [
     ),
     Case("train-config-corrupt", train_run(lambda r: write(r / "config.json", rand_bytes(50))), ("config.json",)),
     Case("train-tuned-corrupt", train_run(lambda r: write(r / "tuned.json", "{")), ("tuned.json",)),
+    Case(
+        "train-progress-corrupt",
+        train_run(lambda r: write(r / "progress.csv", "gen,evals\n0,sixteen\n")),
+        ("progress.csv", "not a progress table"),
+    ),
     Case("train-epochs-0", train_run(lambda r: None, "--epochs", "0"), ("--epochs",)),
     Case("train-patience-neg", train_run(lambda r: None, "--patience", "-1"), ("--patience",)),
     Case("train-baseline-unknown", train_run(lambda r: None, "--baseline", "resnet"), ("resnet",)),
