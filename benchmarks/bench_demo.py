@@ -81,10 +81,11 @@ def video_table(frames: list[np.ndarray], classifier: Classifier) -> list[str]:
     reference = FaceDetector(STILL)  # full-resolution Haar, fine scale step, every frame
     truth = np.array([len(reference(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))) > 0 for f in frames])
     lines = [
-        f"{len(frames)} frames 640x480, {int(truth.sum())} with a face for full-resolution Haar; one thread.",
+        f"Model: `{classifier.info['genome']}` ({classifier.info['params']:,} params). {len(frames)} frames "
+        f"640x480, {int(truth.sum())} with a face for full-resolution Haar; one thread.",
         "",
-        "| scale factor | detector width | detect every | hold | recall | false frames | fps | detect ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scale factor | detector width | detect every | hold | recall | false frames | fps | detect ms | infer ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for scale, width, every, hold in VIDEO_GRID:
         demo = Demo(classifier, DemoConfig(scale_factor=scale, detect_width=width, detect_every=every, hold=hold))
@@ -97,7 +98,7 @@ def video_table(frames: list[np.ndarray], classifier: Classifier) -> list[str]:
         false = (shown & ~truth).sum() / max((~truth).sum(), 1)
         lines.append(
             f"| {scale} | {width} | {every} | {hold} | {recall:.3f} | {false:.3f} | {fps:.1f} | "
-            f"{1e3 * demo.seconds['detect'] / len(frames):.1f} |"
+            f"{1e3 * demo.seconds['detect'] / len(frames):.1f} | {1e3 * demo.seconds['infer'] / len(frames):.2f} |"
         )
         print(lines[-1], file=sys.stderr, flush=True)
     return lines

@@ -223,3 +223,18 @@ def test_bad_paths_are_clean_errors(exported, tmp_path, capsys, argv, message):
 def test_export_without_trained_champion_is_a_clean_error(tmp_path, capsys):
     assert main(["export", "--run", str(tmp_path)]) == 2
     assert "no trained champion" in capsys.readouterr().err
+
+
+@needs_faces
+def test_the_demo_benchmark_names_the_model_and_times_its_inference(exported):
+    from conftest import load_benchmark
+
+    bench = load_benchmark("bench_demo")
+    face, empty = (
+        bench.letterbox(cv2.imread(str(FACES / n))) for n in ("skimage_astronaut.png", "skimage_coffee_noface.png")
+    )
+    lines = bench.video_table([face] * 4 + [empty] * 2, Classifier(exported / "model.onnx", threads=1))
+    assert GENOME in lines[0] and "4 with a face" in lines[0]
+    rows = [line.split("|")[1:-1] for line in lines[4:]]
+    assert len(rows) == len(bench.VIDEO_GRID) and all(float(r[8]) > 0 for r in rows)  # infer ms of every setting
+    assert float(rows[-1][4]) == 1.0  # the default setting shows the face in each of the 4 frames
