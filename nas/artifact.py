@@ -111,7 +111,7 @@ def export(
         "max_abs_difference": diffs,
         "metrics": metrics or {},
         "test": _test_summary(test_report),
-        "search": (test_report or {}).get("search") or {},
+        "search": _search_summary(test_report),
         "files": {"onnx": "model.onnx", "torchscript": "model.ts", "card": "MODEL_CARD.md"},
     }
     card = model_card(info)
@@ -129,6 +129,13 @@ def _machine() -> dict:
     import onnxruntime
 
     return {"cpu": cpu_model(), "onnxruntime": onnxruntime.__version__}
+
+
+def _search_summary(report: dict | None) -> dict:
+    """The search behind the model, where the test report names it completely."""
+    search = (report or {}).get("search")
+    keys = {"run", "generations", "networks_trained", "minutes"}
+    return search if isinstance(search, dict) and keys <= set(search) else {}
 
 
 def _test_summary(report: dict | None) -> dict:
@@ -173,9 +180,13 @@ _TRAINING_WORDS = {  # the final training's checkpoint metrics in words
 
 
 def _training_sentence(metrics: dict) -> str:
-    return ", ".join(
-        _TRAINING_WORDS.get(k, lambda v, k=k: f"{k} {v}")(v) for k, v in metrics.items() if not isinstance(v, dict)
-    )
+    def words(key, value) -> str:
+        try:
+            return _TRAINING_WORDS[key](value)
+        except (KeyError, TypeError, ValueError):  # another figure, or not a number: as it is
+            return f"{key} {value}"
+
+    return ", ".join(words(k, v) for k, v in metrics.items() if not isinstance(v, dict))
 
 
 def model_card(info: dict) -> str:

@@ -9,6 +9,7 @@ and other recipes trained in the same run directory.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import pickle
@@ -77,24 +78,38 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
 
 
 def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str) -> Path | None:
-    """The tuning confirmation's training of this very genome, recipe, seed and data (``tuned.json``), which
-    the final training continues instead of training the same thing again (about an hour here)."""
+    """The tuning confirmation's training of this genome with these settings (seed included) on this data
+    (``tuned.json``), which the final training continues instead of training the same thing again (about
+    an hour here)."""
     path = run_dir / "tuned.json"
-    tuned = rundir.read_json(path, "tuned recipe") if path.exists() else {}
-    if tuned.get("genome") != genome:
-        return None
-    for run in ((tuned.get("confirmation") or {}).get("runs") or {}).values():
-        checkpoint = run_dir / str(run.get("checkpoint"))
-        if "checkpoint" not in run or run.get("data") != data or not checkpoint.is_file():
+    runs = ((rundir.read_json(path, "tuned recipe") if path.exists() else {}).get("confirmation") or {}).get("runs")
+    for run in (runs or {}).values() if isinstance(runs, dict) else ():
+        if not isinstance(run, dict) or run.get("genome") != genome or run.get("data") != data:
             continue
+        checkpoint = run_dir / str(run.get("checkpoint"))
         try:
             saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError) as exc:
+            if not training.changed_settings(saved, cfg):
+                return checkpoint
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, IndexError,
+                AttributeError) as exc:  # fmt: skip
             log.warning(f"{checkpoint}: not continued, unreadable ({first_line(exc)})")
-            continue
-        if not training.changed_settings(saved, cfg):
-            return checkpoint
     return None
+
+
+def searched(run_dir: Path, genome: str) -> bool:
+    """Whether the run's search found ``genome`` (its champion or a member of its front): only then does the
+    report name the search's cost."""
+    front = run_dir / rundir.PARETO
+    if (run_dir / rundir.CHAMPION).exists() and rundir.champion_genome(run_dir) == genome:
+        return True
+    if not front.exists():
+        return False
+    try:
+        with front.open(newline="") as f:
+            return any(row.get("genome") == genome for row in csv.DictReader(f))
+    except (csv.Error, UnicodeDecodeError, OSError) as exc:
+        raise RunDirError(f"{front}: not a front table ({first_line(exc)})") from None
 
 
 def train_final(
@@ -141,7 +156,7 @@ def train_final(
         out = run_dir if recipe in ("auto", "tuned") else run_dir / name
     dataset = fer.load(data, ("train", "val"))
     test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
-    search = None if baseline else rundir.search_cost(run_dir)
+    search = rundir.search_cost(run_dir) if not baseline and searched(run_dir, genome) else None
     out = rundir.make_dir(out)  # after every input was checked
     torch.manual_seed(cfg.seed)
     model = build(parse_genome(genome))

@@ -342,10 +342,10 @@ def search_cost(run_dir: Path) -> dict | None:
         return None if not rows else {
             "run": Path(run_dir).name,
             "generations": int(rows[-1]["gen"]),
-            "networks_trained": sum(int(r["evals"]) for r in rows),
+            "networks_trained": sum(int(r["evals"]) - int(r["cache_hits"]) - int(r["failed"]) for r in rows),
             "minutes": round(float(rows[-1]["seconds"]) / 60, 1),
         }  # fmt: skip
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error, OSError) as exc:
         raise RunDirError(f"{path}: not a progress table ({type(exc).__name__}: {exc})") from None
 
 

@@ -291,6 +291,8 @@ def train(
         best_state = state["best_model"]
         result = TrainResult(**state["result"])
         start_epoch = result.epochs_run
+        if cfg.early_stop and result.epochs_run - 1 - result.best_epoch >= cfg.early_stop:
+            start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
 
     t0 = time.monotonic() - result.seconds
     stop_at = min(cfg.epochs, until or cfg.epochs)

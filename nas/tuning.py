@@ -182,7 +182,8 @@ def tune(
             if made_db:
                 db.unlink(missing_ok=True)
         raise
-    confirmation.run(study, Path(run_dir), _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir)))
+    trainer = _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir))
+    confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{seed}|{dataset.fingerprint}")
     return study
 
 
@@ -279,9 +280,11 @@ class Confirmation:
                 picked[f"trial {t.number}"] = t
         return dict(list(picked.items())[: self.best])
 
-    def run(self, study: optuna.Study, run_dir: Path, score: Callable[[str, TrainConfig], dict]) -> dict:
+    def run(self, study: optuna.Study, run_dir: Path, score: Callable[[str, TrainConfig], dict],
+            identity: str = "") -> dict:  # fmt: skip
         """Train what fits the cap with ``score(name, config) -> {"val_acc": ...}``; record the verdict in
-        ``tuned.json`` (``confirmation``) and return it."""
+        ``tuned.json`` (``confirmation``) and return it. ``identity`` (genome, seed, data) keeps the results
+        of another network's confirmation in the same run directory from being taken for this one's."""
         tuned_path = run_dir / "tuned.json"
         tuned = read_json(tuned_path, "tuned recipe")
         trials = self.candidates(study) if self.best else {}
@@ -305,7 +308,7 @@ class Confirmation:
             named |= {n: stretched(config_from_params(t.params, budget), budget, self.epochs)
                       for n, t in list(trials.items())[:fits]}  # fmt: skip
             configs = {n: c.replace(early_stop=self.patience) for n, c in named.items()}
-            results = self._scores(run_dir, configs, score)
+            results = self._scores(run_dir, configs, score, identity)
             best = max((n for n in results if n != "default"), key=lambda n: results[n]["val_acc"])
             tuned_acc, default_acc = results[best]["val_acc"], results["default"]["val_acc"]
             adopted = tuned_acc > default_acc + self.margin
@@ -325,10 +328,11 @@ class Confirmation:
         write_json(tuned_path, tuned)
         return confirmation
 
-    def _scores(self, run_dir: Path, configs: dict[str, TrainConfig], score) -> dict[str, dict]:
+    def _scores(self, run_dir: Path, configs: dict[str, TrainConfig], score, identity: str) -> dict[str, dict]:
         path = run_dir / "confirm.json"
         known = read_json(path, "confirmation results") if path.exists() else {}
-        keys = {n: f"{n}|{json.dumps(asdict(c), sort_keys=True)}" for n, c in configs.items()}  # changed: again
+        # changed settings, or another genome, seed or data: trained again
+        keys = {n: f"{n}|{identity}|{json.dumps(asdict(c), sort_keys=True)}" for n, c in configs.items()}
         for name, cfg in configs.items():
             if keys[name] not in known:
                 known[keys[name]] = score(name, cfg)
@@ -345,12 +349,13 @@ def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir:
         torch.manual_seed(seed)
         model = build(genome)
         cfg = fastest(cfg.replace(seed=seed), model, device)
-        checkpoint = make_dir(run_dir / "confirm") / f"{name.replace(' ', '-')}.pt"
+        checkpoint = make_dir(run_dir / "confirm") / f"{genome.key}-{seed}-{name.replace(' ', '-')}.pt"
         log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
         result = train(model, dataset["train"], dataset["val"], cfg, device, checkpoint=checkpoint)
         return {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs_run": result.epochs_run,
                 "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3),
                 # so that train.py continues this training instead of repeating it (nas.final)
-                "checkpoint": checkpoint.relative_to(run_dir).as_posix(), "data": dataset.fingerprint}  # fmt: skip
+                "checkpoint": checkpoint.relative_to(run_dir).as_posix(), "genome": str(genome),
+                "data": dataset.fingerprint}  # fmt: skip
 
     return score

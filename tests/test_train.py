@@ -79,6 +79,17 @@ def test_checkpoint_resume_equals_uninterrupted(splits, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
 
 
+def test_a_checkpoint_that_stopped_early_stays_stopped(splits, tmp_path, monkeypatch):
+    import nas.training
+
+    monkeypatch.setattr(nas.training, "evaluate", lambda model, split, dev: {"acc": 0.5, "f1": 0.5})  # never better
+    cfg, ckpt = TrainConfig(epochs=5, batch_size=64, early_stop=1), tmp_path / "ckpt.pt"
+    _, first = _fit(splits, cfg, checkpoint=ckpt)
+    assert first.epochs_run == 2
+    _, again = _fit(splits, cfg, checkpoint=ckpt)  # e.g. train.py continuing a confirmation that stopped early
+    assert again.epochs_run == 2 and again.history == first.history
+
+
 @pytest.mark.parametrize("changes", [{"class_balance": "softmax"}, {"class_balance": "weighted"}, {"ema": 0.9}])
 def test_recipe_options_train_and_resume_exactly(splits, tmp_path, changes):
     cfg = TrainConfig(epochs=3, batch_size=64, **changes)

@@ -121,12 +121,13 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
     assert (run_dir / "train_state.pt").exists() and not (run_dir / "report.json").exists()
     monkeypatch.setattr(nas.training, "train", real_train)
     assert main(["train", "--run", str(run_dir), "--epochs", "3"]) == 2  # other settings: refused, not mixed
-    (run_dir / "progress.csv").write_text("gen,evals,seconds\n0,16,100.0\n1,12,190.5\n")  # the search behind it
+    progress = "gen,evals,cache_hits,failed,seconds\n0,16,0,0,100.0\n1,12,2,1,190.5\n"  # the search behind it
+    (run_dir / "progress.csv").write_text(progress)
     assert main(["train", "--run", str(run_dir), "--epochs", "2"]) == 0  # continues from epoch 1
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["search"] == {"run": "run", "generations": 1, "networks_trained": 28, "minutes": 3.2}
+    assert report["search"] == {"run": "run", "generations": 1, "networks_trained": 25, "minutes": 3.2}
     assert (
-        "Searched in run run: 1 generations, 28 networks trained, 3.2 minutes." in (run_dir / "report.md").read_text()
+        "Searched in run run: 1 generations, 25 networks trained, 3.2 minutes." in (run_dir / "report.md").read_text()
     )
     assert report["epochs_run"] == 2 and report["split"] == "PrivateTest" and report["images"] == 70
     for key in ("single_crop", "ten_crop"):
@@ -138,12 +139,15 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
 
 
 def test_baseline_with_same_recipe_appears_in_report(run_dir):
-    (run_dir / "progress.csv").write_text("gen,evals,seconds\n0,16,100.0\n")  # a search that found no baseline
+    (run_dir / "progress.csv").write_text("gen,evals,cache_hits,failed,seconds\n0,16,0,0,100.0\n")
     assert main(["train", "--run", str(run_dir), "--baseline", "mini_xception", "--epochs", "1"]) == 0
     assert "search" not in json.loads((run_dir / "baselines" / "mini_xception" / "report.json").read_text())
     assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0
     assert "| mini_xception |" in (run_dir / "report.md").read_text()
     assert json.loads((run_dir / "report.json").read_text())["search"]["networks_trained"] == 16
+    other = GENOME.replace("c16", "c8")  # neither the champion nor on a front: the search did not find it
+    assert main(["train", "--run", str(run_dir), "--genome", other, "--epochs", "1", "--out", str(run_dir / "g")]) == 0
+    assert "search" not in json.loads((run_dir / "g" / "report.json").read_text())
 
 
 def test_missing_champion_is_a_clean_error(tmp_path, capsys):
