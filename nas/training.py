@@ -291,7 +291,7 @@ def train(
         best_state = state["best_model"]
         result = TrainResult(**state["result"])
         start_epoch = result.epochs_run
-        if cfg.early_stop and result.epochs_run - 1 - result.best_epoch >= cfg.early_stop:
+        if _out_of_patience(cfg, result, result.epochs_run - 1):
             start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
 
     t0 = time.monotonic() - result.seconds
@@ -337,11 +337,16 @@ def train(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, result, cfg, ema)
         stop = on_epoch(epoch, row) if on_epoch is not None else None
-        if stop or (cfg.early_stop and epoch - result.best_epoch >= cfg.early_stop):
+        if stop or _out_of_patience(cfg, result, epoch):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def _out_of_patience(cfg: TrainConfig, result: TrainResult, epoch: int) -> bool:
+    """Early stopping: ``cfg.early_stop`` epochs up to ``epoch`` without a better validation accuracy."""
+    return bool(cfg.early_stop) and epoch - result.best_epoch >= cfg.early_stop
 
 
 def changed_settings(saved: dict, cfg: TrainConfig) -> list[str]:
