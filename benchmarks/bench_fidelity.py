@@ -36,8 +36,9 @@ from scipy import stats
 
 from nas import data as fer
 from nas.build import build, count_flops
-from nas.evaluate import FIDELITIES, EvalTask, Fidelity, train_candidate
+from nas.evaluate import EvalTask, Fidelity, get_fidelity, train_candidate
 from nas.genome import parse_genome
+from nas.numerics import fastest
 from nas.space import load_baselines, load_space, sample
 from nas.training import train
 
@@ -49,19 +50,15 @@ GEN0_CHAMPION = (
 
 
 def parse_grid(text: str) -> list[tuple[str, Fidelity, bool]]:
-    """``default,3000x3,6000x4b64+bf16`` -> (name, fidelity, bf16): images x epochs [b batch], or a preset
-    name; ``+bf16`` trains every network in bf16. Every epoch is validated, for the signals read off the curve."""
+    """``default,3000x3,6000x4b64+bf16,6000x2w0.5,3000x2lr0.01`` -> (name, fidelity, bf16): images x
+    epochs [b batch] [w width of the proxy network] [lr peak learning rate], or a preset name; ``+bf16``
+    trains every network in bf16. Every epoch is validated, for the signals read off the curve."""
     out = []
     for item in filter(None, text.split(",")):
         if item == "proxies":
             continue  # zero-cost proxies: see proxy_rows
         spec, _, mode = item.partition("+")
-        if spec in FIDELITIES:
-            fid = FIDELITIES[spec]
-        else:
-            n, rest = spec.lower().split("x")
-            e, _, b = rest.partition("b")
-            fid = Fidelity(spec, int(n), int(e), batch_size=int(b or 128))
+        fid = get_fidelity(spec)
         out.append((item, replace(fid, validate_every_epoch=True), mode == "bf16"))
     return out
 
@@ -89,17 +86,26 @@ def networks(out: Path, n: int, max_mflops: float, seed: int) -> list[str]:
 
 
 def reference(genome: str, data: str, epochs: int, threads: int, state_dir: Path, seed: int) -> dict:
-    """One long training, checkpointed after every epoch (a killed worker's network resumes where it was)."""
+    """One long training, checkpointed after every epoch (a killed worker's network resumes where it was).
+    It trains as ``train.py`` trains a champion, in this machine's faster numeric mode (bf16 autocast above
+    the calibrated FLOPs); a checkpoint started in another mode (the first references were all fp32) is
+    finished in its own."""
     torch.set_num_threads(threads)
     dataset = fer.load(data, ("train", "val"))
     g = parse_genome(genome)
     torch.manual_seed(seed)
     model = build(g)
     cfg = Fidelity("reference", None, epochs, validate_every_epoch=True).train_config(seed)  # the whole curve
+    checkpoint = state_dir / f"{g.key}.pt"
+    if checkpoint.exists():
+        cfg = cfg.replace(cpu_bf16=torch.load(checkpoint, weights_only=True)["config"].get("cpu_bf16", False))
+    else:
+        cfg = fastest(cfg, model, "cpu")
     state_dir.mkdir(parents=True, exist_ok=True)
-    result = train(model, dataset["train"], dataset["val"], cfg, "cpu", checkpoint=state_dir / f"{g.key}.pt")
+    result = train(model, dataset["train"], dataset["val"], cfg, "cpu", checkpoint=checkpoint)
     return {
         "genome": genome,
+        "numerics": "bf16" if cfg.cpu_bf16 else "fp32",
         "val_acc": result.best_acc,
         "val_f1": result.best_f1,
         "best_epoch": result.best_epoch + 1,
@@ -295,8 +301,10 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         lines += [f"ranked against **{args.against}**, not the reference", ""]
     else:
         truth = refs.set_index("genome")["val_acc"]
+        bf16 = int((refs.get("numerics", pd.Series(dtype=str)) == "bf16").sum())  # the first rows predate the field
         lines += [
-            f"reference: mean val acc {truth.mean():.3f}, {refs['core_seconds'].mean() / 60:.0f} core-min per network",
+            f"reference: mean val acc {truth.mean():.3f}, {refs['core_seconds'].mean() / 60:.0f} core-min per network, "
+            f"{bf16} of {len(refs)} trained in bf16 (this machine's numeric rule, as train.py trains), the rest fp32",
             "",
         ]
     lines += [

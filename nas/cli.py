@@ -84,7 +84,8 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--target-latency-ms", type=float, default=None, help="ga: latency target (default 1)")
     p.add_argument("--seed-baselines", action="store_true", help="nsga2/ga: start from the hand-made baselines")
     p.add_argument("--objectives", default="acc,params,latency", help="from acc, f1, params, flops, latency")
-    p.add_argument("--fidelity", default="default", help="training preset: cheap, default, long or rich")
+    fidelity = "training budget: a preset (cheap, default, long, rich) or IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]"
+    p.add_argument("--fidelity", default="default", help=fidelity)
     p.add_argument(
         "--class-balance", choices=["none", "weighted", "softmax"], default="none",  # nas.training.CLASS_BALANCE
         help="the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
@@ -122,7 +123,7 @@ def _evolve_parser(sub) -> None:
     p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
     p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
     p.add_argument("--finalists", type=int, default=3, help="front members trained again to choose the champion")
-    p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (a preset: cheap, default, long, rich)")
+    p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (as --fidelity)")
     p.add_argument("--run-dir", default=None, help="default runs/<time>-<space>-s<seed>")
     p.add_argument(
         "--resume",

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -30,7 +31,7 @@ from nas import data as fer
 from nas import latency
 from nas.build import build, count_flops, count_params
 from nas.errors import DataError, GenomeError, NasError, SettingError
-from nas.genome import parse_genome
+from nas.genome import Genome, parse_genome
 from nas.rundir import Cache, atomic_write
 from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, train
 
@@ -52,6 +53,9 @@ class Fidelity:
     # where a decision needs it: at the end of the schedule, or of a successive-halving rung
     validate_every_epoch: bool = False
     class_balance: str = "none"  # the loss's answer to the class imbalance (nas.training.CLASS_BALANCE)
+    # a proxy network: every block's channel count times ``width`` (EcoNAS's reduced-channel proxy); the
+    # objectives (parameters, FLOPs, latency) are always the real network's, only its training is cheaper
+    width: float = 1.0
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -75,7 +79,20 @@ class Fidelity:
             del fields["validate_every_epoch"]
         if fields["class_balance"] == "none":
             del fields["class_balance"]
+        if fields["width"] == 1.0:
+            del fields["width"]
         return json.dumps(fields, sort_keys=True)
+
+    def trained_genome(self, genome: Genome) -> Genome:
+        """The network this fidelity trains for ``genome``: itself, or its proxy of ``width`` times the
+        channels (at least 4 a block; dense layers keep their units, they cost little)."""
+        if self.width == 1.0:
+            return genome
+        narrow = [
+            replace(g, channels=max(4, round(g.channels * self.width))) if hasattr(g, "channels") else g
+            for g in genome.genes
+        ]
+        return Genome(tuple(narrow))
 
 
 # Chosen by benchmarks/bench_fidelity.py on 24 networks within the 60-MFLOP budget (benchmarks/results/
@@ -90,10 +107,23 @@ FIDELITIES = {
 }
 
 
+_SPEC = re.compile(r"(\d+)x(\d+)(?:b(\d+))?(?:w([\d.]+))?(?:lr([\d.]+(?:e-?\d+)?))?")
+
+
 def get_fidelity(name: str) -> Fidelity:
-    if name not in FIDELITIES:
-        raise SettingError(f"--fidelity: unknown fidelity {name!r}; choose from {', '.join(FIDELITIES)}")
-    return FIDELITIES[name]
+    """A preset by name, or a spelled-out budget ``IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]`` (``3000x2b64``,
+    ``6000x2w0.5``): Training images, epochs of a complete one-cycle schedule, batch size, the proxy's
+    channel width, peak learning rate; what the presets leave out is theirs."""
+    if name in FIDELITIES:
+        return FIDELITIES[name]
+    m = _SPEC.fullmatch(name.lower())
+    if m is None or int(m[1]) < 1 or int(m[2]) < 1 or (m[4] and not 0 < float(m[4]) <= 1):
+        raise SettingError(
+            f"--fidelity: unknown fidelity {name!r}; choose from {', '.join(FIDELITIES)}, or spell one out as "
+            "IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR] (e.g. 3000x2b64, width in (0, 1])"
+        )
+    n, e, b, w, lr = m.groups()
+    return Fidelity(name, int(n), int(e), batch_size=int(b or 128), width=float(w or 1), lr=float(lr or 3e-3))
 
 
 @dataclass(frozen=True)
@@ -174,8 +204,13 @@ def train_candidate(
         torch.manual_seed(task.seed)
         model = build(genome, task.input_shape, task.num_classes)
         record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
+        trained_flops = record["flops"]
+        if task.fidelity.width != 1.0:  # the proxy is trained; the record keeps the real network's size
+            torch.manual_seed(task.seed)
+            model = build(task.fidelity.trained_genome(genome), task.input_shape, task.num_classes)
+            trained_flops = count_flops(model, task.input_shape)
         deadline = t0 + task.time_limit if task.time_limit else None
-        cfg = task.fidelity.train_config(task.seed).replace(cpu_bf16=task.bf16(record["flops"]))
+        cfg = task.fidelity.train_config(task.seed).replace(cpu_bf16=task.bf16(trained_flops))
         gpu = resolve_device(task.device).type == "cuda"
         record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
         with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:

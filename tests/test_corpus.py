@@ -366,6 +366,8 @@ FLAG_CASES = [
     flag("finalists-neg", "--finalists", "-1"),
     flag("finalist-fidelity", "--finalist-fidelity", "huge"),
     flag("fidelity", "--fidelity", "huge"),
+    flag("fidelity-no-images", "--fidelity", "0x2", says="0x2"),
+    flag("fidelity-wide-proxy", "--fidelity", "3000x2w2", says="width"),
     flag("rungs-text", "--strategy", "halving", "--rungs", "a,b", says="--rungs"),
     flag("rungs-decreasing", "--strategy", "halving", "--rungs", "4,2", says="rungs"),
     flag("rungs-without-halving", "--rungs", "1,2"),

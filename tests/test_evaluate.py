@@ -170,3 +170,70 @@ def test_the_brief_trainings_class_balance_is_part_of_the_key_and_leaves_older_k
     ev = Evaluator(replace(task, fidelity=balanced), Cache(tmp_path / "cache.jsonl"))
     plain = Evaluator(task, Cache(tmp_path / "cache.jsonl"))
     assert ev.evaluate(GOOD[:1])[0]["cache_key"] != plain.evaluate(GOOD[:1])[0]["cache_key"]
+
+
+def test_a_narrow_proxy_trains_fewer_channels_and_records_the_real_networks_size(task, monkeypatch):
+    from dataclasses import replace
+
+    from nas.build import build, count_params
+    from nas.genome import parse_genome
+
+    text = "conv_k3_c32_s1_relu_bn | ir_k3_e2_c16_s2_r1_se | res_c8_s1_r1 | pool_max | gap | dense_u16_d0"
+    genome = parse_genome(text)
+    narrow = replace(FID, width=0.5)
+    assert str(narrow.trained_genome(genome)) == (
+        "conv_k3_c16_s1_relu_bn | ir_k3_e2_c8_s2_r1_se | res_c4_s1_r1 | pool_max | gap | dense_u16_d0"
+    )
+    assert FID.trained_genome(genome) is genome and "width" not in FID.key and narrow.key != FID.key
+    trained = []
+    real_train = evaluate.train
+    monkeypatch.setattr(evaluate, "train", lambda model, *a, **k: trained.append(model) or real_train(model, *a, **k))
+    rec = evaluate.train_candidate(str(genome), replace(task, fidelity=narrow))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["params"] == count_params(build(genome))  # the objectives are the real network's
+    assert count_params(trained[0]) == count_params(build(narrow.trained_genome(genome))) < rec["params"]
+
+
+def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
+    from nas.errors import SettingError
+
+    fid = evaluate.get_fidelity("3000x2b64w0.5lr1e-2")
+    assert (fid.train_images, fid.epochs, fid.batch_size, fid.width, fid.lr) == (3000, 2, 64, 0.5, 0.01)
+    assert evaluate.get_fidelity("6000x2").key != evaluate.get_fidelity("default").key  # the names differ
+    assert evaluate.get_fidelity("default") is evaluate.FIDELITIES["default"]
+    for bad in ("huge", "6000x0", "6000x2w0", "6000x2w1.5", "6000x2b"):
+        with pytest.raises(SettingError, match="--fidelity"):
+            evaluate.get_fidelity(bad)
+
+
+@pytest.mark.bench
+def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_signals(tmp_path, capsys):
+    import json
+
+    from conftest import load_benchmark
+
+    from nas import data as fer
+    from nas.genome import parse_genome
+    from nas.training import train
+
+    bench = load_benchmark("bench_fidelity")
+    out = tmp_path / "fidelity"
+    args = ["--data", "synthetic:70", "--out", str(out), "--networks", "3", "--reference-epochs", "1", "--jobs", "1"]
+    assert bench.main([*args, "--grid", "40x2b16w0.5"]) == 0
+    refs = {r["genome"]: r for r in map(json.loads, (out / "reference.jsonl").read_text().splitlines())}
+    # the tests' numeric rule: bf16 above 20 MFLOPs; generation 0's champion has 54, mini-Xception 7
+    assert refs[bench.GEN0_CHAMPION]["numerics"] == "bf16" and len(refs) == 3
+    assert {r["numerics"] for g, r in refs.items() if g != bench.GEN0_CHAMPION} == {"fp32"}
+    assert "| 40x2b16w0.5 (best of 2 epochs) | 3 |" in capsys.readouterr().out
+    # a reference started in another mode is finished in its own
+    genome = next(g for g in refs if g != bench.GEN0_CHAMPION)
+    cfg = evaluate.Fidelity("reference", None, 2, validate_every_epoch=True).train_config(0).replace(cpu_bf16=True)
+    dataset = fer.load("synthetic:70", ("train", "val"))
+    states = tmp_path / "states"
+    states.mkdir()
+    torch.manual_seed(0)
+    checkpoint = states / f"{parse_genome(genome).key}.pt"
+    model = bench.build(parse_genome(genome))
+    train(model, dataset["train"], dataset["val"], cfg, "cpu", checkpoint=checkpoint, until=1)
+    row = bench.reference(genome, "synthetic:70", 2, 1, states, 0)
+    assert row["numerics"] == "bf16" and row["epochs"] == 2
