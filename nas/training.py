@@ -199,13 +199,20 @@ def augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Ten
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Logits for uint8 images (N, 1, H, W), in eval mode, batch by batch."""
+def predict(
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int | None = None, bf16: bool = False
+) -> torch.Tensor:
+    """Logits for uint8 images (N, 1, H, W), in eval mode, batch by batch; ``bf16``: under bfloat16 autocast,
+    as a network trained that way validates about twice as fast on this CPU (accuracy within 0.1 points
+    on three fully trained networks). Batches of 128 on the CPU: 1.5-1.8x faster per image than 512 there
+    (cache-sized), 512 on a GPU."""
     model.eval()
+    batch_size = batch_size or (128 if device.type == "cpu" else 512)
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = normalize(x[i : i + batch_size].to(device))
-        out.append(model(xb).float().cpu())
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(x), batch_size):
+            xb = normalize(x[i : i + batch_size].to(device))
+            out.append(model(xb).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -227,8 +234,8 @@ def predict_ten_crop(model: nn.Module, x: torch.Tensor, device: torch.device, sh
     return total / (2 * len(offsets))
 
 
-def evaluate(model: nn.Module, split: Split, device: torch.device) -> dict[str, float]:
-    pred = predict(model, split.x, device).argmax(1).numpy()
+def evaluate(model: nn.Module, split: Split, device: torch.device, bf16: bool = False) -> dict[str, float]:
+    pred = predict(model, split.x, device, bf16=bf16).argmax(1).numpy()
     return metrics.summary(split.y.numpy(), pred, model.head[-1].out_features)
 
 
@@ -321,7 +328,8 @@ def train(
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
-        scores = evaluate(kept, val_split, dev) if every or epoch == stop_at - 1 else None
+        # validated in the mode it trains in; the test report (nas.report) is always fp32, as exported
+        scores = evaluate(kept, val_split, dev, bf16=use_amp) if every or epoch == stop_at - 1 else None
         if sched is not None and cfg.scheduler != "onecycle":
             sched.step(scores["acc"]) if cfg.scheduler == "plateau" else sched.step()
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": None, "val_f1": None}

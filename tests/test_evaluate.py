@@ -139,7 +139,7 @@ def test_continuing_a_kept_state_equals_training_straight_through(synthetic_csv,
     import nas.training
 
     validated, real_validate = [], nas.training.evaluate  # called once at the end of every epoch trained
-    monkeypatch.setattr(nas.training, "evaluate", lambda *a: validated.append(1) or real_validate(*a))
+    monkeypatch.setattr(nas.training, "evaluate", lambda *a, **k: validated.append(1) or real_validate(*a, **k))
     (second,) = ev.evaluate([Job(GOOD[0], until=2, keep_state=True)])
     assert len(validated) == 1, "the second job trained the first epoch again"
     assert (second["epochs"], second["val_acc"], second["val_f1"]) == (2, straight["val_acc"], straight["val_f1"])

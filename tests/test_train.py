@@ -82,7 +82,7 @@ def test_checkpoint_resume_equals_uninterrupted(splits, tmp_path):
 def test_a_checkpoint_that_stopped_early_stays_stopped(splits, tmp_path, monkeypatch):
     import nas.training
 
-    monkeypatch.setattr(nas.training, "evaluate", lambda model, split, dev: {"acc": 0.5, "f1": 0.5})  # never better
+    monkeypatch.setattr(nas.training, "evaluate", lambda *a, **k: {"acc": 0.5, "f1": 0.5})  # never better
     cfg, ckpt = TrainConfig(epochs=5, batch_size=64, early_stop=1), tmp_path / "ckpt.pt"
     _, first = _fit(splits, cfg, checkpoint=ckpt)
     assert first.epochs_run == 2
@@ -166,3 +166,21 @@ def test_bf16_on_the_cpu_trains_and_is_recorded(synthetic_csv):
     )
     assert (fp32["numerics"], bf16["numerics"]) == ("fp32", "bf16") and bf16["status"] == "ok"
     assert fp32["cache_key"] != bf16["cache_key"]  # the mode is part of what is cached
+
+
+def test_a_network_validates_in_the_mode_it_trains_in_and_batching_changes_nothing(splits, monkeypatch):
+    from nas import training
+
+    seen = []
+    real = training.evaluate
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: seen.append(k.get("bf16")) or real(*a, **k))
+    cfg = TrainConfig(epochs=1, batch_size=32, augment=0.0)
+    _fit(splits, cfg)
+    _fit(splits, cfg.replace(cpu_bf16=True))
+    assert seen == [False, True]
+    model, _ = _fit(splits, cfg)
+    x, cpu = splits[1].x, torch.device("cpu")
+    logits = training.predict(model, x, cpu)
+    assert torch.allclose(logits, training.predict(model, x, cpu, batch_size=7), atol=1e-5)
+    low = training.predict(model, x, cpu, bf16=True)
+    assert low.dtype == torch.float32 and not torch.equal(low, logits) and torch.allclose(low, logits, atol=0.2)
