@@ -5,7 +5,9 @@ README's search, seeded uniform samples of the space) is trained once with a lon
 (``--reference-epochs`` over all of Training, validated on all of PublicTest after every epoch): the truth.
 Each cheap signal of ``--grid`` (a fidelity preset such as ``default``, or ``IMAGESxEPOCHS[bBATCH]``) is
 computed on the same networks. The table gives, per signal, Kendall's tau with a bootstrap 90% interval and
-Spearman's rho against the reference's best validation accuracy, and the core-seconds per network.
+Spearman's rho against the reference's best validation accuracy, and the core-seconds per network;
+``--compare SIGNAL`` adds each signal's tau minus that one's, with a paired bootstrap interval (is a
+cheaper signal really worse than the default?).
 
 Resumable over several sittings: the list of networks is frozen in ``<out>/networks.json`` on the first
 run, reference trainings checkpoint every epoch (``<out>/states/``), and every finished result is appended
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="per worker (default: cores / jobs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--against", default=None, help="table: rank against this signal instead of the reference")
+    ap.add_argument("--compare", default=None, help="table: each signal's tau minus this one's, paired bootstrap")
     stages = "reference: the long trainings only; cheap: the grid only; table: print, train nothing"
     ap.add_argument("--stage", choices=["all", "reference", "cheap", "table"], default="all", help=stages)
     args = ap.parse_args(argv)
@@ -227,6 +230,20 @@ def bootstrap_tau(x: np.ndarray, y: np.ndarray, rounds: int = 2000, seed: int = 
         if len(set(x[i])) > 1 and len(set(y[i])) > 1:
             taus.append(stats.kendalltau(x[i], y[i]).statistic)
     return float(np.percentile(taus, 5)), float(np.percentile(taus, 95))
+
+
+def bootstrap_gap(
+    x: np.ndarray, base: np.ndarray, y: np.ndarray, rounds: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """90% interval of tau(x, y) - tau(base, y) over the same resampled networks: is a signal's agreement
+    with the truth really below (or above) another's measured on the same networks?"""
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(rounds):
+        i = rng.integers(0, len(x), len(x))
+        if min(len(set(x[i])), len(set(base[i])), len(set(y[i]))) > 1:
+            gaps.append(stats.kendalltau(x[i], y[i]).statistic - stats.kendalltau(base[i], y[i]).statistic)
+    return float(np.percentile(gaps, 5)), float(np.percentile(gaps, 95))
 
 
 def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float]]) -> dict[str, dict]:
@@ -307,10 +324,16 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
             f"{bf16} of {len(refs)} trained in bf16 (this machine's numeric rule, as train.py trains), the rest fp32",
             "",
         ]
+    base = None
+    if args.compare:
+        if args.compare not in every:
+            raise SystemExit(f"--compare: no signal {args.compare!r}; choose from {', '.join(every)}")
+        base = pd.Series(every[args.compare]["values"], dtype=float).rename("base")
+    gap = f" | tau minus {args.compare}'s (90% interval, paired)" if base is not None else ""
     lines += [
         "| signal | networks | epochs trained | validations | core-s of the whole training "
-        "| Kendall tau (90% interval) | Spearman rho |",
-        "|---|---|---|---|---|---|---|",
+        f"| Kendall tau (90% interval) | Spearman rho{gap} |",
+        "|---|---|---|---|---|---|---|" + ("---|" if gap else ""),
     ]
     size = {"values": {g: count_params_of(g) for g in genomes}, "epochs": 0, "validations": 0, "core_seconds": 0}
     every["parameters (bigger is better)"] = size
@@ -321,10 +344,17 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         x, y = both["x"].to_numpy(), both["y"].to_numpy()
         tau, rho = stats.kendalltau(x, y).statistic, stats.spearmanr(x, y).statistic
         lo, hi = bootstrap_tau(x, y)
-        lines.append(
+        row = (
             f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.3g} "
             f"| {tau:.2f} ({lo:.2f} to {hi:.2f}) | {rho:.2f} |"
         )
+        if base is not None:
+            three = both.join(base, how="inner")
+            x3, b3, y3 = (three[c].to_numpy() for c in ("x", "base", "y"))
+            diff = stats.kendalltau(x3, y3).statistic - stats.kendalltau(b3, y3).statistic
+            glo, ghi = bootstrap_gap(x3, b3, y3) if name != args.compare else (0.0, 0.0)
+            row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
+        lines.append(row)
     for name in every:  # does bf16 change the ranking? the same signal trained both ways
         base = name.split(" ")[0].rstrip(",")
         twin = base + "+bf16" + name[len(base) :]

@@ -210,6 +210,7 @@ def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
 def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_signals(tmp_path, capsys):
     import json
 
+    import numpy as np
     from conftest import load_benchmark
 
     from nas import data as fer
@@ -225,6 +226,9 @@ def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_
     assert refs[bench.GEN0_CHAMPION]["numerics"] == "bf16" and len(refs) == 3
     assert {r["numerics"] for g, r in refs.items() if g != bench.GEN0_CHAMPION} == {"fp32"}
     assert "| 40x2b16w0.5 (best of 2 epochs) | 3 |" in capsys.readouterr().out
+    truth = np.arange(12.0)
+    lo, hi = bench.bootstrap_gap(truth, truth[::-1] + np.random.default_rng(0).normal(0, 4, 12), truth)
+    assert 0 < lo <= hi  # a perfect signal agrees better than a noisy reversed one in every resample
     # a reference started in another mode is finished in its own
     genome = next(g for g in refs if g != bench.GEN0_CHAMPION)
     cfg = evaluate.Fidelity("reference", None, 2, validate_every_epoch=True).train_config(0).replace(cpu_bf16=True)
