@@ -5,9 +5,9 @@ would: ``--jobs`` workers of ``cores / jobs`` threads, then the latency work. Co
 
 - ``old``: the default before 2026-11-24: scratch at 6,000 images x 4 epochs (the ``long`` preset),
   validation after every epoch, fp32, every network's latency measured end to end;
-- ``scratch``: the ``--fidelity`` preset (default: ``default``), validation at the end only, this machine's
-  numeric rule (bf16 above its FLOPs threshold), the latency table (its units measured in a first pass, as
-  a warm table would have them);
+- ``scratch``: the ``--fidelity`` (a preset, default ``default``, or a spelled-out budget), validation at
+  the end only, this machine's numeric rule (bf16 above its FLOPs threshold), the latency table (its units
+  measured in a first pass, as a warm table would have them);
 - ``halving``: as ``scratch``, with successive halving (``--rungs``, ``--eta``) over the batch.
 
 Core-seconds: the wall time of the generation's evaluation times the cores it holds (training, idle

@@ -3,7 +3,8 @@
 A fixed set of networks within the FLOPs budget (the baselines that fit, generation 0's champion of the
 README's search, seeded uniform samples of the space) is trained once with a long reference recipe
 (``--reference-epochs`` over all of Training, validated on all of PublicTest after every epoch): the truth.
-Each cheap signal of ``--grid`` (a fidelity preset such as ``default``, or ``IMAGESxEPOCHS[bBATCH]``) is
+Each cheap signal of ``--grid`` (a fidelity preset such as ``default``, or a budget spelled out as
+``evolve.py --fidelity`` takes it, ``IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]``) is
 computed on the same networks. The table gives, per signal, Kendall's tau with a bootstrap 90% interval and
 Spearman's rho against the reference's best validation accuracy, and the core-seconds per network;
 ``--compare SIGNAL`` adds each signal's tau minus that one's, with a paired bootstrap interval (is a
@@ -221,29 +222,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def bootstrap_tau(x: np.ndarray, y: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """90% interval of Kendall's tau over networks resampled with replacement."""
+def bootstrap(stat, *arrays: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """90% interval of ``stat(*arrays)`` over networks resampled with replacement (the same networks for
+    every array); resamples where an array is constant are skipped, NaN when none is left."""
     rng = np.random.default_rng(seed)
-    taus = []
+    values = []
     for _ in range(rounds):
-        i = rng.integers(0, len(x), len(x))
-        if len(set(x[i])) > 1 and len(set(y[i])) > 1:
-            taus.append(stats.kendalltau(x[i], y[i]).statistic)
-    return float(np.percentile(taus, 5)), float(np.percentile(taus, 95))
+        i = rng.integers(0, len(arrays[0]), len(arrays[0]))
+        if all(len(set(a[i])) > 1 for a in arrays):
+            values.append(stat(*(a[i] for a in arrays)))
+    if not values:
+        return math.nan, math.nan
+    return float(np.percentile(values, 5)), float(np.percentile(values, 95))
 
 
-def bootstrap_gap(
-    x: np.ndarray, base: np.ndarray, y: np.ndarray, rounds: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """90% interval of tau(x, y) - tau(base, y) over the same resampled networks: is a signal's agreement
+def tau(x: np.ndarray, y: np.ndarray) -> float:
+    return float(stats.kendalltau(x, y).statistic)
+
+
+def bootstrap_tau(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """90% interval of Kendall's tau."""
+    return bootstrap(tau, x, y)
+
+
+def bootstrap_gap(x: np.ndarray, base: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """90% interval of tau(x, y) - tau(base, y) on the same resampled networks: is a signal's agreement
     with the truth really below (or above) another's measured on the same networks?"""
-    rng = np.random.default_rng(seed)
-    gaps = []
-    for _ in range(rounds):
-        i = rng.integers(0, len(x), len(x))
-        if min(len(set(x[i])), len(set(base[i])), len(set(y[i]))) > 1:
-            gaps.append(stats.kendalltau(x[i], y[i]).statistic - stats.kendalltau(base[i], y[i]).statistic)
-    return float(np.percentile(gaps, 5)), float(np.percentile(gaps, 95))
+    return bootstrap(lambda a, b, t: tau(a, t) - tau(b, t), x, base, y)
 
 
 def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float]]) -> dict[str, dict]:
@@ -328,7 +333,7 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     if args.compare:
         if args.compare not in every:
             raise SystemExit(f"--compare: no signal {args.compare!r}; choose from {', '.join(every)}")
-        base = pd.Series(every[args.compare]["values"], dtype=float).rename("base")
+        base = pd.Series(every[args.compare]["values"], dtype=float).dropna().rename("base")
     gap = f" | tau minus {args.compare}'s (90% interval, paired)" if base is not None else ""
     lines += [
         "| signal | networks | epochs trained | validations | core-s of the whole training "
@@ -342,17 +347,15 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         if len(both) < 3:
             continue
         x, y = both["x"].to_numpy(), both["y"].to_numpy()
-        tau, rho = stats.kendalltau(x, y).statistic, stats.spearmanr(x, y).statistic
         lo, hi = bootstrap_tau(x, y)
         row = (
             f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.3g} "
-            f"| {tau:.2f} ({lo:.2f} to {hi:.2f}) | {rho:.2f} |"
+            f"| {tau(x, y):.2f} ({lo:.2f} to {hi:.2f}) | {stats.spearmanr(x, y).statistic:.2f} |"
         )
         if base is not None:
-            three = both.join(base, how="inner")
-            x3, b3, y3 = (three[c].to_numpy() for c in ("x", "base", "y"))
-            diff = stats.kendalltau(x3, y3).statistic - stats.kendalltau(b3, y3).statistic
-            glo, ghi = bootstrap_gap(x3, b3, y3) if name != args.compare else (0.0, 0.0)
+            x3, b3, y3 = (both.join(base, how="inner")[c].to_numpy() for c in ("x", "base", "y"))
+            diff = tau(x3, y3) - tau(b3, y3) if len(x3) >= 3 else math.nan
+            glo, ghi = bootstrap_gap(x3, b3, y3) if name != args.compare and len(x3) >= 3 else (diff, diff)
             row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
         lines.append(row)
     for name in every:  # does bf16 change the ranking? the same signal trained both ways
@@ -361,8 +364,8 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         if twin in every:
             a, b = pd.Series(every[name]["values"]), pd.Series(every[twin]["values"])
             both = pd.concat([a, b], axis=1, join="inner").dropna().to_numpy()
-            tau = stats.kendalltau(both[:, 0], both[:, 1]).statistic
-            lines.append(f"\nfp32 against bf16, {name}: Kendall tau {tau:.2f} over {len(both)} networks")
+            agreement = tau(both[:, 0], both[:, 1])
+            lines.append(f"\nfp32 against bf16, {name}: Kendall tau {agreement:.2f} over {len(both)} networks")
     return "\n".join(lines)
 
 

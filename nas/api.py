@@ -363,8 +363,7 @@ def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback]
     )  # fmt: skip
     task = EvalTask(
         data=config["data"],
-        # a fidelity written before the choice existed validated after every epoch
-        fidelity=Fidelity(**{"validate_every_epoch": True, **ev["fidelity"]}),
+        fidelity=Fidelity.from_config(ev["fidelity"]),
         seed=search_cfg.seed,
         device=ev["device"],
         threads=ev["threads_per_job"],

@@ -56,6 +56,15 @@ class Fidelity:
     # a proxy network: every block's channel count times ``width`` (EcoNAS's reduced-channel proxy); the
     # objectives (parameters, FLOPs, latency) are always the real network's, only its training is cheaper
     width: float = 1.0
+    # validate a network that trains in bf16 in bf16 too (TrainConfig.validate_bf16); runs configured
+    # before 2026-11-25 validated in fp32 and keep doing so, so their cached records stay comparable
+    validate_bf16: bool = True
+
+    @classmethod
+    def from_config(cls, stored: dict) -> Fidelity:
+        """A fidelity as a run's config.json stores it; one written before a choice existed keeps what runs
+        did then (validation after every epoch; before 2026-11-25, in fp32), so its cache keys still match."""
+        return cls(**{"validate_every_epoch": True, "validate_bf16": False, **stored})
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -66,14 +75,16 @@ class Fidelity:
             epochs=self.epochs,
             augment=self.augment,
             validate_every_epoch=self.validate_every_epoch,
+            validate_bf16=self.validate_bf16,
             class_balance=self.class_balance,
             seed=seed,
         )
 
     @property
     def key(self) -> str:
-        """What the cache key hashes; validating every epoch, as every fidelity did before the choice
-        existed, and the plain loss hash as they did then, so older runs' caches stay valid."""
+        """What the cache key hashes; the settings as every fidelity had them before each choice existed
+        (every epoch validated, the plain loss, full width, fp32 validation) hash as they did then, so
+        older runs' caches stay valid."""
         fields = asdict(self)
         if fields["validate_every_epoch"]:
             del fields["validate_every_epoch"]
@@ -81,15 +92,19 @@ class Fidelity:
             del fields["class_balance"]
         if fields["width"] == 1.0:
             del fields["width"]
+        if not fields["validate_bf16"]:
+            del fields["validate_bf16"]
         return json.dumps(fields, sort_keys=True)
 
     def trained_genome(self, genome: Genome) -> Genome:
         """The network this fidelity trains for ``genome``: itself, or its proxy of ``width`` times the
-        channels (at least 4 a block; dense layers keep their units, they cost little)."""
+        channels (rounded, at least 4 a block; dense layers keep their units, they cost little). Where the
+        floor makes two different widths equal (width 0.25: 8 and 16 channels both become 4), the proxy
+        gains identity shortcuts the real network lacks; at 0.5 the default space's widths stay apart."""
         if self.width == 1.0:
             return genome
         narrow = [
-            replace(g, channels=max(4, round(g.channels * self.width))) if hasattr(g, "channels") else g
+            replace(g, channels=max(4, int(g.channels * self.width + 0.5))) if hasattr(g, "channels") else g
             for g in genome.genes
         ]
         return Genome(tuple(narrow))
@@ -98,7 +113,8 @@ class Fidelity:
 # Chosen by benchmarks/bench_fidelity.py on 24 networks within the 60-MFLOP budget (benchmarks/results/
 # fidelity_cpu.md): a complete 2-epoch schedule on 6,000 images ranks them like the 4-epoch one that was the
 # default before 2026-11-24 (``long``) with Kendall tau 0.79, at half its training; epoch 2 of the 4-epoch
-# schedule (a successive-halving rung) with 0.72, 3,000 images x 2 epochs with 0.31 only.
+# schedule (a successive-halving rung) with 0.72, 3,000 images x 2 epochs with 0.31 only at batch 128, but
+# 0.72 at batch 32 (``--fidelity 3000x2b32``, 4.74x cheaper than the old default; 2026-11-25).
 FIDELITIES = {
     "cheap": Fidelity("cheap", train_images=3000, epochs=2),  # smoke runs: ranks poorly
     "default": Fidelity("default", train_images=6000, epochs=2),
@@ -107,23 +123,35 @@ FIDELITIES = {
 }
 
 
-_SPEC = re.compile(r"(\d+)x(\d+)(?:b(\d+))?(?:w([\d.]+))?(?:lr([\d.]+(?:e-?\d+)?))?")
+_NUMBER = r"(\d*\.?\d+(?:e-?\d+)?)"
+_SPEC = re.compile(rf"(\d+)x(\d+)(?:b(\d+))?(?:w{_NUMBER})?(?:lr{_NUMBER})?")
 
 
 def get_fidelity(name: str) -> Fidelity:
-    """A preset by name, or a spelled-out budget ``IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]`` (``3000x2b64``,
+    """A preset by name, or a spelled-out budget ``IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]`` (``3000x2b32``,
     ``6000x2w0.5``): Training images, epochs of a complete one-cycle schedule, batch size, the proxy's
     channel width, peak learning rate; what the presets leave out is theirs."""
     if name in FIDELITIES:
         return FIDELITIES[name]
-    m = _SPEC.fullmatch(name.lower())
-    if m is None or int(m[1]) < 1 or int(m[2]) < 1 or (m[4] and not 0 < float(m[4]) <= 1):
+    spec = name.lower()
+    m = _SPEC.fullmatch(spec)
+    if m is None:
         raise SettingError(
             f"--fidelity: unknown fidelity {name!r}; choose from {', '.join(FIDELITIES)}, or spell one out as "
-            "IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR] (e.g. 3000x2b64, width in (0, 1])"
+            "IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR], e.g. 3000x2b32"
         )
     n, e, b, w, lr = m.groups()
-    return Fidelity(name, int(n), int(e), batch_size=int(b or 128), width=float(w or 1), lr=float(lr or 3e-3))
+    width = float(w or 1)
+    if not 0 < width <= 1:
+        raise SettingError(f"--fidelity {name!r}: the proxy's width must be in (0, 1], got {width:g}")
+    fidelity = Fidelity(spec, int(n), int(e), batch_size=int(b or 128), width=width, lr=float(lr or 3e-3))
+    try:
+        fidelity.train_config(0)
+    except SettingError as exc:
+        raise SettingError(f"--fidelity {name!r}: {exc}") from None
+    if fidelity.train_images < 1:
+        raise SettingError(f"--fidelity {name!r}: need at least 1 training image")
+    return fidelity
 
 
 @dataclass(frozen=True)

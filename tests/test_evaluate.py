@@ -175,7 +175,7 @@ def test_the_brief_trainings_class_balance_is_part_of_the_key_and_leaves_older_k
 def test_a_narrow_proxy_trains_fewer_channels_and_records_the_real_networks_size(task, monkeypatch):
     from dataclasses import replace
 
-    from nas.build import build, count_params
+    from nas.build import build, count_flops, count_params
     from nas.genome import parse_genome
 
     text = "conv_k3_c32_s1_relu_bn | ir_k3_e2_c16_s2_r1_se | res_c8_s1_r1 | pool_max | gap | dense_u16_d0"
@@ -191,19 +191,45 @@ def test_a_narrow_proxy_trains_fewer_channels_and_records_the_real_networks_size
     rec = evaluate.train_candidate(str(genome), replace(task, fidelity=narrow))
     assert rec["status"] == "ok", rec["error"]
     assert rec["params"] == count_params(build(genome))  # the objectives are the real network's
+    assert rec["flops"] == count_flops(build(genome))
     assert count_params(trained[0]) == count_params(build(narrow.trained_genome(genome))) < rec["params"]
 
 
 def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
     from nas.errors import SettingError
 
-    fid = evaluate.get_fidelity("3000x2b64w0.5lr1e-2")
+    fid = evaluate.get_fidelity("3000X2b64w0.5lr1e-2")
     assert (fid.train_images, fid.epochs, fid.batch_size, fid.width, fid.lr) == (3000, 2, 64, 0.5, 0.01)
+    assert fid.name == "3000x2b64w0.5lr1e-2" and evaluate.get_fidelity("6000x2w.5").width == 0.5
     assert evaluate.get_fidelity("6000x2").key != evaluate.get_fidelity("default").key  # the names differ
     assert evaluate.get_fidelity("default") is evaluate.FIDELITIES["default"]
-    for bad in ("huge", "6000x0", "6000x2w0", "6000x2w1.5", "6000x2b"):
-        with pytest.raises(SettingError, match="--fidelity"):
-            evaluate.get_fidelity(bad)
+    bad = {
+        "huge": "unknown fidelity",
+        "6000x2b": "unknown fidelity",
+        "6000x2w0.5.5": "unknown fidelity",
+        "6000x2lr.": "unknown fidelity",
+        "6000x0": "epochs >= 1",
+        "6000x2b0": "batch_size >= 1",
+        "6000x2lr0": "lr > 0",
+        "0x2": "at least 1 training image",
+        "6000x2w0": "width must be in",
+        "6000x2w1.5": "width must be in",
+    }
+    for spec, says in bad.items():
+        with pytest.raises(SettingError, match=f"--fidelity.*{spec}.*{says}|--fidelity.*{says}"):
+            evaluate.get_fidelity(spec)
+
+
+def test_a_fidelity_stored_before_its_choices_existed_keeps_its_behaviour_and_cache_keys():
+    from dataclasses import asdict
+
+    stored = {k: v for k, v in asdict(FID).items() if k not in ("validate_every_epoch", "validate_bf16", "width")}
+    old = Fidelity.from_config(stored)  # as a run configured on 2026-11-23 wrote it
+    assert old.validate_every_epoch and not old.validate_bf16 and old.width == 1.0
+    assert not old.train_config(0).validate_bf16  # it validates in fp32, as it did
+    for name in ("validate_every_epoch", "validate_bf16", "width", "class_balance"):
+        assert name not in old.key  # the key hashes what it hashed then
+    assert FID.validate_bf16 and "validate_bf16" in FID.key  # a new run validates as it trains, under a new key
 
 
 @pytest.mark.bench

@@ -54,11 +54,12 @@ class Strategy(ABC):
         return float(self.evaluator.task.fidelity.epochs)
 
     def finalize(self, genomes: list[Genome], fidelity: str) -> list[dict]:
-        """Records of a longer training at the fidelity preset ``fidelity`` (the finalists of a search), with
-        the search's loss."""
+        """Records of a longer training at the fidelity ``fidelity`` (a preset or spelled-out budget: the
+        finalists of a search), with the search's loss and validation mode."""
         from nas.evaluate import get_fidelity
 
-        richer = replace(get_fidelity(fidelity), class_balance=self.evaluator.task.fidelity.class_balance)
+        own = self.evaluator.task.fidelity
+        richer = replace(get_fidelity(fidelity), class_balance=own.class_balance, validate_bf16=own.validate_bf16)
         return self.evaluator.with_fidelity(richer).evaluate([str(g) for g in genomes])
 
     def measure(self, records: list[dict]) -> list[dict]:
