@@ -23,7 +23,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import NasError, first_line
 from nas.genome import parse_genome
 from nas.latency import measure, onnx_bytes, ort_session
-from nas.rundir import atomic_write, cpu_model, make_dir, search_sentence, write_json
+from nas.rundir import SEARCH_COST, atomic_write, cpu_model, make_dir, search_sentence, write_json
 
 TOLERANCE = 1e-4
 
@@ -134,8 +134,7 @@ def _machine() -> dict:
 def _search_summary(report: dict | None) -> dict:
     """The search behind the model, where the test report names it completely."""
     search = (report or {}).get("search")
-    keys = {"run", "generations", "networks_trained", "minutes"}
-    return search if isinstance(search, dict) and keys <= set(search) else {}
+    return search if isinstance(search, dict) and set(SEARCH_COST) <= set(search) else {}
 
 
 def _test_summary(report: dict | None) -> dict:

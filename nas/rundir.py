@@ -330,6 +330,9 @@ def run_data(run_dir: Path) -> str | None:
     return read_json(path, "run configuration").get("data") if path.exists() else None
 
 
+SEARCH_COST = ("run", "generations", "networks_trained", "minutes")  # what search_cost reports
+
+
 def search_cost(run_dir: Path) -> dict | None:
     """What the search behind a run's networks cost (from its progress table), for the final report and
     the model card; None where the directory holds no search."""

@@ -280,6 +280,7 @@ def train(
         ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     kept = ema.module if ema is not None else model
     use_amp = (cfg.amp and dev.type == "cuda") or (cfg.cpu_bf16 and dev.type == "cpu")
+    validate_low = use_amp and cfg.validate_bf16
 
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -331,8 +332,7 @@ def train(
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
-        low = use_amp and cfg.validate_bf16
-        scores = evaluate(kept, val_split, dev, bf16=low) if every or epoch == stop_at - 1 else None
+        scores = evaluate(kept, val_split, dev, bf16=validate_low) if every or epoch == stop_at - 1 else None
         if sched is not None and cfg.scheduler != "onecycle":
             sched.step(scores["acc"]) if cfg.scheduler == "plateau" else sched.step()
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": None, "val_f1": None}
