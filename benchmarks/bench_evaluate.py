@@ -14,7 +14,7 @@ Core-seconds: the wall time of the generation's evaluation times the cores it ho
 workers waiting for the last network, the latency work); training core-seconds: the workers' training
 time alone. The speed-up is against ``old``, in core-seconds.
 
-    python benchmarks/bench_evaluate.py --data $FER2013 --networks runs/bench-fidelity/networks.json
+    python benchmarks/bench_evaluate.py --data $FER2013 --networks benchmarks/results/fidelity_cpu_raw/networks.json
 """
 
 from __future__ import annotations

@@ -10,12 +10,15 @@ Spearman's rho against the reference's best validation accuracy, and the core-se
 ``--compare SIGNAL`` adds each signal's tau minus that one's, with a paired bootstrap interval (is a
 cheaper signal really worse than the default?).
 
-Resumable over several sittings: the list of networks is frozen in ``<out>/networks.json`` on the first
-run, reference trainings checkpoint every epoch (``<out>/states/``), and every finished result is appended
-at once (``reference.jsonl``, ``cheap.csv``); rerun the same command to continue. Workers train one network
-each on ``cores / jobs`` threads.
+Resumable over several sittings, and over fresh checkouts: the list of networks is frozen in
+``<out>/networks.json`` on the first run and every finished result is appended at once
+(``<out>/reference.jsonl``, ``<out>/cheap.csv``); these small files are committed (the default ``--out``
+lies under ``benchmarks/results/``), so a new checkout continues where the last sitting stopped. Reference
+trainings checkpoint every epoch into ``--states`` (git-ignored ``runs/``: a killed worker's network resumes
+on this machine; on a new one it starts over). Rerun the same command to continue. Workers train one
+network each on ``cores / jobs`` threads.
 
-    python benchmarks/bench_fidelity.py --data $FER2013 --out runs/bench-fidelity --networks 24 \\
+    python benchmarks/bench_fidelity.py --data $FER2013 --networks 24 \\
         --max-mflops 60 --reference-epochs 30 --jobs 2 --grid default
 """
 
@@ -173,7 +176,8 @@ def append_jsonl(path: Path, row: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="FER2013 CSV/folder/.npz (default: $FER2013)")
-    ap.add_argument("--out", default="runs/bench-fidelity")
+    ap.add_argument("--out", default="benchmarks/results/fidelity_cpu_raw", help="result files (committed)")
+    ap.add_argument("--states", default="runs/bench-fidelity/states", help="reference checkpoints (git-ignored)")
     ap.add_argument("--networks", type=int, default=24)
     ap.add_argument("--max-mflops", type=float, default=60)
     ap.add_argument("--reference-epochs", type=int, default=30)
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "reference"):
         done = {r["genome"] for r in read_jsonl(ref_path)}
         todo = sorted((g for g in genomes if g not in done), key=lambda g: -count_flops(build(parse_genome(g))))
-        calls = [(reference, g, data, args.reference_epochs, threads, out / "states", args.seed) for g in todo]
+        calls = [(reference, g, data, args.reference_epochs, threads, Path(args.states), args.seed) for g in todo]
 
         def got_reference(row: dict) -> None:
             append_jsonl(ref_path, row)
@@ -257,7 +261,9 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
     (what a search validating once records), minus the sum of training losses over the first k epochs
     (Ru et al. 2021), and successive halving simulated on the curve (its records: the last rung each
     network reached). Values: {signal: {"values": {genome: value}, "epochs": mean epochs trained,
-    "validations": mean validation passes, "core_seconds": median, as measured for the whole training}}."""
+    "validations": mean validation passes, "core_seconds": median, as measured for the whole training,
+    "recorded": whether a search records this value as it is (a complete schedule's last epoch, a halving
+    row), "cost": core-seconds per network of that share of the training}}."""
     from nas.objectives import parse_objectives, preference
 
     out: dict[str, dict] = {}
@@ -267,8 +273,10 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
         epochs = max(len(c) for c in curves.values())
         seconds = float(group["core_seconds"].median())
 
-        def add(label: str, values: dict, trained: float, validations: float, seconds: float = seconds) -> None:
-            out[label] = {"values": values, "epochs": trained, "validations": validations, "core_seconds": seconds}
+        def add(label: str, values: dict, trained: float, validations: float, recorded: bool = False,
+                seconds: float = seconds, epochs: int = epochs) -> None:  # fmt: skip
+            out[label] = {"values": values, "epochs": trained, "validations": validations, "core_seconds": seconds,
+                          "recorded": recorded, "cost": seconds * trained / max(epochs, 1)}  # fmt: skip
 
         if not epochs:  # a zero-cost proxy: one number per untrained network
             add(f"{name} (zero-cost proxy)", dict(zip(ok["genome"], ok["value"])), 0, 0)
@@ -276,7 +284,7 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
 
         add(f"{name} (best of {epochs} epochs)", dict(zip(ok["genome"], ok["value"])), epochs, epochs)
         for k in range(1, epochs + 1):
-            add(f"{name}, epoch {k}", {g: c[k - 1]["val_acc"] for g, c in curves.items()}, k, 1)
+            add(f"{name}, epoch {k}", {g: c[k - 1]["val_acc"] for g, c in curves.items()}, k, 1, k == epochs)
         for k in range(1, epochs + 1):
             loss = {g: -sum(r["train_loss"] for r in c[:k]) for g, c in curves.items()}
             add(f"{name}, training loss sum to epoch {k}", loss, k, 0)
@@ -293,8 +301,24 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
                     alive = [alive[i] for i in preference(points, two)[: math.ceil(len(alive) / eta)]]
             validations = sum(sum(1 for r in rungs if r <= t) for t in trained.values()) / len(trained)
             label = f"{name}, halving rungs {','.join(map(str, rungs))} eta {eta:g}"
-            add(label, values, sum(trained.values()) / len(trained), validations)
+            add(label, values, sum(trained.values()) / len(trained), validations, recorded=True)
     return out
+
+
+def decide(every: dict[str, dict], scores: dict[str, tuple[float, float]], base: str) -> str:
+    """The rule written down before the reference was in (results/fidelity_cpu.md): the cheapest signal a
+    search records as it is whose tau against the reference is no lower than ``base``'s and whose paired
+    90% interval does not lie wholly below zero."""
+    floor = scores[base][0]
+    fit = sorted((every[n]["cost"], n) for n, (t, hi) in scores.items() if every[n].get("recorded") and t >= floor
+                 and hi >= 0)  # fmt: skip
+    if not fit:
+        return f"decision: no recorded signal agrees with the reference as well as {base} (tau {floor:.2f})"
+    cost, name = fit[0]
+    return (
+        f"decision: **{name}**, the cheapest recorded signal at least as faithful as {base} (tau "
+        f"{scores[name][0]:.2f} against {floor:.2f}; {cost:.3g} core-s a network as this bench trains it)"
+    )
 
 
 def count_params_of(genome: str) -> int:
@@ -341,6 +365,7 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|" + ("---|" if gap else ""),
     ]
     size = {"values": {g: count_params_of(g) for g in genomes}, "epochs": 0, "validations": 0, "core_seconds": 0}
+    scores: dict[str, tuple[float, float]] = {}  # signal: (tau, upper end of the paired gap's interval)
     every["parameters (bigger is better)"] = size
     for name, s in every.items():
         both = pd.Series(s["values"], dtype=float).dropna().to_frame("x").join(truth.rename("y"), how="inner")
@@ -357,7 +382,10 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
             diff = tau(x3, y3) - tau(b3, y3) if len(x3) >= 3 else math.nan
             glo, ghi = bootstrap_gap(x3, b3, y3) if name != args.compare and len(x3) >= 3 else (diff, diff)
             row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
+            scores[name] = (tau(x, y), ghi)
         lines.append(row)
+    if scores and not args.against:
+        lines += ["", decide(every, scores, args.compare)]
     for name in every:  # does bf16 change the ranking? the same signal trained both ways
         base = name.split(" ")[0].rstrip(",")
         twin = base + "+bf16" + name[len(base) :]

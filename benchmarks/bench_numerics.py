@@ -5,7 +5,7 @@ thread in every mode, round-robin over several rounds (median), and prints image
 network's FLOPs and the share of them in depthwise convolutions: what the numeric-mode rule
 (``nas.numerics``) must predict.
 
-    python benchmarks/bench_numerics.py --networks runs/bench-fidelity/networks.json
+    python benchmarks/bench_numerics.py --networks benchmarks/results/fidelity_cpu_raw/networks.json
 """
 
 from __future__ import annotations

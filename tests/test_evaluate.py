@@ -232,6 +232,33 @@ def test_a_fidelity_stored_before_its_choices_existed_keeps_its_behaviour_and_ca
     assert FID.validate_bf16 and "validate_bf16" in FID.key  # a new run validates as it trains, under a new key
 
 
+def test_fidelity_decision_is_the_cheapest_recorded_signal_as_faithful_as_the_old_default():
+    from conftest import load_benchmark
+
+    decide = load_benchmark("bench_fidelity").decide
+    every = {
+        "6000x4 (best of 4 epochs)": {"recorded": False, "cost": 40.0},  # the old default: the floor
+        "6000x4, epoch 4": {"recorded": True, "cost": 40.0},
+        "6000x2, epoch 2": {"recorded": True, "cost": 16.0},
+        "3000x2b32, epoch 2": {"recorded": True, "cost": 10.0},
+        "6000x4, epoch 2": {"recorded": False, "cost": 20.0},  # the start of a longer schedule: never recorded
+        "6000x1, epoch 1": {"recorded": True, "cost": 8.0},
+    }
+    scores = {
+        "6000x4 (best of 4 epochs)": (0.70, 0.0),
+        "6000x4, epoch 4": (0.72, 0.10),
+        "6000x2, epoch 2": (0.71, 0.05),
+        "3000x2b32, epoch 2": (0.70, 0.02),
+        "6000x4, epoch 2": (0.90, 0.30),
+        "6000x1, epoch 1": (0.50, -0.05),
+    }
+    assert "**3000x2b32, epoch 2**" in decide(every, scores, "6000x4 (best of 4 epochs)")
+    scores["3000x2b32, epoch 2"] = (0.69, 0.03)  # below the floor by its point estimate
+    assert "**6000x2, epoch 2**" in decide(every, scores, "6000x4 (best of 4 epochs)")
+    scores.update({k: (0.1, -0.2) for k in scores if k != "6000x4 (best of 4 epochs)"})
+    assert "no recorded signal" in decide(every, scores, "6000x4 (best of 4 epochs)")
+
+
 @pytest.mark.bench
 def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_signals(tmp_path, capsys):
     import json
@@ -245,13 +272,16 @@ def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_
 
     bench = load_benchmark("bench_fidelity")
     out = tmp_path / "fidelity"
-    args = ["--data", "synthetic:70", "--out", str(out), "--networks", "3", "--reference-epochs", "1", "--jobs", "1"]
+    args = ["--data", "synthetic:70", "--out", str(out), "--states", str(tmp_path / "checkpoints"), "--networks", "3",
+            "--reference-epochs", "1", "--jobs", "1"]  # fmt: skip
     assert bench.main([*args, "--grid", "40x2b16w0.5"]) == 0
     refs = {r["genome"]: r for r in map(json.loads, (out / "reference.jsonl").read_text().splitlines())}
     # the tests' numeric rule: bf16 above 20 MFLOPs; generation 0's champion has 54, mini-Xception 7
     assert refs[bench.GEN0_CHAMPION]["numerics"] == "bf16" and len(refs) == 3
     assert {r["numerics"] for g, r in refs.items() if g != bench.GEN0_CHAMPION} == {"fp32"}
     assert "| 40x2b16w0.5 (best of 2 epochs) | 3 |" in capsys.readouterr().out
+    assert bench.main([*args, "--stage", "table", "--compare", "40x2b16w0.5 (best of 2 epochs)"]) == 0
+    assert "decision: " in capsys.readouterr().out
     truth = np.arange(12.0)
     lo, hi = bench.bootstrap_gap(truth, truth[::-1] + np.random.default_rng(0).normal(0, 4, 12), truth)
     assert 0 < lo <= hi  # a perfect signal agrees better than a noisy reversed one in every resample
