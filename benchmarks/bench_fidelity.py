@@ -384,7 +384,7 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
             row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
             scores[name] = (tau(x, y), ghi)
         lines.append(row)
-    if scores and not args.against:
+    if args.compare in scores and not args.against:
         lines += ["", decide(every, scores, args.compare)]
     for name in every:  # does bf16 change the ranking? the same signal trained both ways
         base = name.split(" ")[0].rstrip(",")
