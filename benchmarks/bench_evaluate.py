@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--networks", required=True, help="networks.json of bench_fidelity.py")
     ap.add_argument("--configs", default="old,scratch,halving")
     ap.add_argument("--fidelity", default="default", help="of scratch and halving (as evolve.py --fidelity)")
-    ap.add_argument("--rungs", default=None, help="halving's (default: half the schedule, then all of it)")
+    ap.add_argument("--rungs", default=None, help="halving's (default: three quarters of the schedule, then all of it)")
     ap.add_argument("--eta", type=float, default=3.0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)

@@ -26,6 +26,7 @@ from nas import rundir
 from nas.algorithms import DEFAULT_ALGORITHM
 from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
 from nas.runner import Callback, SearchConfig
+from nas.strategies import DEFAULT_STRATEGY
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
@@ -70,7 +71,7 @@ def search(
     seed: int = 0,
     fidelity: str = "default",
     class_balance: str = "none",
-    strategy: str = "scratch",
+    strategy: str = DEFAULT_STRATEGY,
     strategy_options: dict | None = None,
     max_mflops: float | None = None,
     max_params: float | None = None,
@@ -264,8 +265,8 @@ def new_config(
     search_cfg = SearchConfig(generations, population, algorithm, seed, options, champion_rule,
                               champion_max_params, champion_max_latency_ms, finalists, finalist_fidelity)  # fmt: skip
     # the strategy checks its options against the fidelity now, before anything is written (no evaluator yet)
-    make_strategy(strategy, SimpleNamespace(task=SimpleNamespace(fidelity=get_fidelity(fidelity))), problem,
-                  **(strategy_options or {}))  # fmt: skip
+    strategy_options = make_strategy(strategy, SimpleNamespace(task=SimpleNamespace(fidelity=get_fidelity(fidelity))),
+                                     problem, **(strategy_options or {})).options()  # fmt: skip
     if class_balance not in CLASS_BALANCE:
         raise SettingError(f"--class-balance must be one of {', '.join(CLASS_BALANCE)}, got {class_balance!r}")
     if backend not in ("loky", "dask"):
@@ -297,7 +298,7 @@ def new_config(
         "data": resolve_data_path(data),
         "evaluation": {
             "strategy": strategy,
-            "strategy_options": dict(strategy_options or {}),
+            "strategy_options": strategy_options,
             "fidelity": asdict(replace(get_fidelity(fidelity), class_balance=class_balance)),
             "jobs": jobs,
             "threads_per_job": threads,

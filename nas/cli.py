@@ -90,8 +90,9 @@ def _evolve_parser(sub) -> None:
         "--class-balance", choices=["none", "weighted", "softmax"], default="none",  # nas.training.CLASS_BALANCE
         help="the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
     )  # fmt: skip
-    p.add_argument("--strategy", choices=["scratch", "halving"], default="scratch", help="evaluation strategy")
-    rungs = "halving: epochs of each rung, e.g. 2,4 (default: half the fidelity's epochs, then all of them)"
+    strategy = "evaluation strategy (default: halving; scratch trains every network the whole schedule)"
+    p.add_argument("--strategy", choices=["scratch", "halving"], default=None, help=strategy)
+    rungs = "halving: epochs of each rung, e.g. 3,4 (default: three quarters of the fidelity's epochs, then all)"
     p.add_argument("--rungs", type=_epochs, default=None, help=rungs)
     p.add_argument("--eta", type=float, default=None, help="halving: promote 1/eta of the networks per rung")
     p.add_argument("--jobs", type=int, default=None, help="parallel training workers (default: one per core)")
@@ -191,6 +192,7 @@ def cmd_evolve(args) -> int:
             algorithm, options = _algorithm_options(args)
             generations = 30 if args.generations is None else args.generations
             settings = {name: getattr(args, name) for name in _SEARCH_SETTINGS}
+            settings["strategy"] = args.strategy or api.DEFAULT_STRATEGY
             given = {"rungs": args.rungs, "eta": args.eta}
             result = api.search(
                 args.data, args.space, generations=generations, algorithm=algorithm, options=options,

@@ -110,15 +110,15 @@ class Fidelity:
         return Genome(tuple(narrow))
 
 
-# Chosen by benchmarks/bench_fidelity.py on 24 networks within the 60-MFLOP budget (benchmarks/results/
-# fidelity_cpu.md): a complete 2-epoch schedule on 6,000 images ranks them like the 4-epoch one that was the
-# default before 2026-11-24 (``long``) with Kendall tau 0.79, at half its training; epoch 2 of the 4-epoch
-# schedule (a successive-halving rung) with 0.72, 3,000 images x 2 epochs with 0.31 only at batch 128, but
-# 0.72 at batch 32 (``--fidelity 3000x2b32``, 4.74x cheaper than the old default; 2026-11-25).
+# Chosen by benchmarks/bench_fidelity.py against a long training (30 epochs on all of Training) of 24
+# networks within the 60-MFLOP budget (benchmarks/results/fidelity_cpu.md, 2026-11-25): 6,000 images x 4
+# epochs ranks them with Kendall tau 0.48; every cheaper schedule measured ranks them worse (6,000 x 2,
+# the default of 2026-11-24/25, 0.33; 3,000 x 2 at batch 32 0.33), and only successive halving on this
+# schedule with rungs 3,4 (nas.strategies, the default strategy) keeps its tau (0.49) for less training.
 FIDELITIES = {
     "cheap": Fidelity("cheap", train_images=3000, epochs=2),  # smoke runs: ranks poorly
-    "default": Fidelity("default", train_images=6000, epochs=2),
-    "long": Fidelity("long", train_images=6000, epochs=4),
+    "default": Fidelity("default", train_images=6000, epochs=4),
+    "long": Fidelity("long", train_images=6000, epochs=4),  # the same schedule, by its old name
     "rich": Fidelity("rich", train_images=12000, epochs=4),  # the finalists'
 }
 

@@ -372,7 +372,7 @@ FLAG_CASES = [
     flag("fidelity-two-points", "--fidelity", "3000x2w0.5.5", says="unknown fidelity"),
     flag("rungs-text", "--strategy", "halving", "--rungs", "a,b", says="--rungs"),
     flag("rungs-decreasing", "--strategy", "halving", "--rungs", "4,2", says="rungs"),
-    flag("rungs-without-halving", "--rungs", "1,2"),
+    flag("rungs-without-halving", "--strategy", "scratch", "--rungs", "1,2"),
     flag("eta-1", "--strategy", "halving", "--eta", "1", says="eta"),
     flag("device", "--device", "tpu"),
     flag("scheduler-without-dask", "--scheduler", "tcp://127.0.0.1:1", says="--scheduler"),

@@ -90,6 +90,8 @@ def test_run_directory_is_complete_and_consistent(uninterrupted):
         assert (run / name).stat().st_size > 0, name
     config = json.loads((run / "config.json").read_text())
     assert config["search"]["seed"] == 7 and config["space"]["name"] == "tiny" and config["versions"]["torch"]
+    assert config["evaluation"]["strategy"] == "halving"  # the default, chosen by benchmarks/bench_fidelity.py
+    assert config["evaluation"]["strategy_options"] == {"rungs": [2], "eta": 3.0}  # resolved: kept on --resume
     evals = pd.read_csv(run / "evaluations.csv")
     assert len(evals) == 8 * 3 and sorted(evals["generation"].unique()) == [0, 1, 2]
     front = pd.read_csv(run / "pareto.csv")

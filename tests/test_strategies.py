@@ -71,10 +71,10 @@ def test_rungs_must_end_at_the_fidelity_budget_and_eta_exceed_one():
         make_strategy("scratch", ev, problem, rungs=(2, 4))
 
 
-def test_default_rungs_are_half_the_schedule_then_all_of_it_and_the_estimate_counts_them():
+def test_default_rungs_are_three_quarters_of_the_schedule_then_all_of_it_and_the_estimate_counts_them():
     problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, lambda g: {})
     halving = make_strategy("halving", FakeEvaluator({}), problem)
-    assert halving.rungs == (2, 4) and halving.epochs_per_network() == pytest.approx(2 + 2 / 3)
+    assert halving.rungs == (3, 4) and halving.epochs_per_network() == pytest.approx(3 + 1 / 3)
     assert make_strategy("halving", FakeEvaluator({}), problem, rungs=(1, 2, 4), eta=2).epochs_per_network() == 2
     assert make_strategy("scratch", FakeEvaluator({}), problem).epochs_per_network() == 4
 

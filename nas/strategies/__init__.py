@@ -49,6 +49,11 @@ class Strategy(ABC):
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
         """One record per request, in order; ``on_record(record, cached)`` as each final record is known."""
 
+    def options(self) -> dict[str, Any]:
+        """The options it runs with, defaults filled in, as a run's config stores them: a run resumed after
+        a default changed keeps its own."""
+        return {}
+
     def epochs_per_network(self) -> float:
         """Epochs of the fidelity's schedule a new network trains, on average (for the up-front estimate)."""
         return float(self.evaluator.task.fidelity.epochs)
@@ -75,6 +80,9 @@ class Strategy(ABC):
 
 
 STRATEGIES = {"scratch": "nas.strategies.scratch:Scratch", "halving": "nas.strategies.halving:Halving"}
+# halving over the default 4-epoch schedule, rungs 3,4: the cheapest evaluation that ranked 24 networks like
+# a 30-epoch training as well as training all 4 epochs did (benchmarks/results/fidelity_cpu.md)
+DEFAULT_STRATEGY = "halving"
 
 
 def make_strategy(name: str, evaluator: Evaluator, problem: Problem, **options: Any) -> Strategy:
