@@ -2,11 +2,14 @@
 
 Each entry of ``--plan`` is ``NETWORK:RECIPE[+FIELD=VALUE...]:SEED`` (NETWORK a baseline name, ``champion``
 of ``--run``, or the key of a member of ``--run``'s front in its ``pareto.csv``; RECIPE a name of
-``nas.training.RECIPES``), trained with ``nas.final.train_final`` (``scripts/train.py``: early stopping on
-PublicTest, this machine's faster numerics, a checkpoint per epoch) into ``<out>/<entry>/``, then reported
-on PrivateTest. Resumable over several sittings: a finished entry (its ``report.json``) is read back, an
-interrupted one continues from its checkpoint; rerun the same command. Entries run one after the other,
-each on all the cores torch is given. Besides a row per training, ``final.md`` summarises each network and
+``nas.training.RECIPES``; ``+epochs=N`` sets that entry's length), trained with ``nas.final.train_final``
+(``scripts/train.py``: early stopping on PublicTest, this machine's faster numerics, a checkpoint per epoch)
+into ``<out>/<entry>/``, then reported on PrivateTest. Resumable over several sittings: a finished entry
+(its ``report.json``) is read back, an interrupted one continues from its checkpoint; rerun the same command.
+Entries run one after the other, each on all the cores torch is given. An entry of a wsd schedule without a
+state of its own starts from the state before the decay of a shorter entry of the same network, recipe and
+seed, planned before it (a 50-epoch training's epoch 40 is a 100-epoch training's epoch 40): the longer one
+trains no epoch twice. Besides a row per training, ``final.md`` summarises each network and
 recipe over its seeds (mean and range), and ``final.png`` plots those against latency and parameters.
 A training times its network's latency beside whatever else runs (two trainings at a time read 0.091 and
 0.123 ms for one network here); ``--report-only`` times every network again, round-robin in one
@@ -32,6 +35,7 @@ from nas.latency import measure
 from nas.report import save_figure
 from nas.rundir import PARETO, make_dir, write_json
 from nas.space import load_baselines
+from nas.training import stable_copy
 
 COLUMNS = [
     "network", "recipe", "seed", "params", "MFLOPs", "latency ms", "epochs", "train min", "val acc",
@@ -80,6 +84,25 @@ def target(network: str, run: str | None, out: Path) -> dict:
     if network not in genomes:
         raise SystemExit(f"error: --plan: {network!r} is no baseline, nor 'champion', nor a key of {run}/{PARETO}")
     return {"run_dir": run, "genome": genomes[network]}
+
+
+def continue_shorter(entry: dict, entries: list[dict], out: Path) -> None:
+    """Give a wsd entry the stable state of the longest shorter entry of its network, recipe and seed."""
+    state = out / entry["label"] / "train_state.pt"
+    if state.exists() or entry["changes"].get("scheduler") != "wsd":
+        return
+    same = {k: v for k, v in entry["changes"].items() if k != "epochs"}
+    shorter = [
+        e for e in entries
+        if (e["network"], e["recipe"], e["seed"]) == (entry["network"], entry["recipe"], entry["seed"])
+        and {k: v for k, v in e["changes"].items() if k != "epochs"} == same
+        and e["epochs"] < entry["epochs"] and stable_copy(out / e["label"] / "train_state.pt").exists()
+    ]  # fmt: skip
+    if shorter:
+        source = stable_copy(out / max(shorter, key=lambda e: e["epochs"])["label"] / "train_state.pt")
+        make_dir(state.parent)
+        state.write_bytes(source.read_bytes())
+        print(f"{entry['label']}: continues {source}", file=sys.stderr, flush=True)
 
 
 def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
@@ -197,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     out, entries = Path(args.out), parse_plan(args.plan)
+    for entry in entries:
+        entry["epochs"] = int(entry["changes"].pop("epochs", args.epochs))
     todo = {  # every network to train is resolved before the first training, so a bad NETWORK costs nothing
         e["label"]: target(e["network"], args.run, out)
         for e in entries
@@ -208,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     for entry in entries:
         folder = out / entry["label"]
         if entry["label"] in todo:
+            continue_shorter(entry, entries, out)
             api.train(
-                **todo[entry["label"]], recipe=entry["recipe"], data=args.data, epochs=args.epochs,
+                **todo[entry["label"]], recipe=entry["recipe"], data=args.data, epochs=entry["epochs"],
                 patience=args.patience, seed=entry["seed"], device=args.device, out=folder, **entry["changes"],
             )  # fmt: skip
         elif not (folder / "report.json").exists():  # --report-only: not trained yet
@@ -217,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((folder / "report.json").read_text())
         retimed = {"latency_ms": latency[entry["network"]]} if entry["network"] in latency else {}
         rows.append(row(entry, report | retimed))
+        if entry["epochs"] != args.epochs:  # a length of its own is another recipe, not another seed
+            rows[-1]["recipe"] += f", {entry['epochs']} epochs"
         print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']} ten-crop", file=sys.stderr, flush=True)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
     lines += ["| " + " | ".join(f"{r[c]:,}" if c == "params" else str(r[c]) for c in COLUMNS) + " |" for r in rows]

@@ -28,7 +28,8 @@ from nas.errors import NasError, SettingError
 from nas.rundir import atomic_write
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
-SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "step", "none")
+SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none")
+STEPWISE = ("onecycle", "wsd")  # schedulers stepped after every batch, the others after every epoch
 # how the loss answers FER2013's imbalance (disgust is 1.5% of Training): not at all, cross-entropy weighted
 # by inverse class frequency, or balanced softmax (Ren et al. 2020: the log prior added to the logits in
 # training only, so the trained logits estimate the balanced posterior)
@@ -57,6 +58,11 @@ class TrainConfig:
     restart_period: int = 5
     step_size: int = 10
     step_gamma: float = 0.1
+    # wsd (warmup-stable-decay): a linear warm-up over ``warmup_epochs``, then the constant ``lr``, then a
+    # decay to zero (1 - sqrt) over the last ``cooldown`` share of the epochs. Up to the decay, a training is
+    # a valid prefix of any longer one: it can be continued to more epochs (Hägele et al. 2024)
+    warmup_epochs: float = 0.3
+    cooldown: float = 0.2
     batch_size: int = 128
     epochs: int = 10
     label_smoothing: float = 0.0
@@ -84,6 +90,8 @@ class TrainConfig:
             raise SettingError(f"class_balance {self.class_balance!r} not in {CLASS_BALANCE}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise SettingError("need epochs >= 1, batch_size >= 1 and lr > 0")
+        if not 0 <= self.cooldown <= 1 or self.warmup_epochs < 0:
+            raise SettingError(f"need 0 <= cooldown <= 1 (got {self.cooldown}) and warmup_epochs >= 0")
         if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1:
             raise SettingError(f"need 0 <= ema < 1 (got {self.ema}) and 0 <= label_smoothing < 1")
 
@@ -164,7 +172,34 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: in
         return s.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     if cfg.scheduler == "step":
         return s.StepLR(opt, step_size=cfg.step_size, gamma=cfg.step_gamma)
+    if cfg.scheduler == "wsd":
+        return s.LambdaLR(opt, lambda step: wsd_factor(cfg, steps_per_epoch, step))
     return None
+
+
+def decay_start(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The optimizer step at which a wsd schedule leaves its constant learning rate."""
+    total = cfg.epochs * steps_per_epoch
+    return total - round(cfg.cooldown * total)
+
+
+def wsd_factor(cfg: TrainConfig, steps_per_epoch: int, step: int) -> float:
+    """The learning rate of optimizer step ``step`` (from 0) as a share of ``cfg.lr``."""
+    warm = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+    start, total = decay_start(cfg, steps_per_epoch), cfg.epochs * steps_per_epoch
+    if step >= start:
+        return max(0.0, 1 - math.sqrt((step - start) / max(1, total - start)))
+    return min(1.0, (step + 1) / warm)
+
+
+def stable_prefix(cfg: TrainConfig, saved: dict, epochs_run: int, steps_per_epoch: int) -> bool:
+    """Whether a checkpoint of ``epochs_run`` epochs, written under ``saved`` settings, is also the state of a
+    training under ``cfg`` that differs only in its length: both wsd, neither decaying yet."""
+    if cfg.scheduler != "wsd" or changed_settings(saved, cfg) != ["epochs"]:
+        return False
+    before = cfg.replace(epochs=saved["epochs"])
+    done = epochs_run * steps_per_epoch
+    return done <= decay_start(cfg, steps_per_epoch) and done <= decay_start(before, steps_per_epoch)
 
 
 def augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
@@ -286,7 +321,7 @@ def train(
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=dev, weights_only=True)
         changed = changed_settings(state["config"], cfg)
-        if changed:
+        if changed and not stable_prefix(cfg, state["config"], state["result"]["epochs_run"], steps):
             raise NasError(
                 f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
                 "resume with the same settings, or delete it to start over"
@@ -327,13 +362,13 @@ def train(
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
-            if cfg.scheduler == "onecycle":
+            if cfg.scheduler in STEPWISE:
                 sched.step()
             total, seen = total + loss.item() * len(idx), seen + len(idx)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
         scores = evaluate(kept, val_split, dev, bf16=validate_low) if every or epoch == stop_at - 1 else None
-        if sched is not None and cfg.scheduler != "onecycle":
+        if sched is not None and cfg.scheduler not in STEPWISE:
             sched.step(scores["acc"]) if cfg.scheduler == "plateau" else sched.step()
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": None, "val_f1": None}
         row |= {k: scores[k[4:]] for k in ("val_acc", "val_f1")} if scores else {}
@@ -347,12 +382,19 @@ def train(
             best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, result, cfg, ema)
+            if cfg.scheduler == "wsd" and (epoch + 1) * steps <= decay_start(cfg, steps) < (epoch + 2) * steps:
+                atomic_write(stable_copy(checkpoint), Path(checkpoint).read_bytes())
         stop = on_epoch(epoch, row) if on_epoch is not None else None
         if stop or _out_of_patience(cfg, result, epoch):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def stable_copy(checkpoint: Path) -> Path:
+    """Where a wsd training keeps its last state before the decay, from which a longer training continues."""
+    return Path(checkpoint).with_suffix(".stable.pt")
 
 
 def _out_of_patience(cfg: TrainConfig, result: TrainResult, epoch: int) -> bool:

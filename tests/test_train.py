@@ -5,8 +5,9 @@ import torch
 
 from nas import data
 from nas.build import build
+from nas.errors import NasError
 from nas.genome import parse_genome
-from nas.training import Diverged, TimeLimitExceeded, TrainConfig, augment, train
+from nas.training import Diverged, TimeLimitExceeded, TrainConfig, augment, stable_copy, train, wsd_factor
 
 GENOME = parse_genome("conv_k3_c16_s1_relu_bn | pool_max | conv_k3_c32_s1_relu_bn | pool_max | gap")
 
@@ -34,7 +35,7 @@ def test_learns_the_synthetic_task_and_is_deterministic(splits):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
-@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"])
+@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none"])
 def test_every_optimizer_and_scheduler_runs(splits, optimizer, scheduler):
     small = (splits[0].subset(64, 0), splits[1].subset(32, 0))
     cfg = TrainConfig(
@@ -77,6 +78,34 @@ def test_checkpoint_resume_equals_uninterrupted(splits, tmp_path):
     assert resumed.epochs_run == 4
     assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
     assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_wsd_warms_up_holds_and_decays_to_zero():
+    cfg = TrainConfig(scheduler="wsd", epochs=10, warmup_epochs=0.5, cooldown=0.2)
+    lr = [wsd_factor(cfg, 10, step) for step in range(100)]
+    assert lr[0] == pytest.approx(0.2) and lr[4:80] == [1.0] * 76  # 5 warm-up steps, then constant
+    assert all(a > b for a, b in zip(lr[80:], lr[81:])) and lr[99] < 0.12  # 1 - sqrt(19/20)
+    assert wsd_factor(cfg, 10, 100) == 0.0
+
+
+def test_a_wsd_training_continues_from_its_stable_state_to_a_longer_one(splits, tmp_path):
+    """The state before a 5-epoch wsd training's decay is the 4th epoch of a 10-epoch one: continued to 10
+    epochs, it trains exactly what a straight 10-epoch training does, repeating no epoch."""
+    cfg = TrainConfig(scheduler="wsd", epochs=10, batch_size=64, cooldown=0.2)
+    straight_model, straight = _fit(splits, cfg)
+    short = tmp_path / "short.pt"
+    _, first = _fit(splits, cfg.replace(epochs=5), checkpoint=short)
+    assert first.epochs_run == 5 and first.history[-1]["lr"] == 0.0
+    longer = tmp_path / "long.pt"
+    longer.write_bytes(stable_copy(short).read_bytes())  # the state after epoch 4, before the decay
+    seen = []
+    continued_model, continued = _fit(splits, cfg, checkpoint=longer, on_epoch=lambda e, m: seen.append(e))
+    assert seen == list(range(4, 10))
+    assert [h["val_acc"] for h in continued.history] == [h["val_acc"] for h in straight.history]
+    assert all(torch.equal(a, b) for a, b in zip(straight_model.state_dict().values(),
+                                                 continued_model.state_dict().values()))  # fmt: skip
+    with pytest.raises(NasError, match="other training settings"):  # a decayed state is no prefix
+        _fit(splits, cfg, checkpoint=short)
 
 
 def test_a_checkpoint_that_stopped_early_stays_stopped(splits, tmp_path, monkeypatch):

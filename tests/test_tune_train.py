@@ -290,3 +290,18 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     with pytest.raises(SystemExit, match="nor a key of"):  # before cnn4:default:2 trains
         bench.main([*args, "--plan", "cnn4:default:2,fedcba9876543210:default:0"])
     assert not (out / "cnn4-default-2").exists()
+
+
+@pytest.mark.bench
+def test_final_benchmark_continues_a_longer_wsd_entry_from_a_shorter_one(tmp_path, capsys):
+    bench = load_benchmark("bench_final")
+    out = tmp_path / "final"
+    args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "5", "--device", "cpu"]
+    assert bench.main([*args, "--plan", "mini_xception:default+scheduler=wsd+epochs=5:0,"
+                       "mini_xception:default+scheduler=wsd+epochs=10:0"]) == 0  # fmt: skip
+    err = capsys.readouterr().err  # the 10-epoch entry starts from the 5-epoch one's epoch 4
+    assert "epochs10-0: continues " in err and "epochs5-0/train_state.stable.pt" in err
+    long = json.loads((out / "mini_xception-default_schedulerwsd_epochs10-0" / "report.json").read_text())
+    short = json.loads((out / "mini_xception-default_schedulerwsd_epochs5-0" / "report.json").read_text())
+    assert long["epochs_run"] == 10 and short["epochs_run"] == 5
+    assert "| default + scheduler=wsd, 10 epochs | 1 |" in (out / "final.md").read_text()
