@@ -74,6 +74,14 @@ def uninterrupted(synthetic_csv, tmp_path_factory):
     return run_dir
 
 
+def test_the_default_search_finds_what_the_code_of_2026_12_05_found(uninterrupted):
+    """The restructuring's check (tests/reference.py): same evaluations, front and champion."""
+    import reference
+
+    expected = json.loads((reference.REFERENCE / "searches.json").read_text())["surrogate-halving"]
+    assert reference.summary(uninterrupted) == expected
+
+
 def test_run_directory_is_complete_and_consistent(uninterrupted):
     run = uninterrupted
     for name in (

@@ -1,0 +1,91 @@
+"""The reference that the restructuring of the package is checked against: tiny synthetic searches whose
+evaluations, front and champion must stay exactly what the code of 2026-12-05 (commit d7aefd7) gave.
+
+``python tests/reference.py`` writes ``tests/fixtures/reference/`` anew: do that only for a change that is
+meant to change what a search finds, and say so in its commit. The searches take their latency from the
+fixed table ``tests/fixtures/latency_units.json`` (conftest installs it as the machine's table), so their
+results depend on nothing measured.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REFERENCE = FIXTURES / "reference"
+# every algorithm with a population on both evaluation strategies, besides random search
+SEARCHES = {
+    "surrogate-halving": ["--algorithm", "surrogate", "--strategy", "halving"],
+    "nsga2-halving": ["--algorithm", "nsga2", "--strategy", "halving"],
+    "random-halving": ["--algorithm", "random", "--strategy", "halving"],
+    "nsga2-scratch": ["--algorithm", "nsga2", "--strategy", "scratch"],
+    "surrogate-scratch": ["--algorithm", "surrogate", "--strategy", "scratch"],
+}
+# test_evolve's searches (its module fixture ``uninterrupted`` is the first of these)
+ARGS = ["--space", "tiny", "--population", "8", "--generations", "2", "--fidelity", "cheap", "--jobs", "2"]
+ARGS += ["--seed", "7"]
+COLUMNS = ["generation", "cached", "genome", "status", "val_acc", "val_f1", "params", "flops", "latency_ms", "epochs"]
+RUN_FILES = ("config.json", "cache.jsonl", "checkpoint.json", "evaluations.csv", "pareto.csv", "champion.json",
+             "progress.csv", "latency_table.json")  # fmt: skip
+
+
+def search(name: str, data: Path, run_dir: Path) -> dict:
+    """Run one reference search into ``run_dir``; its summary."""
+    from nas.cli import main
+
+    assert main(["evolve", "-q", "--data", str(data), "--run-dir", str(run_dir), *ARGS, *SEARCHES[name]]) == 0
+    return summary(run_dir)
+
+
+def summary(run_dir: Path) -> dict:
+    """What a restructuring must not change: every evaluation, the front and the champion (timings aside)."""
+    evaluations = pd.read_csv(run_dir / "evaluations.csv")[COLUMNS]
+    return {
+        "evaluations": json.loads(evaluations.to_json(orient="records", double_precision=15)),
+        "front": sorted(pd.read_csv(run_dir / "pareto.csv")["genome"]),
+        "champion": json.loads((run_dir / "champion.json").read_text())["genome"],
+    }
+
+
+def main() -> None:
+    import tempfile
+
+    from nas import data
+
+    work = Path(tempfile.mkdtemp(prefix="fer-nas-reference-"))
+    csv = data.write_csv(work / "synthetic.csv", data.synthetic_splits(700, seed=0))
+    results = {name: search(name, csv, work / name) for name in SEARCHES}
+    REFERENCE.mkdir(parents=True, exist_ok=True)
+    (REFERENCE / "searches.json").write_text(json.dumps(results, indent=1) + "\n")
+    run = REFERENCE / "run"  # a finished run of the old code, which the new code must resume and extend
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    for name in RUN_FILES:
+        if (work / "surrogate-halving" / name).exists():  # a run's latency table only if it measured blocks
+            shutil.copy(work / "surrogate-halving" / name, run / name)
+    _keep_latency_units()
+    print(f"wrote {REFERENCE}", file=sys.stderr)
+
+
+def _keep_latency_units() -> None:
+    """The fixed latency table, with whatever blocks these searches met that it lacked (measured now)."""
+    from nas.latency import machine_table_path
+
+    fixed = FIXTURES / "latency_units.json"
+    entries = json.loads(fixed.read_text())["entries"] if fixed.exists() else {}
+    entries |= json.loads(machine_table_path().read_text())["entries"]
+    table = {"format": "fer-nas-latency/1", "entries": dict(sorted(entries.items()))}
+    fixed.write_text(json.dumps(table, indent=0) + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import install_latency_table  # noqa: E402
+
+    install_latency_table()
+    main()
