@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from nas import objectives as objs
+from nas.config import read as read_config
 from nas.genome import parse_genome
 from nas.predictor import Predictor, features
 from nas.problem import Problem
-from nas.rundir import Cache, read_config
+from nas.rundir import Cache
 from nas.runner import Runner, SearchConfig
 from nas.space import space_from_dict
 from nas.strategies import Request, Strategy
@@ -102,10 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/offline.csv", help="HV curves (git-ignored)")
     args = ap.parse_args(argv)
     table, config = load_table([Path(r) for r in args.runs])
-    space = space_from_dict(dict(config["space"]), source=config["space_file"])
-    problem = Problem.create(
-        space, OBJECTIVES, config["problem"].get("max_mflops"), config["problem"].get("max_params")
-    )
+    space = space_from_dict(dict(config.space), source=config.space_file)
+    problem = Problem.create(space, OBJECTIVES, config.problem.max_mflops, config.problem.max_params)
     args.epochs = max(r.get("epochs") or 0 for r in table.values())
     rows = list(table.values())
     predictor = Predictor(0).fit(

@@ -17,31 +17,19 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
-from nas import objectives as objs
+from nas import config as runconfig
 from nas import rundir
-from nas.algorithms import DEFAULT_ALGORITHM
-from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
-from nas.runner import Callback, SearchConfig
-from nas.strategies import DEFAULT_STRATEGY
+from nas.config import RunConfig
+from nas.errors import NasError, RunDirError, SettingError
+from nas.runner import Callback
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
 LATENCY_TABLE = "latency_table.json"  # the run's own copy of the entries it used
 RUN_LOG = "run.log"  # what the search logged, every session of it
-
-
-def _machine_rule(threads: int, device: str) -> float | None:
-    from nas.numerics import machine_rule
-
-    return machine_rule(threads, device)
-
-
-# --numerics: how each run decides which networks train in bf16 on the CPU (a FLOPs threshold, or None)
-NUMERICS = {"auto": _machine_rule, "fp32": lambda threads, device: None, "bf16": lambda threads, device: 0.0}
 
 
 @dataclass
@@ -60,66 +48,31 @@ class Result:
         return self.progress[-1]["hypervolume"] if self.progress else 0.0
 
 
-def search(
-    data: str | None = None,
-    space: str | Path = "default",
-    *,
-    generations: int = 30,
-    population: int = 16,
-    algorithm: str = DEFAULT_ALGORITHM,
-    objectives: str | Sequence[str] = objs.DEFAULT_OBJECTIVES,
-    seed: int = 0,
-    fidelity: str = "default",
-    class_balance: str = "none",
-    strategy: str = DEFAULT_STRATEGY,
-    strategy_options: dict | None = None,
-    max_mflops: float | None = None,
-    max_params: float | None = None,
-    max_latency_ms: float | None = None,
-    options: dict | None = None,
-    jobs: int | None = None,
-    device: str = "auto",
-    backend: str = "loky",
-    scheduler: str | None = None,
-    time_limit: float | None = 900,
-    latency_backend: str = "onnx",
-    latency_model: str = "table",
-    numerics: str = "auto",
-    champion_rule: str = "max-acc",
-    champion_max_params: float | None = None,
-    champion_max_latency_ms: float | None = None,
-    finalists: int = 3,
-    finalist_fidelity: str = "rich",
-    run_dir: str | Path | None = None,
-    callbacks: Sequence[Callback] = (),
-    plots: bool = True,
-) -> Result:
+def search(data: str | None = None, space: str | Path = "default", *, run_dir: str | Path | None = None,
+           callbacks: Sequence[Callback] = (), plots: bool = True, **settings) -> Result:  # fmt: skip
     """Search ``space`` on ``data`` (a FER2013 CSV, image folder, .npz or ``synthetic:N``; default $FER2013).
 
-    ``algorithm``: surrogate (NSGA-II ranking 10x the children by a predictor), nsga2, ga (one penalised
-    fitness), aging, random or optuna, with ``options`` of its own (e.g.
-    ``{"cx_prob": 0.7}``, ``{"penalty": "linear"}``); ``strategy``: how candidates are evaluated
-    (``nas.strategies``), with ``strategy_options`` of its own. ``max_mflops`` / ``max_params`` /
-    ``max_latency_ms`` cap what is trained (the space's ``max_mflops`` unless given); the latency objective
-    is predicted from a per-block table (``latency_model="table"``) or measured (``"measured"``);
-    ``class_balance`` sets the brief training's loss (nas.training.CLASS_BALANCE); the champion is chosen
-    by ``champion_rule`` within the ``champion_*`` budgets. ``jobs`` parallel workers
-    (default: one per core). The run directory defaults to ``runs/<time>-<space>-s<seed>``.
+    ``settings`` are fields of ``nas.config``'s sections, each with its declared default: e.g.
+    ``generations=30``, ``population=16``, ``algorithm="surrogate"`` (NSGA-II ranking 10x the children by a
+    predictor; or nsga2, ga, aging, random, optuna) with ``options`` of its own (``{"cx_prob": 0.7}``),
+    ``strategy="halving"`` (how candidates are evaluated, ``nas.strategies``) with ``strategy_options``,
+    ``fidelity``, the caps ``max_mflops`` / ``max_params`` / ``max_latency_ms`` (the space's FLOPs cap unless
+    given), ``champion_rule`` within the ``champion_*`` budgets, ``jobs`` parallel workers (default: one per
+    core). The run directory defaults to ``runs/<time>-<space>-s<seed>``.
     """
-    config = new_config(**{k: v for k, v in locals().items() if k not in ("run_dir", "callbacks", "plots")})
-    return _start(run_dir, config, callbacks, plots)
+    return _start(run_dir, runconfig.create(data, space, **settings), callbacks, plots)
 
 
-def _start(run_dir: str | Path | None, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
+def _start(run_dir: str | Path | None, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
     """A new run (in ``runs/<time>-<space>-s<seed>`` unless ``run_dir``): refused where one exists; the data
     is checked before the directory is made."""
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config['space'].get('name', 'space')}-s{config['search']['seed']}"
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.space.get('name', 'space')}-s{config.search.seed}"
     run_dir = Path(run_dir) if run_dir else RUNS / name
     if any((run_dir / f).exists() for f in (rundir.CHECKPOINT, rundir.OLD_CHECKPOINT, rundir.CACHE)):
         raise RunDirError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
-    _load_data(config["data"])  # bad data fails here, before anything is written (memoised: loaded once)
+    _load_data(config.data)  # bad data fails here, before anything is written (memoised: loaded once)
     rundir.make_dir(run_dir)
-    rundir.write_json(run_dir / rundir.CONFIG, config)
+    rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
     return _run(run_dir, config, callbacks, plots)
 
 
@@ -128,9 +81,6 @@ def _load_data(path: str) -> None:
 
     log.info(f"loading data from {path} ...")
     fer.load(path, ("train", "val"))
-
-
-RESUME_SETTINGS = ("generations", "jobs")  # what a resume may change; everything else is the run's own
 
 
 def resume(
@@ -144,21 +94,21 @@ def resume(
     """Continue a search from its run directory (to ``generations``, if given, else its own number; with
     ``jobs`` workers, if given, else its own number)."""
     run_dir = Path(run_dir)
-    config = rundir.read_config(run_dir)
+    config = runconfig.read(run_dir)
     if generations is not None:
-        config["search"]["generations"] = generations
+        config = config.with_changes("search", generations=generations)
     if jobs is not None:
         if jobs < 1:
             raise SettingError(f"--jobs must be >= 1, got {jobs}")
-        config["evaluation"] |= {"jobs": jobs, "threads_per_job": max(1, (os.cpu_count() or 1) // jobs)}
-    _check_search(config, run_dir / rundir.CONFIG)
-    _load_data(config["data"])  # before config.json is rewritten
+        config = config.with_changes("evaluation", jobs=jobs, threads_per_job=max(1, (os.cpu_count() or 1) // jobs))
+    _check_space(config, run_dir / rundir.CONFIG)
+    _load_data(config.data)  # before config.json is rewritten
     if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
         log.warning(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
             f"the search restarts at generation 0 and takes every evaluation it repeats from {rundir.CACHE}"
         )
-    rundir.write_json(run_dir / rundir.CONFIG, config)
+    rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
     return _run(run_dir, config, callbacks, plots)
 
 
@@ -177,149 +127,29 @@ def replay(
     path = Path(config_file)
     if path.suffix == ".toml":
         try:
-            config = tomllib.loads(path.read_text(encoding="utf-8"))
+            stored = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunDirError(f"{path}: configuration not found") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise RunDirError(f"{path}: unreadable configuration ({exc})") from None
     else:
-        config = rundir.read_json(path, "configuration")
-    rundir.check_config(config, path)
+        stored = rundir.read_json(path, "configuration")
+    config = RunConfig.from_dict(stored, path)
     if generations is not None:
-        config["search"]["generations"] = generations
-    _check_search(config, path)
-    config |= {"versions": rundir.versions(), "command": " ".join(sys.argv), "created": time.strftime("%F %T")}
+        config = config.with_changes("search", generations=generations)
+    _check_space(config, path)
+    config = replace(config, versions=rundir.versions(), command=" ".join(sys.argv), created=time.strftime("%F %T"))
     return _start(run_dir, config, callbacks, plots)
 
 
-def _check_search(config: dict, path: Path) -> None:
-    """A stored configuration's search settings and space, checked before anything is written."""
+def _check_space(config: RunConfig, path: Path) -> None:
+    """A stored configuration's space, checked before anything is written."""
     from nas.space import space_from_dict
 
-    try:
-        SearchConfig(**config["search"])
-    except TypeError as exc:
-        raise RunDirError(f"{path}: unreadable search settings ({exc})") from None
-    space_from_dict(dict(config["space"]), source=str(path))
+    space_from_dict(dict(config.space), source=str(path))
 
 
-def new_config(
-    data: str | None,
-    space: str | Path,
-    generations: int,
-    population: int,
-    algorithm: str,
-    objectives: str | Sequence[str],
-    seed: int,
-    fidelity: str,
-    class_balance: str,
-    strategy: str,
-    strategy_options: dict | None,
-    max_mflops: float | None,
-    max_params: float | None,
-    max_latency_ms: float | None,
-    options: dict | None,
-    jobs: int | None,
-    device: str,
-    backend: str,
-    scheduler: str | None,
-    time_limit: float | None,
-    latency_backend: str,
-    latency_model: str,
-    numerics: str,
-    champion_rule: str,
-    champion_max_params: float | None,
-    champion_max_latency_ms: float | None,
-    finalists: int,
-    finalist_fidelity: str,
-) -> dict:
-    """The resolved configuration of a new run, checked: what ``config.json`` holds."""
-    from nas import data as fer
-    from nas.algorithms import resolve_options
-    from nas.data import resolve_data_path
-    from nas.evaluate import get_fidelity
-    from nas.problem import Problem
-    from nas.space import load_space, resolve_space_path
-    from nas.strategies import make_strategy
-    from nas.training import CLASS_BALANCE, resolve_device
-
-    loaded = load_space(space)
-    data_shape = (1, fer.SIZE, fer.SIZE)
-    if tuple(loaded.input_shape) != data_shape or loaded.num_classes != len(fer.CLASS_NAMES):
-        raise SpaceError(
-            f"{loaded.source}: input_shape {list(loaded.input_shape)} and num_classes {loaded.num_classes} do not "
-            f"match the data (FER2013: {list(data_shape)}, {len(fer.CLASS_NAMES)} classes)"
-        )
-    check_positive(max_mflops=max_mflops, max_params=max_params, max_latency_ms=max_latency_ms)
-    objectives = objectives.split(",") if isinstance(objectives, str) else list(objectives)
-    if latency_model not in ("table", "measured"):
-        raise SettingError(f"--latency-model must be table or measured, got {latency_model!r}")
-    if max_latency_ms is not None and latency_model != "table":
-        raise NasError("--max-latency-ms needs the latency known before training: --latency-model table")
-    problem = Problem.create(loaded, tuple(objectives), max_mflops, max_params)
-    options = asdict(resolve_options(algorithm, options))
-    try:
-        get_fidelity(finalist_fidelity)
-    except SettingError as exc:
-        raise SettingError(f"--finalist-fidelity: {str(exc).removeprefix('--fidelity: ')}") from None
-    search_cfg = SearchConfig(generations, population, algorithm, seed, options, champion_rule,
-                              champion_max_params, champion_max_latency_ms, finalists, finalist_fidelity)  # fmt: skip
-    # the strategy checks its options against the fidelity now, before anything is written (no evaluator yet)
-    strategy_options = make_strategy(strategy, SimpleNamespace(task=SimpleNamespace(fidelity=get_fidelity(fidelity))),
-                                     problem, **(strategy_options or {})).options()  # fmt: skip
-    if class_balance not in CLASS_BALANCE:
-        raise SettingError(f"--class-balance must be one of {', '.join(CLASS_BALANCE)}, got {class_balance!r}")
-    if backend not in ("loky", "dask"):
-        raise SettingError(f"--backend must be loky or dask, got {backend!r}")
-    if latency_backend not in ("onnx", "torch"):
-        raise SettingError(f"--latency-backend must be onnx or torch, got {latency_backend!r}")
-    resolve_device(device)
-    if jobs is not None and jobs < 1:
-        raise SettingError(f"--jobs must be >= 1, got {jobs}")
-    if time_limit is not None and not time_limit > 0:
-        raise SettingError(f"--time-limit must be positive, got {time_limit:g}")
-    if scheduler and backend != "dask":
-        raise SettingError("--scheduler needs --backend dask")
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    if numerics not in NUMERICS:
-        raise SettingError(f"--numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
-    bf16_above = NUMERICS[numerics](threads, device)
-    return {
-        "search": asdict(search_cfg),
-        "problem": {
-            "objectives": [o.name for o in problem.objectives],
-            "max_mflops": problem.caps["flops"] / 1e6 if "flops" in problem.caps else None,
-            "max_params": problem.caps.get("params"),
-            "max_latency_ms": max_latency_ms,
-        },
-        "space_file": str(resolve_space_path(space)),
-        "space": loaded.to_dict(),
-        "data": resolve_data_path(data),
-        "evaluation": {
-            "strategy": strategy,
-            "strategy_options": strategy_options,
-            "fidelity": asdict(replace(get_fidelity(fidelity), class_balance=class_balance)),
-            "jobs": jobs,
-            "threads_per_job": threads,
-            "backend": backend,
-            "scheduler": scheduler,
-            "device": device,
-            "time_limit": time_limit,
-            "latency_backend": latency_backend,
-            "latency_model": latency_model,
-            # training in bf16 on the CPU above this many MFLOPs (None: never), fixed for the run
-            "numerics": numerics,
-            "bf16_above_mflops": None if bf16_above is None else bf16_above / 1e6,
-        },
-        "versions": rundir.versions(),
-        "cpu": rundir.cpu_model(),
-        "command": " ".join(sys.argv),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-
-
-def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
+def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
     """Run the search while this process holds the run directory (``rundir.locked``), logging into its
     ``run.log`` too (appended to by every resume: the whole story of a long run, with times)."""
     with rundir.locked(run_dir):
@@ -340,7 +170,7 @@ def _run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool
             handler.close()
 
 
-def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback], plots: bool) -> Result:
+def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
     from nas.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
     from nas.latency import LatencyTable, machine_table_path
@@ -350,45 +180,43 @@ def _assemble_and_run(run_dir: Path, config: dict, callbacks: Sequence[Callback]
     from nas.space import space_from_dict
     from nas.strategies import make_strategy
 
-    space = space_from_dict(dict(config["space"]), source=config["space_file"])
-    p = config["problem"]
-    search_cfg = SearchConfig(**config["search"])
-    ev = config["evaluation"]
+    space = space_from_dict(dict(config.space), source=config.space_file)
+    p, search_cfg, ev = config.problem, config.search, config.evaluation
     table = None
-    if ev.get("latency_model", "measured") == "table":  # runs configured before the table measured latency
+    if ev.latency_model == "table":
         table = LatencyTable(machine_table_path(), run_dir / LATENCY_TABLE)
     shape, classes = tuple(space.input_shape), space.num_classes
     problem = Problem.create(
-        space, tuple(p["objectives"]), p.get("max_mflops"), p.get("max_params"), None, p.get("max_latency_ms"),
+        space, p.objectives, p.max_mflops, p.max_params, None, p.max_latency_ms,
         (lambda g: table.predict(g, shape, classes)) if table else None,
     )  # fmt: skip
     task = EvalTask(
-        data=config["data"],
-        fidelity=Fidelity.from_config(ev["fidelity"]),
+        data=config.data,
+        fidelity=Fidelity(**ev.fidelity),
         seed=search_cfg.seed,
-        device=ev["device"],
-        threads=ev["threads_per_job"],
-        time_limit=ev["time_limit"],
-        input_shape=tuple(space.input_shape),
-        num_classes=space.num_classes,
-        bf16_above_flops=None if ev.get("bf16_above_mflops") is None else ev["bf16_above_mflops"] * 1e6,
+        device=ev.device,
+        threads=ev.threads_per_job,
+        time_limit=ev.time_limit,
+        input_shape=shape,
+        num_classes=classes,
+        bf16_above_flops=None if ev.bf16_above_mflops is None else ev.bf16_above_mflops * 1e6,
     )
     cache = rundir.Cache(run_dir / rundir.CACHE)
     evaluator = Evaluator(
         task,
         cache,
-        ev["jobs"],
-        ev["backend"],
-        ev["scheduler"],
-        LatencyConfig(backend=ev["latency_backend"]),
+        ev.jobs,
+        ev.backend,
+        ev.scheduler,
+        LatencyConfig(backend=ev.latency_backend),
         state_dir=run_dir / "states",
         latency_table=table,
     )
-    strategy = make_strategy(ev["strategy"], evaluator, problem, **ev["strategy_options"])
+    strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
     checkpoint = rundir.read_checkpoint(run_dir)
     done = checkpoint["generation"] + 1 if checkpoint else 0
     todo = search_cfg.population * (search_cfg.generations + 1 - done)
-    log.info(estimate(task, todo, ev["jobs"], strategy.epochs_per_network()))
+    log.info(estimate(task, todo, ev.jobs, strategy.epochs_per_network()))
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
     try:
         state = runner.run()

@@ -188,11 +188,36 @@ def _training_sentence(metrics: dict) -> str:
     return ", ".join(words(k, v) for k, v in metrics.items() if not isinstance(v, dict))
 
 
+USAGE = """```python
+import json
+
+import numpy as np
+import onnxruntime as ort
+
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+meta = session.get_modelmeta().custom_metadata_map
+classes = json.loads(meta["class_names"])
+norm = json.loads(meta["input"])["normalize"]
+face = np.full((48, 48), 128, np.uint8)  # a grey 48x48 face crop, cropped as said above
+x = ((face / 255.0 - norm["mean"]) / norm["std"]).astype(np.float32)[None, None]
+logits = session.run(None, {"input": x})[0][0]
+p = np.exp(logits - logits.max())
+p /= p.sum()
+print(classes[int(p.argmax())], round(float(p.max()), 3))
+```"""
+
+
 def model_card(info: dict) -> str:
     """MODEL_CARD.md: what the model is for, how to feed it, how well it does, where it fails."""
+    lines = [*_card_model(info), *_card_data(info), "## Test results", "", *_card_test(info.get("test") or {})]
+    lines += ["## Limitations", "", LIMITATIONS, "", "## Use it with numpy and ONNX Runtime only", "", USAGE, ""]
+    return "\n".join(lines)
+
+
+def _card_model(info: dict) -> list[str]:
+    """The classes, the input convention and the network."""
     norm = info["input"]["normalize"]
-    test = info.get("test") or {}
-    lines = [
+    return [
         "# Facial expression classifier (fer-nas)",
         "",
         f"Classes ({len(info['class_names'])}): {', '.join(info['class_names'])}.",
@@ -213,6 +238,12 @@ def model_card(info: dict) -> str:
         f"{info['latency_ms']['onnxruntime_1_thread_batch_1']:.3f} ms per face in ONNX Runtime "
         f"{info['machine']['onnxruntime']} (one thread, batch 1) on {info['machine']['cpu']}.",
         "",
+    ]
+
+
+def _card_data(info: dict) -> list[str]:
+    """The data it was searched and trained on, the search and the training."""
+    lines = [
         "## Training data",
         "",
         "FER2013 (Goodfellow et al., 2013): the architecture was searched and the training recipe tuned on "
@@ -223,50 +254,25 @@ def model_card(info: dict) -> str:
     ]
     if info.get("search"):
         lines += [f"Architecture searched with fer-nas in {search_sentence(info['search'])} (the search's clock).", ""]
-    metrics = info.get("metrics") or {}
-    if metrics:
-        lines += [f"Training: {_training_sentence(metrics)}.", ""]
-    lines += ["## Test results", ""]
-    if test:
-        lines += [
-            f"On {test.get('split', 'PrivateTest')} ({test.get('images', '?')} images): accuracy "
-            f"{test['single_crop']['acc']:.4f} single crop, {test['ten_crop']['acc']:.4f} ten-crop; macro-F1 "
-            f"{test['ten_crop']['f1']:.4f} (ten-crop).",
-            "",
-            "| class | precision | recall | F1 | test images |",
-            "|---|---|---|---|---|",
-            *(
-                f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {int(c['support'])} |"
-                for name, c in test.get("per_class", {}).items()
-            ),
-            "",
-        ]
-    else:
-        lines += ["Not measured: this model was exported without a test report (scripts/train.py writes one).", ""]
-    lines += [
-        "## Limitations",
+    if info.get("metrics"):
+        lines += [f"Training: {_training_sentence(info['metrics'])}.", ""]
+    return lines
+
+
+def _card_test(test: dict) -> list[str]:
+    """The test figures, overall and per class, or why there are none."""
+    if not test:
+        return ["Not measured: this model was exported without a test report (scripts/train.py writes one).", ""]
+    return [
+        f"On {test.get('split', 'PrivateTest')} ({test.get('images', '?')} images): accuracy "
+        f"{test['single_crop']['acc']:.4f} single crop, {test['ten_crop']['acc']:.4f} ten-crop; macro-F1 "
+        f"{test['ten_crop']['f1']:.4f} (ten-crop).",
         "",
-        LIMITATIONS,
-        "",
-        "## Use it with numpy and ONNX Runtime only",
-        "",
-        "```python",
-        "import json",
-        "",
-        "import numpy as np",
-        "import onnxruntime as ort",
-        "",
-        'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
-        "meta = session.get_modelmeta().custom_metadata_map",
-        'classes = json.loads(meta["class_names"])',
-        'norm = json.loads(meta["input"])["normalize"]',
-        "face = np.full((48, 48), 128, np.uint8)  # a grey 48x48 face crop, cropped as said above",
-        'x = ((face / 255.0 - norm["mean"]) / norm["std"]).astype(np.float32)[None, None]',
-        'logits = session.run(None, {"input": x})[0][0]',
-        "p = np.exp(logits - logits.max())",
-        "p /= p.sum()",
-        "print(classes[int(p.argmax())], round(float(p.max()), 3))",
-        "```",
+        "| class | precision | recall | F1 | test images |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {int(c['support'])} |"
+            for name, c in test.get("per_class", {}).items()
+        ),
         "",
     ]
-    return "\n".join(lines)

@@ -48,14 +48,12 @@ _COMMON.add_argument("-q", "--quiet", action="count", default=0, help="warnings 
 # ---------------------------------------------------------------- evolve
 
 
-def _epochs(text: str) -> list[int]:
-    try:
-        return [int(r) for r in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected epochs separated by commas, e.g. 2,4; got {text!r}") from None
-
-
 def _evolve_parser(sub) -> None:
+    """The flags of ``evolve``: the run configuration's sections and every algorithm's and strategy's
+    options, as declared (``nas.config``, their ``Options``); only where to find things is declared here."""
+    from nas import config
+    from nas.settings import add_flags
+
     p = sub.add_parser(
         "evolve",
         parents=[_COMMON],
@@ -63,68 +61,16 @@ def _evolve_parser(sub) -> None:
         help="run a genetic architecture search",
         description="Run a genetic NAS on FER2013.",
     )
-    p.add_argument("--generations", type=int, default=None, help="default 30 (on --resume: the run's own)")
-    p.add_argument("--population", type=int, default=16, help="multiple of 4 for nsga2")
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
-    p.add_argument("--max-mflops", type=float, default=None, help="FLOPs cap per image, in place of the space's")
-    p.add_argument("--max-params", type=float, default=None, help="parameter cap: larger networks are never trained")
-    p.add_argument("--max-latency-ms", type=float, default=None, help="predicted-latency cap (--latency-model table)")
     p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
-    p.add_argument(
-        "--algorithm",
-        choices=["nsga2", "surrogate", "ga", "aging", "random", "optuna"],
-        default=None,  # nas.algorithms.DEFAULT_ALGORITHM; ga with --mode penalty
-        help="surrogate (the default): NSGA-II ranking 10x the children by a predictor; nsga2: DEAP's NSGA-II; "
-        "ga: one penalised fitness (the default with --mode penalty); aging: regularized evolution; random: "
-        "uniform sampling; optuna: Optuna's NSGAIISampler",
-    )
     p.add_argument("--mode", choices=["pareto", "penalty"], default="pareto", help="penalty: --algorithm ga")
-    p.add_argument("--penalty", choices=["mnas", "linear"], default=None, help="ga: the form of the one fitness")
-    p.add_argument("--target-params", type=float, default=None, help="ga: size target (default 100000)")
-    p.add_argument("--target-latency-ms", type=float, default=None, help="ga: latency target (default 1)")
-    p.add_argument("--seed-baselines", action="store_true", help="nsga2/ga: start from the hand-made baselines")
-    p.add_argument("--objectives", default="acc,params,latency", help="from acc, f1, params, flops, latency")
-    fidelity = "training budget: a preset (cheap, default, long, rich) or IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]"
-    p.add_argument("--fidelity", default="default", help=fidelity)
-    p.add_argument(
-        "--class-balance", choices=["none", "weighted", "softmax"], default="none",  # nas.training.CLASS_BALANCE
-        help="the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
-    )  # fmt: skip
-    strategy = "evaluation strategy (default: halving; scratch trains every network the whole schedule)"
-    p.add_argument("--strategy", choices=["scratch", "halving"], default=None, help=strategy)
-    rungs = "halving: epochs of each rung, e.g. 3,4 (default: three quarters of the fidelity's epochs, then all)"
-    p.add_argument("--rungs", type=_epochs, default=None, help=rungs)
-    p.add_argument("--eta", type=float, default=None, help="halving: promote 1/eta of the networks per rung")
-    p.add_argument("--jobs", type=int, default=None, help="parallel training workers (default: one per core)")
-    p.add_argument("--backend", choices=["loky", "dask"], default="loky", help="parallel training workers")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address (with --backend dask)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same search")
-    p.add_argument("--time-limit", type=float, default=900, help="seconds of training per candidate")
-    p.add_argument("--latency-backend", choices=["onnx", "torch"], default="onnx", help="runtime the latency is of")
-    p.add_argument(
-        "--latency-model",
-        choices=["table", "measured"],
-        default="table",
-        help="table: the objective is predicted from per-block latencies measured once per machine "
-        "(reproducible); measured: timed end to end every generation (noisy)",
-    )
-    p.add_argument(
-        "--numerics",
-        choices=["auto", "fp32", "bf16"],
-        default="auto",
-        help="auto: bf16 autocast for the networks this machine trains faster in it (calibrated once)",
-    )
-    p.add_argument(
-        "--champion-rule",
-        choices=["max-acc", "max-f1", "knee"],  # nas.runner.CHAMPION_RULES
-        default="max-acc",
-        help="how the champion is chosen on the front: best validation accuracy, best macro-F1, or the knee",
-    )
-    p.add_argument("--champion-max-params", type=float, default=None, help="champion budget")
-    p.add_argument("--champion-max-latency-ms", type=float, default=None, help="champion budget")
-    p.add_argument("--finalists", type=int, default=3, help="front members trained again to choose the champion")
-    p.add_argument("--finalist-fidelity", default="rich", help="their fidelity (as --fidelity)")
+    seen: set[str] = set()
+    for name, section in config.SECTIONS.items():
+        add_flags(p.add_argument_group(f"{name} settings (nas.config)"), section, seen)
+    algorithm_options, strategy_options = config.algorithm_options(), config.strategy_options()
+    add_flags(p.add_argument_group("algorithm options (each algorithm's own)"), algorithm_options, seen)
+    add_flags(p.add_argument_group("evaluation strategy options (each strategy's own)"), strategy_options, seen)
+    p.set_defaults(algorithm_options=algorithm_options, strategy_options=strategy_options)
     p.add_argument("--run-dir", default=None, help="default runs/<time>-<space>-s<seed>")
     p.add_argument(
         "--resume",
@@ -141,26 +87,14 @@ def _evolve_parser(sub) -> None:
     p.set_defaults(func=cmd_evolve)
 
 
-# flags passed to nas.search as they are
-_SEARCH_SETTINGS = (
-    "population", "objectives", "seed", "fidelity", "class_balance", "strategy", "max_mflops", "max_params",
-    "max_latency_ms", "jobs", "device", "backend", "scheduler", "time_limit", "latency_backend", "latency_model",
-    "numerics", "champion_rule", "champion_max_params", "champion_max_latency_ms", "finalists", "finalist_fidelity",
-    "run_dir",
-)  # fmt: skip
+def _algorithm_options(args) -> tuple[str | None, dict]:
+    """The algorithm (``ga`` for ``--mode penalty``) and the options given for it."""
+    from nas.settings import given
 
-
-def _algorithm_options(args) -> tuple[str, dict]:
-    from nas.api import DEFAULT_ALGORITHM
-
-    algorithm = args.algorithm or ("ga" if args.mode == "penalty" else DEFAULT_ALGORITHM)
+    algorithm = args.algorithm or ("ga" if args.mode == "penalty" else None)
     if args.mode == "penalty" and algorithm != "ga":
         raise NasError(f"--mode penalty is the penalised GA (--algorithm ga), not --algorithm {algorithm}")
-    given = {"penalty": args.penalty, "target_params": args.target_params, "target_latency_ms": args.target_latency_ms}
-    options = {k: v for k, v in given.items() if v is not None}
-    if args.seed_baselines:
-        options["seed_baselines"] = True
-    return algorithm, options
+    return algorithm, given(args, args.algorithm_options)
 
 
 def _note_ignored(args, kept: set[str]) -> None:
@@ -168,21 +102,23 @@ def _note_ignored(args, kept: set[str]) -> None:
     if args.resume and args.config:
         raise NasError("--resume and --config exclude each other")
     defaults = vars(build_parser().parse_args(["evolve"]))
-    ignored = [k for k, v in vars(args).items() if k not in kept | {"func"} and v != defaults.get(k)]
+    parser_own = {"func", "algorithm_options", "strategy_options"}
+    ignored = [k for k, v in vars(args).items() if k not in kept | parser_own and v != defaults.get(k)]
     if ignored:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in ignored)
         logging.getLogger("nas").warning(f"{flags}: ignored; the run keeps its own settings")
 
 
 def cmd_evolve(args) -> int:
-    from nas import api
+    from nas import api, config
     from nas.progress import ProgressBar, StopOnSignal
+    from nas.settings import given
 
     progress, stop = ProgressBar(show=not args.quiet), StopOnSignal()
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         if args.resume or args.config:
-            kept = set(api.RESUME_SETTINGS) if args.resume else {"generations", "run_dir"}
+            kept = set(config.RESUME_SETTINGS) if args.resume else {"generations", "run_dir"}
             _note_ignored(args, kept | {"resume", "config", "verbose", "quiet"})
         if args.resume:
             result = api.resume(args.resume, args.generations, jobs=args.jobs, callbacks=[progress, stop])
@@ -190,14 +126,11 @@ def cmd_evolve(args) -> int:
             result = api.replay(args.config, args.run_dir, generations=args.generations, callbacks=[progress, stop])
         else:
             algorithm, options = _algorithm_options(args)
-            generations = 30 if args.generations is None else args.generations
-            settings = {name: getattr(args, name) for name in _SEARCH_SETTINGS}
-            settings["strategy"] = args.strategy or api.DEFAULT_STRATEGY
-            given = {"rungs": args.rungs, "eta": args.eta}
+            settings = {k: v for section in config.SECTIONS.values() for k, v in given(args, section).items()}
+            settings |= {"algorithm": algorithm} if algorithm else {}
             result = api.search(
-                args.data, args.space, generations=generations, algorithm=algorithm, options=options,
-                strategy_options={k: v for k, v in given.items() if v is not None}, callbacks=[progress, stop],
-                **settings,
+                args.data, args.space, run_dir=args.run_dir, callbacks=[progress, stop], options=options,
+                strategy_options=given(args, args.strategy_options), **settings,
             )  # fmt: skip
     except KeyboardInterrupt:
         progress.close()

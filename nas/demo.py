@@ -398,53 +398,68 @@ def run(
 
     demo = Demo(Classifier(model, backend), cfg)
     frames = Source(source)
-    csv_path = None if out is None else out / "frames.csv" if kind == "folder" else out.with_suffix(".csv")
-    if out is not None:
-        make_dir(out if kind == "folder" else out.parent)
-    part = None if csv_path is None else csv_path.with_name(csv_path.name + ".part")
-    csv_file = part.open("w", newline="") if part else None
-    writer = csv.writer(csv_file) if csv_file else None
-    if writer:
-        writer.writerow(["frame", "name", "time_s", "face", "x", "y", "w", "h", *demo.classifier.class_names])
-    video, finished = None, False
+    outputs, finished = _Outputs(out, kind, demo.classifier.class_names, frames.fps), False
     try:
         for i, f in enumerate(frames):
             if max_frames is not None and i >= max_frames:
                 break
             if not f.continues:
                 demo.restart()
-            frame = f.image
-            tracks = demo.process(frame)
-            for t in tracks if writer else ():
-                writer.writerow([i, f.name, f"{f.time_s:.3f}", t.id, *map(int, t.box), *(f"{p:.5f}" for p in t.probs)])
-            if kind == "video":
-                if video is None:
-                    codec = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[out.suffix.lower()])
-                    video = cv2.VideoWriter(str(out), codec, frames.fps or 25.0, (frame.shape[1], frame.shape[0]))
-                video.write(frame)
-            elif kind == "folder":
-                cv2.imwrite(str(out / f"{f.name}.png"), frame)
-            elif kind == "image":
-                cv2.imwrite(str(out), frame)  # an image output keeps the last frame
+            tracks = demo.process(f.image)
+            outputs.write(i, f, tracks)
             if not headless:
-                cv2.imshow("fer-nas (q to quit)", frame)
+                cv2.imshow("fer-nas (q to quit)", f.image)
                 if cv2.waitKey(1) & 0xFF == ord("q"):
                     break
         finished = True
     except KeyboardInterrupt:
         finished = True  # what was processed is kept
     finally:
-        if video is not None:
-            video.release()
-        if csv_file:
-            csv_file.close()
-            if finished:
-                os.replace(part, csv_path)
-            else:
-                part.unlink(missing_ok=True)
+        outputs.close(finished)
         if not headless:
             cv2.destroyAllWindows()
     return demo
+
+
+class _Outputs:
+    """Where the annotated frames go (a video, a folder, the last frame as an image) and the CSV of every face,
+    written as ``.part`` and renamed only when the run ends."""
+
+    def __init__(self, out: Path | None, kind: str | None, class_names: list[str], fps: float | None) -> None:
+        self.out, self.kind, self.fps, self.video = out, kind, fps, None
+        self.csv = None if out is None else out / "frames.csv" if kind == "folder" else out.with_suffix(".csv")
+        if out is not None:
+            make_dir(out if kind == "folder" else out.parent)
+        self.part = None if self.csv is None else self.csv.with_name(self.csv.name + ".part")
+        self.file = self.part.open("w", newline="") if self.part else None
+        self.writer = csv.writer(self.file) if self.file else None
+        if self.writer:
+            self.writer.writerow(["frame", "name", "time_s", "face", "x", "y", "w", "h", *class_names])
+
+    def write(self, i: int, f, tracks) -> None:
+        frame = f.image
+        for t in tracks if self.writer else ():
+            self.writer.writerow([i, f.name, f"{f.time_s:.3f}", t.id, *map(int, t.box), *(f"{p:.5f}" for p in t.probs)])
+        if self.kind == "video":
+            if self.video is None:
+                codec = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
+                self.video = cv2.VideoWriter(str(self.out), codec, self.fps or 25.0, (frame.shape[1], frame.shape[0]))
+            self.video.write(frame)
+        elif self.kind == "folder":
+            cv2.imwrite(str(self.out / f"{f.name}.png"), frame)
+        elif self.kind == "image":
+            cv2.imwrite(str(self.out), frame)  # an image output keeps the last frame
+
+    def close(self, finished: bool) -> None:
+        """The video closed; the CSV renamed into place if the run finished, removed if it did not."""
+        if self.video is not None:
+            self.video.release()
+        if self.file:
+            self.file.close()
+            if finished:
+                os.replace(self.part, self.csv)
+            else:
+                self.part.unlink(missing_ok=True)
 
 
 def _output_kind(out: Path) -> str:

@@ -60,12 +60,6 @@ class Fidelity:
     # before 2026-11-25 validated in fp32 and keep doing so, so their cached records stay comparable
     validate_bf16: bool = True
 
-    @classmethod
-    def from_config(cls, stored: dict) -> Fidelity:
-        """A fidelity as a run's config.json stores it; one written before a choice existed keeps what runs
-        did then (validation after every epoch; before 2026-11-25, in fp32), so its cache keys still match."""
-        return cls(**{"validate_every_epoch": True, "validate_bf16": False, **stored})
-
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
             optimizer="adamw",
@@ -229,14 +223,7 @@ def train_candidate(
         record["data"] = dataset.fingerprint
         train_split = dataset["train"].subset(task.fidelity.train_images, task.seed)
         val_split = dataset["val"].subset(task.fidelity.val_images, task.seed)
-        torch.manual_seed(task.seed)
-        model = build(genome, task.input_shape, task.num_classes)
-        record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
-        trained_flops = record["flops"]
-        if task.fidelity.width != 1.0:  # the proxy is trained; the record keeps the real network's size
-            torch.manual_seed(task.seed)
-            model = build(task.fidelity.trained_genome(genome), task.input_shape, task.num_classes)
-            trained_flops = count_flops(model, task.input_shape)
+        model, trained_flops = _network(genome, task, record)
         deadline = t0 + task.time_limit if task.time_limit else None
         cfg = task.fidelity.train_config(task.seed).replace(cpu_bf16=task.bf16(trained_flops))
         gpu = resolve_device(task.device).type == "cuda"
@@ -255,17 +242,36 @@ def train_candidate(
             {k: None if row[k] is None else round(row[k], 5) for k in ("train_loss", "val_acc")}
             for row in result.history
         ]
-    except TimeLimitExceeded as exc:
-        record |= {"status": "timeout", "error": str(exc)}
-    except Diverged as exc:
-        record |= {"status": "failed", "error": f"diverged: {exc}"}
     except Exception as exc:  # noqa: BLE001 - one bad candidate must never stop a search
-        kind = "out of memory" if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) else type(exc).__name__
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        record |= {"status": "failed", "error": f"{kind}: {message} ({Path(where.filename).name}:{where.lineno})"}
+        record |= _failure(exc)
     record["train_seconds"] = round(time.monotonic() - t0, 3)
     return record
+
+
+def _network(genome: Genome, task: EvalTask, record: dict) -> tuple[torch.nn.Module, int]:
+    """The network to train and its FLOPs: the proxy of a reduced width, if the fidelity has one; the record
+    gets the real network's parameters and FLOPs."""
+    torch.manual_seed(task.seed)
+    model = build(genome, task.input_shape, task.num_classes)
+    record["params"], record["flops"] = count_params(model), count_flops(model, task.input_shape)
+    if task.fidelity.width == 1.0:
+        return model, record["flops"]
+    torch.manual_seed(task.seed)
+    model = build(task.fidelity.trained_genome(genome), task.input_shape, task.num_classes)
+    return model, count_flops(model, task.input_shape)
+
+
+def _failure(exc: Exception) -> dict:
+    """What a candidate's record says of what stopped it: the time limit, a divergence, or any other error
+    (its kind, message and where it was raised)."""
+    if isinstance(exc, TimeLimitExceeded):
+        return {"status": "timeout", "error": str(exc)}
+    if isinstance(exc, Diverged):
+        return {"status": "failed", "error": f"diverged: {exc}"}
+    kind = "out of memory" if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) else type(exc).__name__
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return {"status": "failed", "error": f"{kind}: {message} ({Path(where.filename).name}:{where.lineno})"}
 
 
 @dataclass

@@ -135,6 +135,45 @@ def train_final(
         raise SettingError(f"--epochs must be >= 1 (got {epochs}) and --patience >= 0 (got {patience})")
     resolve_device(device)
     run_dir, genome, data = target(run_dir, genome, baseline, data)
+    cfg, recipe_name = _recipe(run_dir, genome, recipe, changes, epochs, patience, seed, device)
+    name, out = _destination(run_dir, recipe, baseline, out)
+    dataset = fer.load(data, ("train", "val"))
+    test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
+    search = rundir.search_cost(run_dir) if not baseline and searched(run_dir, genome) else None
+    out = rundir.make_dir(out)  # after every input was checked
+    torch.manual_seed(cfg.seed)
+    model = build(parse_genome(genome))
+    mode = "bf16" if cfg.cpu_bf16 else "fp32"
+    log.info(
+        f"training {name} ({recipe_name} recipe, {mode}, up to {cfg.epochs} epochs) on {len(dataset['train'])} images"
+    )
+    state_file = out / "train_state.pt"
+    history = _started(run_dir, genome, cfg, dataset.fingerprint, state_file)
+
+    def show(epoch: int, row: dict) -> None:
+        log.debug(
+            f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, val acc {row['val_acc']:.4f}, "
+            f"val F1 {row['val_f1']:.4f}, {row['seconds']:.0f} s"
+        )
+        history.append(row)
+        write_history(history, out, f"{name} ({recipe_name} recipe)")
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+
+    result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show, checkpoint=state_file)
+    metrics = {
+        "val_acc": result.best_acc, "val_f1": result.best_f1, "best_epoch": result.best_epoch + 1,
+        "epochs_run": result.epochs_run, "train_seconds": round(result.seconds, 1), "recipe": recipe_name,
+        "numerics": mode, "seed": seed,
+    }  # fmt: skip
+    save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
+    return _report(run_dir, out, name, genome, device, metrics, search, test)
+
+
+def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int, patience: int, seed: int,
+            device: str) -> tuple[TrainConfig, str]:  # fmt: skip
+    """The training settings (the recipe, the changes on top of it, this machine's faster numerics for the
+    network) and the name the report gives them."""
     cfg, recipe_name = choose_recipe(run_dir, recipe, epochs)
     unknown = set(changes) - {f.name for f in fields(TrainConfig)}
     if unknown:
@@ -149,53 +188,36 @@ def train_final(
             f"--patience {patience} with a {cfg.scheduler} schedule planned over {epochs} epochs: early stopping "
             "cuts it while the learning rate is still high; --patience 0 trains the whole schedule (best epoch kept)"
         )
+    return cfg, recipe_name
+
+
+def _destination(run_dir: Path, recipe: str, baseline: str | None, out: str | Path | None) -> tuple[str, Path]:
+    """The trained network's name and folder: the champion's recipe writes into the run directory, any other
+    recipe beside it, a baseline under ``baselines/``, unless ``out`` says where."""
     name = baseline or {"auto": "champion", "tuned": "champion", "default": "untuned"}.get(recipe, f"recipe-{recipe}")
-    if not out and baseline:
-        out = run_dir / "baselines" / baseline
-    elif not out:  # the champion's recipe writes into the run directory, any other beside it
-        out = run_dir if recipe in ("auto", "tuned") else run_dir / name
-    dataset = fer.load(data, ("train", "val"))
-    test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
-    search = rundir.search_cost(run_dir) if not baseline and searched(run_dir, genome) else None
-    out = rundir.make_dir(out)  # after every input was checked
-    torch.manual_seed(cfg.seed)
-    model = build(parse_genome(genome))
-    mode = "bf16" if cfg.cpu_bf16 else "fp32"
-    log.info(
-        f"training {name} ({recipe_name} recipe, {mode}, up to {cfg.epochs} epochs) on {len(dataset['train'])} images"
-    )
+    if out:
+        return name, Path(out)
+    if baseline:
+        return name, run_dir / "baselines" / baseline
+    return name, run_dir if recipe in ("auto", "tuned") else run_dir / name
 
-    def show(epoch: int, row: dict) -> None:
-        log.debug(
-            f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, val acc {row['val_acc']:.4f}, "
-            f"val F1 {row['val_f1']:.4f}, {row['seconds']:.0f} s"
-        )
-        history.append(row)
-        write_history(history, out, f"{name} ({recipe_name} recipe)")
-        if on_epoch is not None:
-            on_epoch(epoch, row)
 
-    history: list[dict] = []
-    state_file = out / "train_state.pt"
-    confirmed = None if state_file.exists() else confirmed_checkpoint(run_dir, genome, cfg, dataset.fingerprint)
-    if confirmed is not None:
+def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file: Path) -> list[dict]:
+    """The curve of a training already under way at ``state_file`` (or of tuning's confirmation of this very
+    training, copied there to be continued, not repeated); empty for a new one."""
+    if not state_file.exists():
+        confirmed = confirmed_checkpoint(run_dir, genome, cfg, data)
+        if confirmed is None:
+            return []
         rundir.atomic_write(state_file, confirmed.read_bytes())
         log.info(f"{confirmed}: tuning's confirmation trained this recipe at full length; continued, not repeated")
-    if state_file.exists():  # a resumed training's curve starts where the checkpoint ends
-        history = list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
-    result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show, checkpoint=state_file)
-    metrics = {
-        "val_acc": result.best_acc,
-        "val_f1": result.best_f1,
-        "best_epoch": result.best_epoch + 1,
-        "epochs_run": result.epochs_run,
-        "train_seconds": round(result.seconds, 1),
-        "recipe": recipe_name,
-        "numerics": mode,
-        "seed": seed,
-    }
-    save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
-    model, _ = load_checkpoint(out / MODEL_FILE)  # report on exactly what was saved
+    return list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
+
+
+def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metrics: dict, search: dict | None,
+            test) -> dict:  # fmt: skip
+    """The test report of exactly what was saved, beside the baselines and other recipes of the run."""
+    model, _ = load_checkpoint(out / MODEL_FILE)
     extra = {
         "name": name,
         "genome": genome,

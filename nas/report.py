@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from nas import objectives as objs
+from nas.config import read as read_config
 from nas.errors import RunDirError, first_line
-from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, read_config, search_sentence, write_json
+from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, search_sentence, write_json
 from nas.runner import Callback, State
 from nas.space import load_baselines
 
@@ -48,7 +49,7 @@ def save_figure(fig, path: Path, size: tuple[float, float] | None = None) -> Pat
 
 
 def _objectives(run_dir: Path) -> tuple[objs.Objective, ...]:
-    return objs.parse_objectives(read_config(run_dir)["problem"]["objectives"])
+    return objs.parse_objectives(read_config(run_dir).problem.objectives)
 
 
 def redraw(run_dir: str | Path) -> list[Path]:
@@ -132,16 +133,7 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
         lw=1.2,
         label=f"front in accuracy vs {o.name}",
     )
-    baselines = {str(b.genome): name for name, b in load_baselines().items()}
-    for _, row in ok[ok["genome"].isin(baselines)].iterrows():
-        ax.scatter(row[o.column], row["val_acc"], marker="*", s=200, color="orange", edgecolors="black", zorder=5)
-        ax.annotate(
-            baselines[row["genome"]],
-            (row[o.column], row["val_acc"]),
-            textcoords="offset points",
-            xytext=(6, -10),
-            fontsize=8,
-        )
+    _mark_baselines(ax, ok, o)
     if o.log:
         ax.set_xscale("log")
     ax.set_xlabel(o.label)
@@ -154,6 +146,20 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _mark_baselines(ax, ok: pd.DataFrame, o: objs.Objective) -> None:
+    """A star and a name for every hand-made network the run evaluated."""
+    baselines = {str(b.genome): name for name, b in load_baselines().items()}
+    for _, row in ok[ok["genome"].isin(baselines)].iterrows():
+        ax.scatter(row[o.column], row["val_acc"], marker="*", s=200, color="orange", edgecolors="black", zorder=5)
+        ax.annotate(
+            baselines[row["genome"]],
+            (row[o.column], row["val_acc"]),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+        )
 
 
 def _front_2d(ok: pd.DataFrame, o: objs.Objective) -> pd.DataFrame:

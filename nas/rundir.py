@@ -49,6 +49,14 @@ RECORD_FIELDS = (
 )
 
 
+def record_fields() -> tuple[str, ...]:
+    """The tables' columns: the record's fields, and the column of every declared objective."""
+    from nas.objectives import OBJECTIVES
+
+    declared = dict.fromkeys(o.column for o in OBJECTIVES.values())
+    return (*RECORD_FIELDS, *(c for c in declared if c not in RECORD_FIELDS))
+
+
 # ---------------------------------------------------------------- writing safely
 
 
@@ -212,9 +220,10 @@ def write_tables(run_dir: Path, rows: list[dict], records: dict[str, dict], fron
     def csv(frame: pd.DataFrame, name: str) -> None:
         atomic_write(Path(run_dir) / name, frame.to_csv(index=False))
 
-    table = [{**{k: records[r["cache_key"]].get(k) for k in RECORD_FIELDS}, **r} for r in rows]
-    csv(pd.DataFrame(table, columns=["generation", "cached", *RECORD_FIELDS]), EVALUATIONS)
-    csv(pd.DataFrame([{k: r.get(k) for k in RECORD_FIELDS} for r in front], columns=list(RECORD_FIELDS)), PARETO)
+    columns = record_fields()
+    table = [{**{k: records[r["cache_key"]].get(k) for k in columns}, **r} for r in rows]
+    csv(pd.DataFrame(table, columns=["generation", "cached", *columns]), EVALUATIONS)
+    csv(pd.DataFrame([{k: r.get(k) for k in columns} for r in front], columns=list(columns)), PARETO)
     csv(pd.DataFrame(progress), PROGRESS)
 
 
@@ -255,63 +264,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def read_config(run_dir: Path) -> dict:
-    """A run's ``config.json``, in the current layout (older runs' configs are translated)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists():
-        raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG})")
-    path = run_dir / CONFIG
-    return check_config(_upgrade(read_json(path, "run configuration"), path), path)
-
-
-def check_config(config: dict, path: Path) -> dict:
-    """``config`` if it has every section a run needs (their contents are checked where they are used)."""
-    missing = [k for k in CONFIG_SECTIONS if not isinstance(config.get(k), dict)]
-    if missing or not isinstance(config.get("data"), str):
-        raise RunDirError(f"{path}: unreadable run configuration (no {', '.join(missing) or 'data'} section)")
-    return config
-
-
-CONFIG_SECTIONS = ("search", "problem", "space", "evaluation")  # with "data": what a run cannot do without
-
-
-_VARIATION = ("cx_prob", "mut_prob", "cx_points", "mutation_weights")
-_PENALTY = ("penalty", "target_params", "target_latency_ms", "penalty_exponent", "penalty_per_doubling")
-
-
-def _upgrade(config: dict, path: Path) -> dict:
-    """Configs written before the search engine had algorithms, a problem and strategies."""
-    if "problem" in config:
-        return config
-    try:
-        old, space = dict(config["search"]), config["space"]
-        penalty = old.get("mode") == "penalty"
-        keys = _VARIATION + (_PENALTY + ("tournament_size", "elites") if penalty else ())
-        options = {k: old[k] for k in keys if k in old}
-        if old.get("algorithm", "nsga2") == "nsga2":
-            options["seed_baselines"] = old.get("seed_baselines", False)
-        elif old.get("algorithm") == "optuna":
-            options = {"cx_prob": old.get("cx_prob", 0.5)}
-        else:
-            options = {}
-        config["search"] = {
-            "generations": old["generations"],
-            "population": old["population"],
-            "algorithm": "ga" if penalty else old.get("algorithm", "nsga2"),
-            "seed": old["seed"],
-            "options": options,
-            "champion_rule": old.get("champion_rule", "max-acc"),
-            "champion_max_params": old.get("max_params"),
-            "champion_max_latency_ms": old.get("max_latency_ms"),
-        }
-        config["problem"] = {"objectives": list(old["objectives"]), "max_mflops": space.get("max_mflops")}
-        config["evaluation"] = {"strategy": "scratch", "strategy_options": {}, "fidelity": config.pop("fidelity"),
-                                **config["evaluation"]}  # fmt: skip
-    except (KeyError, TypeError) as exc:
-        raise RunDirError(f"{path}: unreadable run configuration (missing {exc})") from None
-    return config
 
 
 def champion_genome(run_dir: Path) -> str:

@@ -26,8 +26,9 @@ import numpy as np
 
 from nas import objectives as objs
 from nas import rundir
-from nas.algorithms import DEFAULT_ALGORITHM, Algorithm, Proposal, algorithm_class, resolve_options
-from nas.errors import RunDirError, SettingError, check_positive
+from nas.algorithms import Algorithm, Proposal, algorithm_class, resolve_options
+from nas.config import SearchConfig
+from nas.errors import RunDirError
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation, Problem
 from nas.rundir import Cache
@@ -35,44 +36,9 @@ from nas.strategies import Request, Strategy
 
 log = logging.getLogger(__name__)
 
-# the rules that take the front member best on one validation figure (macro-F1 weighs the rare classes in)
+# the rules that take the front member best on one validation figure (macro-F1 weighs the rare classes in);
+# the other of nas.config.CHAMPION_RULES is the knee
 RULE_METRIC = {"max-acc": "val_acc", "max-f1": "val_f1"}
-CHAMPION_RULES = (*RULE_METRIC, "knee")
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """How to search; the problem, the data and the evaluation live elsewhere."""
-
-    generations: int = 30
-    population: int = 16
-    algorithm: str = DEFAULT_ALGORITHM
-    seed: int = 0
-    options: dict = field(default_factory=dict)  # the algorithm's own settings (see its Options)
-    # the champion: best validation accuracy (or macro-F1) on the front within these budgets, or the knee point
-    champion_rule: str = "max-acc"
-    champion_max_params: float | None = None
-    champion_max_latency_ms: float | None = None
-    # the most accurate front members within the budgets train again at a richer fidelity after the last
-    # generation, and the champion is the most accurate of them there (0: the brief training decides)
-    finalists: int = 3
-    finalist_fidelity: str = "rich"
-
-    def __post_init__(self) -> None:
-        if self.population < 4:
-            raise SettingError(f"--population must be >= 4, got {self.population}")
-        if self.generations < 0:
-            raise SettingError(f"--generations must be >= 0, got {self.generations}")
-        if self.finalists < 0:
-            raise SettingError(f"--finalists must be >= 0, got {self.finalists}")
-        check_positive(
-            champion_max_params=self.champion_max_params, champion_max_latency_ms=self.champion_max_latency_ms
-        )
-        if self.champion_rule not in CHAMPION_RULES:
-            rules = ", ".join(CHAMPION_RULES)
-            raise SettingError(f"--champion-rule must be one of {rules}, got {self.champion_rule!r}")
-        resolve_options(self.algorithm, self.options)
-        algorithm_class(self.algorithm).check_population(self.population)
 
 
 class Callback:

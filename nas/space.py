@@ -71,28 +71,56 @@ class SearchSpace:
         return top | {k: {f: list(v) for f, v in opts.items()} for k, opts in self.options.items()}
 
 
+_TOP_KEYS = {
+    "name": str,
+    "input_shape": list,
+    "num_classes": int,
+    "min_blocks": int,
+    "max_blocks": int,
+    "max_dense": int,
+    "readout": list,
+    "max_flat_features": int,
+}
+
+
 def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
     """Check every key and value; the error names the file and the offending key."""
 
     def fail(msg: str) -> SpaceError:
         return SpaceError(f"{source}: {msg}")
 
-    top_keys = {
-        "name": str,
-        "input_shape": list,
-        "num_classes": int,
-        "min_blocks": int,
-        "max_blocks": int,
-        "max_dense": int,
-        "readout": list,
-        "max_flat_features": int,
-    }
-    for key, typ in top_keys.items():
+    readout = _check_top(raw, fail)
+    options = {kind: _section(kind, cls, raw[kind], fail) for kind, cls in GENE_CLASSES.items() if kind in raw}
+    max_mflops = raw.get("max_mflops")
+    if max_mflops is not None and (not isinstance(max_mflops, (int, float)) or max_mflops <= 0):
+        raise fail(f"'max_mflops' must be a positive number, got {max_mflops!r}")
+    if not any(k in options for k in _PADDING_KINDS):
+        raise fail("the space needs one of the sections " + ", ".join(f"[{k}]" for k in _PADDING_KINDS))
+    if raw["max_dense"] > 0 and "dense" not in options:
+        raise fail("max_dense > 0 needs a [dense] section")
+    return SearchSpace(
+        name=raw["name"],
+        input_shape=tuple(raw["input_shape"]),
+        num_classes=raw["num_classes"],
+        min_blocks=raw["min_blocks"],
+        max_blocks=raw["max_blocks"],
+        max_dense=raw["max_dense"],
+        readout=readout,
+        max_flat_features=raw["max_flat_features"],
+        options=options,
+        source=source,
+        max_mflops=max_mflops,
+    )
+
+
+def _check_top(raw: dict[str, Any], fail) -> tuple[str, ...]:
+    """The space's own keys, each of its type and range; the readouts it allows."""
+    for key, typ in _TOP_KEYS.items():
         if key not in raw:
             raise fail(f"missing key {key!r}")
         if not isinstance(raw[key], typ) or isinstance(raw[key], bool):
             raise fail(f"{key!r} must be {typ.__name__}, got {raw[key]!r}")
-    unknown = set(raw) - set(top_keys) - set(GENE_CLASSES) - {"max_mflops"}
+    unknown = set(raw) - set(_TOP_KEYS) - set(GENE_CLASSES) - {"max_mflops"}
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; block sections are {sorted(GENE_CLASSES)}")
     shape = raw["input_shape"]
@@ -105,55 +133,36 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
     readout, readouts = tuple(raw["readout"]), list(fields(Readout)[0].metadata["choices"])
     if not readout or not set(readout) <= set(readouts):
         raise fail(f"readout must be a non-empty subset of {readouts}, got {list(readout)!r}")
+    return readout
 
-    options: dict[str, dict[str, tuple]] = {}
-    for kind, cls in GENE_CLASSES.items():
-        if kind not in raw:
-            continue
-        section = raw[kind]
-        if not isinstance(section, dict):
-            raise fail(f"[{kind}] must be a table")
-        names = [f.name for f in fields(cls)]
-        extra = set(section) - set(names)
-        if extra:
-            raise fail(f"[{kind}] unknown key(s) {sorted(extra)}; allowed: {names}")
-        options[kind] = {}
-        for f in fields(cls):
-            values = section.get(f.name)
-            if not isinstance(values, list) or not values:
-                raise fail(f"[{kind}] {f.name} must be a non-empty list")
-            ok = _FIELD_TYPES[f.type]
-            bad = [v for v in values if not isinstance(v, ok) or (bool not in ok and isinstance(v, bool))]
-            if bad:
-                raise fail(f"[{kind}] {f.name} has values of the wrong type: {bad!r}")
-            illegal = [why for v in values if (why := out_of_range(f, v))]
-            if illegal:
-                raise fail(f"[{kind}] {illegal[0]}")
-            choices = f.metadata.get("choices")
-            if choices and not set(values) <= set(choices):
-                unknown = [v for v in values if v not in choices]
-                raise fail(f"[{kind}] {f.name} has unknown value(s) {unknown!r}; known: {list(choices)}")
-            options[kind][f.name] = tuple(sorted(set(values), key=values.index))
-    max_mflops = raw.get("max_mflops")
-    if max_mflops is not None and (not isinstance(max_mflops, (int, float)) or max_mflops <= 0):
-        raise fail(f"'max_mflops' must be a positive number, got {max_mflops!r}")
-    if not any(k in options for k in _PADDING_KINDS):
-        raise fail("the space needs one of the sections " + ", ".join(f"[{k}]" for k in _PADDING_KINDS))
-    if raw["max_dense"] > 0 and "dense" not in options:
-        raise fail("max_dense > 0 needs a [dense] section")
-    return SearchSpace(
-        name=raw["name"],
-        input_shape=tuple(shape),
-        num_classes=raw["num_classes"],
-        min_blocks=raw["min_blocks"],
-        max_blocks=raw["max_blocks"],
-        max_dense=raw["max_dense"],
-        readout=readout,
-        max_flat_features=raw["max_flat_features"],
-        options=options,
-        source=source,
-        max_mflops=max_mflops,
-    )
+
+def _section(kind: str, cls: type, section: Any, fail) -> dict[str, tuple]:
+    """A block section: for each of the block's fields, its allowed values, each of the field's type, within
+    the field's range and among its choices, in the file's order without repeats."""
+    if not isinstance(section, dict):
+        raise fail(f"[{kind}] must be a table")
+    names = [f.name for f in fields(cls)]
+    extra = set(section) - set(names)
+    if extra:
+        raise fail(f"[{kind}] unknown key(s) {sorted(extra)}; allowed: {names}")
+    options = {}
+    for f in fields(cls):
+        values = section.get(f.name)
+        if not isinstance(values, list) or not values:
+            raise fail(f"[{kind}] {f.name} must be a non-empty list")
+        ok = _FIELD_TYPES[f.type]
+        bad = [v for v in values if not isinstance(v, ok) or (bool not in ok and isinstance(v, bool))]
+        if bad:
+            raise fail(f"[{kind}] {f.name} has values of the wrong type: {bad!r}")
+        illegal = [why for v in values if (why := out_of_range(f, v))]
+        if illegal:
+            raise fail(f"[{kind}] {illegal[0]}")
+        choices = f.metadata.get("choices")
+        if choices and not set(values) <= set(choices):
+            unknown = [v for v in values if v not in choices]
+            raise fail(f"[{kind}] {f.name} has unknown value(s) {unknown!r}; known: {list(choices)}")
+        options[f.name] = tuple(sorted(set(values), key=values.index))
+    return options
 
 
 def load_space(path: str | Path) -> SearchSpace:

@@ -277,6 +277,25 @@ def evaluate(model: nn.Module, split: Split, device: torch.device, bf16: bool = 
     return metrics.summary(split.y.numpy(), pred, model.head[-1].out_features)
 
 
+@dataclass
+class _Loop:
+    """What a training holds while it runs: built once by ``_setup``, saved whole by the checkpoint."""
+
+    model: nn.Module
+    kept: nn.Module  # the network that validates and is kept: the moving average when there is one
+    opt: torch.optim.Optimizer
+    sched: Any
+    ema: Any
+    gen: torch.Generator
+    loss_fn: nn.Module
+    log_prior: torch.Tensor
+    dev: torch.device
+    fmt: torch.memory_format
+    steps: int  # optimizer steps an epoch
+    use_amp: bool
+    validate_low: bool
+
+
 def train(
     model: nn.Module,
     train_split: Split,
@@ -295,101 +314,115 @@ def train(
     stops after that many epochs of the ``cfg.epochs``-long schedule; a later call with the same
     checkpoint continues it exactly as if it had never stopped.
     """
-    dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(dev, memory_format=fmt)
-    x_train, y_train = train_split.x.to(dev), train_split.y.to(dev)
-    steps = max(1, math.ceil(len(y_train) / cfg.batch_size))
-    opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg, steps)
-    counts = np.maximum(train_split.class_counts(model.head[-1].out_features), 1)
-    weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=dev)
-    loss_fn = nn.CrossEntropyLoss(weight=weight if cfg.class_balance == "weighted" else None,
-                                  label_smoothing=cfg.label_smoothing)  # fmt: skip
-    log_prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=dev)
-    # the network that validates and is kept: the moving average when there is one
-    ema = None
-    if cfg.ema:
-        ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    kept = ema.module if ema is not None else model
-    use_amp = (cfg.amp and dev.type == "cuda") or (cfg.cpu_bf16 and dev.type == "cpu")
-    validate_low = use_amp and cfg.validate_bf16
-
+    loop = _setup(model, train_split, cfg, device)
+    x_train, y_train = train_split.x.to(loop.dev), train_split.y.to(loop.dev)
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=dev, weights_only=True)
-        changed = changed_settings(state["config"], cfg)
-        if changed and not stable_prefix(cfg, state["config"], state["result"]["epochs_run"], steps):
-            raise NasError(
-                f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
-                "resume with the same settings, or delete it to start over"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        best_state = state["best_model"]
-        result = TrainResult(**state["result"])
-        start_epoch = result.epochs_run
-        if _out_of_patience(cfg, result, result.epochs_run - 1):
-            start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
-
+        result, best_state, start_epoch = _restore(loop, Path(checkpoint), cfg)
     t0 = time.monotonic() - result.seconds
     stop_at = min(cfg.epochs, until or cfg.epochs)
     every = cfg.validate_every_epoch or cfg.early_stop or cfg.scheduler == "plateau"
     for epoch in range(start_epoch, stop_at):
-        model.train()
-        order = torch.randperm(len(y_train), generator=gen).to(dev)
-        total, seen = 0.0, 0
-        for b in range(steps):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            xb = augment(normalize(x_train[idx]), cfg.augment, gen).contiguous(memory_format=fmt)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(xb)
-                if cfg.class_balance == "softmax":
-                    logits = logits.float() + log_prior
-                loss = loss_fn(logits, y_train[idx])
-            if not torch.isfinite(loss):
-                raise Diverged(f"loss became {loss.item()} at epoch {epoch} batch {b}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            if cfg.scheduler in STEPWISE:
-                sched.step()
-            total, seen = total + loss.item() * len(idx), seen + len(idx)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
-        scores = evaluate(kept, val_split, dev, bf16=validate_low) if every or epoch == stop_at - 1 else None
-        if sched is not None and cfg.scheduler not in STEPWISE:
-            sched.step(scores["acc"]) if cfg.scheduler == "plateau" else sched.step()
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": None, "val_f1": None}
+        loss = _train_epoch(loop, x_train, y_train, cfg, epoch, deadline)
+        validate = every or epoch == stop_at - 1
+        scores = evaluate(loop.kept, val_split, loop.dev, bf16=loop.validate_low) if validate else None
+        if loop.sched is not None and cfg.scheduler not in STEPWISE:
+            loop.sched.step(scores["acc"]) if cfg.scheduler == "plateau" else loop.sched.step()
+        row = {"epoch": epoch, "train_loss": loss, "val_acc": None, "val_f1": None}
         row |= {k: scores[k[4:]] for k in ("val_acc", "val_f1")} if scores else {}
-        row |= {"lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
+        row |= {"lr": loop.opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
         result.history.append(row)
         result.epochs_run, result.seconds = epoch + 1, row["seconds"]
         # validating only at the end, the result is the accuracy there, whatever an earlier call saw: a
         # training continued to epoch X must score what one straight to epoch X scores
         if scores and (scores["acc"] > result.best_acc or result.best_epoch < 0 or not every):
             result.best_acc, result.best_f1, result.best_epoch = scores["acc"], scores["f1"], epoch
-            best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in loop.kept.state_dict().items()}
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, opt, sched, gen, best_state, result, cfg, ema)
-            if cfg.scheduler == "wsd" and (epoch + 1) * steps <= decay_start(cfg, steps) < (epoch + 2) * steps:
-                atomic_write(stable_copy(checkpoint), Path(checkpoint).read_bytes())
+            _save(loop, Path(checkpoint), best_state, result, cfg, epoch)
         stop = on_epoch(epoch, row) if on_epoch is not None else None
         if stop or _out_of_patience(cfg, result, epoch):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str) -> _Loop:
+    """Device, seeds, optimizer, schedule, loss and moving average of a new training."""
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(dev, memory_format=fmt)
+    steps = max(1, math.ceil(len(train_split.y) / cfg.batch_size))
+    opt = _optimizer(model, cfg)
+    counts = np.maximum(train_split.class_counts(model.head[-1].out_features), 1)
+    weight = torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=dev)
+    loss_fn = nn.CrossEntropyLoss(weight=weight if cfg.class_balance == "weighted" else None,
+                                  label_smoothing=cfg.label_smoothing)  # fmt: skip
+    ema = None
+    if cfg.ema:
+        ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    use_amp = (cfg.amp and dev.type == "cuda") or (cfg.cpu_bf16 and dev.type == "cpu")
+    return _Loop(
+        model=model, kept=ema.module if ema is not None else model, opt=opt, sched=_scheduler(opt, cfg, steps),
+        ema=ema, gen=torch.Generator().manual_seed(cfg.seed), loss_fn=loss_fn,
+        log_prior=torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=dev), dev=dev, fmt=fmt,
+        steps=steps, use_amp=use_amp, validate_low=use_amp and cfg.validate_bf16,
+    )  # fmt: skip
+
+
+def _train_epoch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, epoch: int,
+                 deadline: float | None) -> float:  # fmt: skip
+    """One pass over the shuffled training images, augmented a batch at a time; the mean loss."""
+    loop.model.train()
+    order = torch.randperm(len(y), generator=loop.gen).to(loop.dev)
+    total, seen = 0.0, 0
+    for b in range(loop.steps):
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        xb = augment(normalize(x[idx]), cfg.augment, loop.gen).contiguous(memory_format=loop.fmt)
+        with torch.autocast(loop.dev.type, dtype=torch.bfloat16, enabled=loop.use_amp):
+            logits = loop.model(xb)
+            if cfg.class_balance == "softmax":
+                logits = logits.float() + loop.log_prior
+            loss = loop.loss_fn(logits, y[idx])
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss became {loss.item()} at epoch {epoch} batch {b}")
+        loop.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.opt.step()
+        if loop.ema is not None:
+            loop.ema.update_parameters(loop.model)
+        if cfg.scheduler in STEPWISE:
+            loop.sched.step()
+        total, seen = total + loss.item() * len(idx), seen + len(idx)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
+    return total / max(seen, 1)
+
+
+def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResult, dict | None, int]:
+    """A saved training, continued where it stopped: its result so far, best weights and next epoch."""
+    state = torch.load(checkpoint, map_location=loop.dev, weights_only=True)
+    changed = changed_settings(state["config"], cfg)
+    if changed and not stable_prefix(cfg, state["config"], state["result"]["epochs_run"], loop.steps):
+        raise NasError(
+            f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
+            "resume with the same settings, or delete it to start over"
+        )
+    loop.model.load_state_dict(state["model"])
+    loop.opt.load_state_dict(state["optimizer"])
+    if loop.sched is not None:
+        loop.sched.load_state_dict(state["scheduler"])
+    if loop.ema is not None:
+        loop.ema.load_state_dict(state["ema"])
+    loop.gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    result = TrainResult(**state["result"])
+    start_epoch = result.epochs_run
+    if _out_of_patience(cfg, result, result.epochs_run - 1):
+        start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
+    return result, state["best_model"], start_epoch
 
 
 def stable_copy(checkpoint: Path) -> Path:
@@ -408,19 +441,22 @@ def changed_settings(saved: dict, cfg: TrainConfig) -> list[str]:
     return sorted(k for k, v in asdict(cfg).items() if saved.get(k, v) != v)
 
 
-def _save_checkpoint(path, model, opt, sched, gen, best_state, result: TrainResult, cfg: TrainConfig, ema) -> None:
-    """Everything needed to continue bit for bit; written to a temp file, then renamed."""
+def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainConfig, epoch: int) -> None:
+    """Everything needed to continue bit for bit; written to a temp file, then renamed. A wsd training also
+    keeps its last state before the decay (``stable_copy``), from which a longer one continues."""
     state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict() if sched is not None else {},
-        "generator": gen.get_state(),
+        "model": loop.model.state_dict(),
+        "optimizer": loop.opt.state_dict(),
+        "scheduler": loop.sched.state_dict() if loop.sched is not None else {},
+        "generator": loop.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "best_model": best_state,
         "result": asdict(result),
         "config": asdict(cfg),
-        "ema": ema.state_dict() if ema is not None else None,
+        "ema": loop.ema.state_dict() if loop.ema is not None else None,
     }
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write(path, buf.getvalue())
+    if cfg.scheduler == "wsd" and (epoch + 1) * loop.steps <= decay_start(cfg, loop.steps) < (epoch + 2) * loop.steps:
+        atomic_write(stable_copy(path), path.read_bytes())

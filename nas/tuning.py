@@ -152,9 +152,31 @@ def tune(
     db = Path(run_dir) / "tune.db"
     made_db = storage is None and not db.exists()
     storage = storage or f"sqlite:///{db}"
-    name = f"tune-{model_genome.key}"
+    study = _study(f"tune-{model_genome.key}", storage, seed, trials, pruner, epochs, resume)
+    default = default_params()
+    if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
+        study.enqueue_trial(default)
+    study.set_user_attr("genome", genome)
+    study.set_user_attr("epochs", epochs)
+    study.set_user_attr("train_images", train_images)
+    study.set_user_attr("full_train_images", len(dataset["train"]))
     try:
-        study = optuna.create_study(
+        _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
+    except BaseException:
+        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+            optuna.delete_study(study_name=study.study_name, storage=storage)
+            if made_db:
+                db.unlink(missing_ok=True)
+        raise
+    trainer = _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir))
+    confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{seed}|{dataset.fingerprint}")
+    return study
+
+
+def _study(name: str, storage: str, seed: int, trials: int, pruner: str, epochs: int, resume: bool) -> optuna.Study:
+    """The study, new (or continued with ``resume``); a storage it cannot open is a setting's error."""
+    try:
+        return optuna.create_study(
             study_name=name,
             storage=storage,
             direction="maximize",
@@ -167,24 +189,6 @@ def tune(
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
     except (ImportError, SQLAlchemyError) as exc:
         raise SettingError(f"--storage {storage}: cannot open ({first_line(exc)})") from None
-    default = default_params()
-    if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
-        study.enqueue_trial(default)
-    study.set_user_attr("genome", genome)
-    study.set_user_attr("epochs", epochs)
-    study.set_user_attr("train_images", train_images)
-    study.set_user_attr("full_train_images", len(dataset["train"]))
-    try:
-        _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
-    except BaseException:
-        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-            optuna.delete_study(study_name=name, storage=storage)
-            if made_db:
-                db.unlink(missing_ok=True)
-        raise
-    trainer = _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir))
-    confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{seed}|{dataset.fingerprint}")
-    return study
 
 
 def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials: int, epochs: int, seed: int,

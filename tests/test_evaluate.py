@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -223,8 +225,11 @@ def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
 def test_a_fidelity_stored_before_its_choices_existed_keeps_its_behaviour_and_cache_keys():
     from dataclasses import asdict
 
+    from nas.config import migrate
+
     stored = {k: v for k, v in asdict(FID).items() if k not in ("validate_every_epoch", "validate_bf16", "width")}
-    old = Fidelity.from_config(stored)  # as a run configured on 2026-11-23 wrote it
+    config = {"search": {}, "problem": {}, "space": {}, "data": "x", "evaluation": {"fidelity": stored}}
+    old = Fidelity(**migrate(config, Path("config.json"))["evaluation"]["fidelity"])  # as a run of 2026-11-23 wrote it
     assert old.validate_every_epoch and not old.validate_bf16 and old.width == 1.0
     assert not old.train_config(0).validate_bf16  # it validates in fp32, as it did
     for name in ("validate_every_epoch", "validate_bf16", "width", "class_balance"):

@@ -60,7 +60,8 @@ def test_no_import_cycle_inside_the_package():
 
 def test_the_cli_only_parses_flags_and_calls_the_api():
     nas_modules = {n for n in _imports(PACKAGE / "cli.py") if n.startswith("nas.") and n.count(".") == 1}
-    allowed = {"nas.api", "nas.errors", "nas.progress", "nas.demo"}  # demo: DemoConfig's defaults for --help
+    # demo: DemoConfig's defaults for --help; config and settings: the declared settings the flags derive from
+    allowed = {"nas.api", "nas.errors", "nas.progress", "nas.demo", "nas.config", "nas.settings"}
     assert nas_modules <= allowed, sorted(nas_modules - allowed)
 
 
@@ -99,17 +100,42 @@ def test_every_flag_of_every_command_has_help_and_shows_its_default():
 
 
 def test_the_clis_literal_choices_are_the_librarys_names():
-    """The CLI spells some choices out (importing their modules would import torch for --help): kept equal."""
+    """Some choices are spelled out where importing their modules would import torch for --help: kept equal."""
     import argparse
 
     from nas.algorithms import ALGORITHMS
     from nas.cli import build_parser
-    from nas.runner import CHAMPION_RULES
+    from nas.config import CHAMPION_RULES
+    from nas.runner import RULE_METRIC
     from nas.training import CLASS_BALANCE, RECIPES
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    choices = {(c, a.dest): a.choices for c, p in sub.choices.items() for a in p._actions if a.choices}
+    choices = {(c, a.dest): list(a.choices) for c, p in sub.choices.items() for a in p._actions if a.choices}
     assert set(choices["evolve", "algorithm"]) == set(ALGORITHMS)
-    assert choices["evolve", "champion_rule"] == list(CHAMPION_RULES)
+    assert choices["evolve", "champion_rule"] == list(CHAMPION_RULES) and set(CHAMPION_RULES) == {*RULE_METRIC, "knee"}
     assert choices["evolve", "class_balance"] == choices["train", "class_balance"] == list(CLASS_BALANCE)
     assert choices["train", "recipe"] == ["auto", "tuned", *RECIPES]
+
+
+def test_the_readme_is_a_front_door_and_every_link_in_the_docs_resolves():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().splitlines()
+    ci = (root / ".ci/run").read_text()
+    test_command = next(line for line in readme if "pytest" in line and line.startswith("python3 -m venv"))
+    assert len(readme) <= 200 and readme.index(test_command) < 40
+    assert test_command.split("&& python -m pytest")[0].replace(" -q", "") in ci.replace(" -q", "")
+    assert any("scripts/evolve.py --generations 30" in line for line in readme[:40])
+    for doc in (root / "README.md", root / "CONTRIBUTING.md", *sorted((root / "docs").glob("*.md"))):
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.name}: the link {target} leads nowhere"
+
+
+def test_every_function_of_the_package_fits_on_a_screen():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not long, long

@@ -355,3 +355,21 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(point, tmp_pa
     random.seed(12345)  # as in a new process
     run(tmp_path / "parts", generations=4)
     assert files(tmp_path / "parts") == files(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, "optuna"])
+def test_an_objective_declared_once_runs_on_every_algorithm(algorithm, tmp_path, monkeypatch):
+    """A new objective is one declaration: the algorithms, the surrogate's ranking, the front, the tables and
+    the hypervolume take its column and direction from it."""
+    size = objs.Objective("size", "params", False, "weights", True, (1e2, 1e5), (1e1, 1e5))
+    monkeypatch.setitem(objs.OBJECTIVES, "size", size)
+    problem = Problem(TINY, objs.parse_objectives("acc,size"), {}, fake_costs)
+    cache = Cache(tmp_path / "cache.jsonl")
+    options = {"warmup": 8} if algorithm == "surrogate" else {}  # the predictor ranks from generation 1 on
+    config = SearchConfig(3, 8, algorithm, 0, options, finalists=0)
+    state = Runner(problem, FakeStrategy(cache, problem), cache, config, tmp_path).run()
+    front = [(r["val_acc"], r["params"]) for r in state.front]
+    assert front and all(not objs.dominates(a, b, problem.objectives) for a in front for b in front)
+    assert state.progress[-1]["hypervolume"] > 0
+    if algorithm == "surrogate":
+        assert any(p["predictor_tau"] is not None for p in state.progress)

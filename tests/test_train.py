@@ -34,9 +34,21 @@ def test_learns_the_synthetic_task_and_is_deterministic(splits):
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
 
 
+# the learning rate each schedule leaves after epochs 1 and 2 of 2 (lr 1e-3): what the schedule is for
+SCHEDULES = {
+    "plateau": [1e-3, 1e-3],  # patience 2: no cut within two epochs
+    "cosine": [5e-4, 0.0],
+    "cosine_restarts": [5e-4, 1e-3],  # a period of two epochs, then a restart
+    "onecycle": None,  # from lr / 25 up to lr and down again: off both the start and the peak at epoch ends
+    "wsd": [1e-3, 0.0],  # constant until the last fifth, then to zero
+    "step": [1e-4, 1e-5],  # x0.1 after every epoch
+    "none": [1e-3, 1e-3],
+}
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam", "adamw"])
-@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none"])
-def test_every_optimizer_and_scheduler_runs(splits, optimizer, scheduler):
+@pytest.mark.parametrize("scheduler", list(SCHEDULES))
+def test_every_optimizer_and_scheduler_trains_and_follows_its_schedule(splits, optimizer, scheduler):
     small = (splits[0].subset(64, 0), splits[1].subset(32, 0))
     cfg = TrainConfig(
         optimizer=optimizer,
@@ -46,11 +58,20 @@ def test_every_optimizer_and_scheduler_runs(splits, optimizer, scheduler):
         lr=1e-3,
         label_smoothing=0.1,
         class_balance="weighted",
-        restart_period=1,
+        restart_period=2,
         step_size=1,
     )
-    _, result = _fit(small, cfg)
+    torch.manual_seed(0)
+    model = build(GENOME)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, *small, cfg, device="cpu")
     assert result.epochs_run == 2 and len(result.history) == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the optimizer stepped
+    lrs = [h["lr"] for h in result.history]
+    if SCHEDULES[scheduler] is None:
+        assert all(1e-3 / 25 < lr < 1e-3 for lr in lrs)
+    else:
+        assert lrs == pytest.approx(SCHEDULES[scheduler], abs=1e-9)
 
 
 def test_callback_sees_every_epoch_and_can_stop(splits):

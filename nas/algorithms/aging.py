@@ -16,14 +16,15 @@ from nas.errors import SettingError
 from nas.genome import Genome, parse_genome
 from nas.objectives import preference
 from nas.problem import Evaluation
+from nas.settings import setting
 
 
 @dataclass(frozen=True)
 class Options(Variation):
-    cx_prob: float = 0.0  # mutation only, as in the paper
-    mut_prob: float = 1.0
-    sample_size: int = 4
-    seed_baselines: bool = False
+    cx_prob: float = setting(0.0, "probability of crossover (aging: none, mutation only, as in the paper)")
+    mut_prob: float = setting(1.0, "probability that a child is mutated")
+    sample_size: int = setting(4, "networks sampled for each tournament")
+    seed_baselines: bool = setting(False, "generation 0 starts from the hand-made baselines that fit the caps")
 
 
 class RegularizedEvolution(Algorithm):

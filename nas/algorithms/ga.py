@@ -14,19 +14,20 @@ from deap import tools
 from nas.algorithms import nsga2
 from nas.errors import SettingError, check_positive
 from nas.problem import Evaluation
+from nas.settings import setting
 
 
 @dataclass(frozen=True)
 class Options(nsga2.Options):
     # "mnas": MnasNet's soft constraint acc * (params/P)^w * (latency/T)^w;
     # "linear": acc - c * log2(params/P) - c * log2(latency/T), i.e. c of accuracy per doubling
-    penalty: str = "mnas"
-    target_params: float = 100_000
-    target_latency_ms: float = 1.0
-    penalty_exponent: float = -0.07
-    penalty_per_doubling: float = 0.02
-    tournament_size: int = 3
-    elites: int = 2
+    penalty: str = setting("mnas", "the form of the one fitness", choices=("mnas", "linear"))
+    target_params: float = setting(100_000, "size target")
+    target_latency_ms: float = setting(1.0, "latency target")
+    penalty_exponent: float = setting(-0.07, "mnas's exponent w")
+    penalty_per_doubling: float = setting(0.02, "linear's accuracy per doubling c")
+    tournament_size: int = setting(3, "parents' tournament size")
+    elites: int = setting(2, "best networks kept unchanged each generation")
 
     def __post_init__(self) -> None:
         if self.penalty not in ("mnas", "linear"):

@@ -19,11 +19,12 @@ from nas.algorithms.variation import Variation, breed, initial
 from nas.errors import SettingError
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation
+from nas.settings import setting
 
 
 @dataclass(frozen=True)
 class Options(Variation):
-    seed_baselines: bool = False  # generation 0 starts from the hand-made baselines that fit the caps
+    seed_baselines: bool = setting(False, "generation 0 starts from the hand-made baselines that fit the caps")
 
 
 def creator_classes(objectives: tuple[objs.Objective, ...]):

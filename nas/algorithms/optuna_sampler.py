@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import optuna
-from optuna.trial import TrialState
-
 from nas.algorithms import Algorithm, Proposal
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation
+from nas.settings import setting
 from nas.space import draw
 
 STUDY_FILE = "search.db"
@@ -29,7 +27,7 @@ STUDY_FILE = "search.db"
 
 @dataclass(frozen=True)
 class Options:
-    cx_prob: float = 0.5  # NSGAIISampler's crossover probability
+    cx_prob: float = setting(0.5, "NSGAIISampler's crossover probability")
 
 
 class OptunaSampler(Algorithm):
@@ -37,6 +35,8 @@ class OptunaSampler(Algorithm):
     Options = Options
 
     def __init__(self, *args, **kwargs) -> None:
+        import optuna  # here: the command line reads this module's options without importing Optuna
+
         super().__init__(*args, **kwargs)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = f"sqlite:///{self.workdir / STUDY_FILE}" if self.workdir else None
@@ -52,6 +52,9 @@ class OptunaSampler(Algorithm):
         self.asked: list[optuna.Trial] = []
 
     def ask(self, n: int) -> list[Proposal | Genome]:
+        import optuna
+        from optuna.trial import TrialState
+
         left = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         # a Trial, not a FrozenTrial, takes a constraint; Optuna offers no public way from one to the other
         self.asked = [optuna.Trial(self.study, t._trial_id) for t in left[:n]]
@@ -62,6 +65,8 @@ class OptunaSampler(Algorithm):
         return [parse_genome(t.user_attrs["genome"]) for t in self.asked]
 
     def tell(self, evaluations: list[Evaluation]) -> None:
+        from optuna.trial import TrialState
+
         for trial, ev in zip(self.asked, evaluations):
             if ev.ok or not ev.feasible:
                 for name, excess in self.problem.excess(ev.record).items():

@@ -21,13 +21,14 @@ from nas.algorithms.variation import breed
 from nas.genome import Genome, parse_genome
 from nas.predictor import Predictor, features
 from nas.problem import Evaluation
+from nas.settings import setting
 
 
 @dataclass(frozen=True)
 class Options(nsga2.Options):
-    pool: int = 10  # children bred per child trained
-    explore: float = 0.25  # share of the trained children drawn at random from the rest of the pool
-    warmup: int = 16  # trained networks before the predictor chooses
+    pool: int = setting(10, "children bred per child trained")
+    explore: float = setting(0.25, "share of the trained children drawn at random from the rest of the pool")
+    warmup: int = setting(16, "trained networks before the predictor chooses")
 
 
 class SurrogateNSGA2(nsga2.NSGA2):
@@ -66,12 +67,13 @@ class SurrogateNSGA2(nsga2.NSGA2):
         return [candidates[i] for i in chosen]
 
     def _ranking_points(self, accuracy, costs: list[dict]) -> tuple[list[tuple], tuple]:
-        """Predicted accuracy and the costs, for the problem's objectives (latency by FLOPs)."""
-        columns = {"acc": "acc", "f1": "acc", "params": "params", "flops": "flops", "latency": "flops"}
-        names = list(dict.fromkeys(columns[o.name] for o in self.problem.objectives))
-        objectives = objs.parse_objectives(names)
-        points = [tuple(a if c == "acc" else k[c] for c in names) for a, k in zip(accuracy, costs)]
-        return points, objectives
+        """The problem's objectives as the pool can know them: every trained one by the predicted accuracy,
+        every cost by its value (or its stand-in's, where it costs a measurement), each column once."""
+        ranked = {}
+        for o in self.problem.objectives:
+            ranked.setdefault(None if o.trained else (o.stand_in or o.column), o)
+        points = [tuple(a if c is None else k[c] for c in ranked) for a, k in zip(accuracy, costs)]
+        return points, tuple(ranked.values())
 
     def tell(self, evaluations: list[Evaluation]) -> None:
         from scipy.stats import kendalltau

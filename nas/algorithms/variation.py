@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nas.algorithms import Proposal
 from nas.genome import Genome
 from nas.problem import Problem
+from nas.settings import setting
 from nas.space import crossover, load_baselines, mutate, repair, sample
 
 VARY_TRIES = 20  # breedings per child slot before an over-budget child gives way to its parent
@@ -23,10 +24,13 @@ VARY_TRIES = 20  # breedings per child slot before an over-budget child gives wa
 class Variation:
     """How children are bred: crossover of neighbouring parents, then mutation."""
 
-    cx_prob: float = 0.5
-    mut_prob: float = 0.9
-    cx_points: int = 1
-    mutation_weights: dict[str, float] = field(default_factory=lambda: {"add": 1, "remove": 1, "change": 2, "swap": 1})
+    cx_prob: float = setting(0.5, "probability that two neighbouring parents are crossed over")
+    mut_prob: float = setting(0.9, "probability that a child is mutated")
+    cx_points: int = setting(1, "crossover points")
+    mutation_weights: dict[str, float] = setting(
+        help="relative odds of adding, removing, changing and swapping a block", flag=False,
+        factory=lambda: {"add": 1, "remove": 1, "change": 2, "swap": 1},
+    )  # fmt: skip
 
 
 def new_admitted(candidates: Iterable[Genome], problem: Problem, seen: set[str], n: int) -> list[Genome]:

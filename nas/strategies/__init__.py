@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import SettingError
@@ -34,15 +34,24 @@ class Request:
     costs: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """A strategy without settings of its own."""
+
+
 class Strategy(ABC):
-    """Turns a batch of requests into records (see the module docstring)."""
+    """Turns a batch of requests into records (see the module docstring). ``Options``: its own settings,
+    declared with ``nas.settings.setting`` (the ``evolve`` flags derive from them)."""
 
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, evaluator: Evaluator, problem: Problem, **options: Any) -> None:
-        if options:
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(options))
+        unknown = sorted(set(options) - {f.name for f in fields(self.Options)})
+        if unknown:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
             raise SettingError(f"{flags}: not an option of evaluation strategy {self.name!r} (--strategy)")
+        self.settings = self.Options(**options)
         self.evaluator, self.problem = evaluator, problem
 
     @abstractmethod
@@ -52,7 +61,7 @@ class Strategy(ABC):
     def options(self) -> dict[str, Any]:
         """The options it runs with, defaults filled in, as a run's config stores them: a run resumed after
         a default changed keeps its own."""
-        return {}
+        return asdict(self.settings)
 
     def epochs_per_network(self) -> float:
         """Epochs of the fidelity's schedule a new network trains, on average (for the up-front estimate)."""
@@ -85,8 +94,12 @@ STRATEGIES = {"scratch": "nas.strategies.scratch:Scratch", "halving": "nas.strat
 DEFAULT_STRATEGY = "halving"
 
 
-def make_strategy(name: str, evaluator: Evaluator, problem: Problem, **options: Any) -> Strategy:
+def strategy_class(name: str) -> type[Strategy]:
     if name not in STRATEGIES:
         raise SettingError(f"--strategy: unknown evaluation strategy {name!r}; choose from {', '.join(STRATEGIES)}")
     module, cls = STRATEGIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(evaluator, problem, **options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_strategy(name: str, evaluator: Evaluator, problem: Problem, **options: Any) -> Strategy:
+    return strategy_class(name)(evaluator, problem, **options)

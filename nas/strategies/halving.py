@@ -21,20 +21,30 @@ mid-generation resumes with every finished rung of every network, and continues 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nas.errors import SettingError
-from nas.evaluate import Job
 from nas.objectives import preference
+from nas.settings import setting
 from nas.strategies import OnRecord, Request, Strategy
+
+
+@dataclass(frozen=True)
+class Options:
+    rungs: tuple[int, ...] | None = setting(
+        None, "epochs of each rung, e.g. 3,4 (default: three quarters of the fidelity's epochs, then all)"
+    )
+    eta: float = setting(3.0, "promote 1/eta of the networks per rung")
 
 
 class Halving(Strategy):
     name = "halving"
+    Options = Options
 
-    def __init__(self, evaluator, problem, rungs: Sequence[int] | None = None, eta: float = 3.0) -> None:
-        super().__init__(evaluator, problem)
+    def __init__(self, evaluator, problem, **options) -> None:
+        super().__init__(evaluator, problem, **options)
         epochs = evaluator.task.fidelity.epochs
+        rungs, eta = self.settings.rungs, self.settings.eta
         rungs = sorted({math.ceil(epochs * 3 / 4), epochs}) if rungs is None else rungs
         self.rungs, self.eta = tuple(int(r) for r in rungs), float(eta)
         if not self.rungs or list(self.rungs) != sorted(set(self.rungs)) or self.rungs[0] < 1:
@@ -53,6 +63,8 @@ class Halving(Strategy):
         return sum((until - start) / self.eta**depth for depth, (start, until) in enumerate(zip(starts, self.rungs)))
 
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
+        from nas.evaluate import Job
+
         genomes = {r.genome.key: r.genome for r in requests}  # one training per network, repeats share it
         records: dict[str, dict] = {}
         alive = list(genomes)

@@ -1,0 +1,187 @@
+"""Settings declared once: a dataclass field with its default, help and allowed values, from which the
+command line's flags and their ``--help`` derive (``add_flags``) and against which a stored value is
+checked by its type (``typed``).
+
+The run configuration (``nas.config``) and every algorithm's and evaluation strategy's ``Options`` declare
+their fields with ``setting()``; nothing else spells a default, a flag or a choice list again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from nas.errors import SettingError
+
+_NO_FLAG = "no_flag"
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Iterable[str] | None = None,
+            flag: bool = True, factory: Callable[[], Any] | None = None) -> Any:  # fmt: skip
+    """A dataclass field of a setting: its default (or ``factory``), its help, its choices (a registry's
+    dict stays live: what is registered later is a choice too); ``flag=False`` for a setting the command
+    line does not take (derived, or given another way)."""
+    metadata = {"help": help, "choices": choices, _NO_FLAG: not flag}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that the command line takes (scalars and lists of scalars)."""
+    hints = typing.get_type_hints(cls)
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get(_NO_FLAG) and _parser(hints[f.name]) is not None]
+
+
+def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, seen: set[str]) -> None:
+    """A flag for each field of ``cls`` not in ``seen`` (names already added); its default is None, so that
+    only the flags given override anything, and its help ends with the field's own default."""
+    hints = typing.get_type_hints(cls)
+    for f in flag_fields(cls):
+        if f.name in seen:  # two declarations of one name: the command line could not tell them apart
+            raise ValueError(f"setting {f.name!r} of {cls.__name__} is declared twice")
+        seen.add(f.name)
+        kind, default = hints[f.name], default_of(f)
+        text = f.metadata.get("help", "")
+        if default is not None and default != () and "(default" not in text:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            text = f"{text} (default: {shown})" if text else f"default: {shown}"
+        if _base(kind) is bool:
+            parser.add_argument(flag_name(f.name), action="store_true", default=None, help=text)
+        else:
+            choices = f.metadata.get("choices")
+            parser.add_argument(flag_name(f.name), type=_parser(kind), default=None, choices=choices, help=text,
+                                metavar=None if choices else f.name.upper())  # fmt: skip
+
+
+def merged(options: dict[str, type]) -> type:
+    """One dataclass of the fields of several ``Options`` classes (each algorithm's, say), for their flags:
+    each field's help says whose it is and each owner's default; a field no flag can spell stays flagless."""
+    declared: dict[str, tuple] = {}  # name -> (type, help, choices, {owner: default})
+    for owner, cls in options.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            first = (hints[f.name], f.metadata.get("help", ""), f.metadata.get("choices"), {})
+            declared.setdefault(f.name, first)[3][owner] = default_of(f)
+    made = []
+    for name, (kind, text, choices, defaults) in declared.items():
+        by_value: dict[str, list[str]] = {}
+        for owner, value in defaults.items():
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            by_value.setdefault(shown, []).append(owner)
+        owners = "; ".join(", ".join(o) + ("" if v == "None" else f": default {v}") for v, o in by_value.items())
+        flag = not any(isinstance(v, dict) for v in defaults.values())
+        made.append((name, kind, setting(None, f"{text} ({owners})", choices=choices, flag=flag)))
+    return dataclasses.make_dataclass("Options", made, frozen=True)
+
+
+def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The flags of ``cls`` the user gave, as field values."""
+    return {f.name: getattr(args, f.name) for f in flag_fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _base(kind: Any) -> Any:
+    """``int | None`` -> int; other types as they are."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        rest = [a for a in typing.get_args(kind) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else kind
+    return kind
+
+
+def _parser(kind: Any) -> Callable[[str], Any] | None:
+    """How a flag's text becomes the field's value; None for fields no flag can spell (dicts)."""
+    kind = _base(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return str if str in typing.get_args(kind) else None  # e.g. a name now, its resolved table later
+    if kind in (int, float, str, bool):
+        return kind
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        return lambda text: _items(text, item)
+    return None
+
+
+def _items(text: str, item: type) -> tuple:
+    try:
+        return tuple(item(t.strip()) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {item.__name__}s separated by commas, got {text!r}") from None
+
+
+def typed(cls: type, values: dict, where: str) -> Any:
+    """``cls(**values)``, each value checked against its field's type first: a stored file's wrong type
+    or unknown field is a one-line error naming ``where`` and the field, not a traceback later."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise SettingError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    out = {}
+    for name, value in values.items():
+        ok, value = _conform(hints[name], value)
+        if not ok:
+            raise SettingError(f"{where}: {name} must be {_describe(hints[name])}, got {value!r}")
+        out[name] = value
+    return cls(**out)
+
+
+def _conform(kind: Any, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` (as JSON or TOML gives it) is of ``kind``; lists become tuples, ints floats."""
+    if kind is Any:
+        return True, value
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        for option in typing.get_args(kind):
+            ok, conformed = _conform(option, value)
+            if ok:
+                return True, conformed
+        return False, value
+    if kind is type(None):
+        return value is None, value
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool), value if value is None else float(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is str:
+        return isinstance(value, str), value
+    origin = typing.get_origin(kind) or kind
+    if origin is tuple:
+        item = typing.get_args(kind)[0] if typing.get_args(kind) else Any
+        if not isinstance(value, list | tuple):
+            return False, value
+        items = [_conform(item, v) for v in value]
+        return all(ok for ok, _ in items), tuple(v for _, v in items)
+    if origin is dict:
+        return isinstance(value, dict), value
+    return isinstance(value, origin), value
+
+
+def _describe(kind: Any) -> str:
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return "null"
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_describe(typing.get_args(kind)[0])}"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+    return names.get(typing.get_origin(kind) or kind, getattr(kind, "__name__", str(kind)))
+
+
+def choice(value: str, choices: Iterable[str], name: str) -> None:
+    """A setting's value must be one of its choices; the error names it as a flag."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise SettingError(f"{flag_name(name)} must be one of {', '.join(choices)}, got {value!r}")

@@ -1,0 +1,93 @@
+"""The run configuration and the registries are the one place a setting is declared: the command line,
+the Python API and config.json derive from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas import config
+from nas.cli import main
+from nas.errors import SettingError
+from nas.strategies import STRATEGIES
+
+TINY = ["--space", "tiny", "--population", "4", "--generations", "0", "--fidelity", "200x1", "--jobs", "1"]
+STRATEGY = """
+from dataclasses import dataclass
+
+from nas.settings import setting
+from nas.strategies import Strategy
+
+
+@dataclass(frozen=True)
+class Options:
+    repeats: int = setting(1, "how often every network is trained")
+
+
+class Repeated(Strategy):
+    name = "repeated"
+    Options = Options
+
+    def evaluate(self, requests, on_record=None):
+        return self.evaluator.evaluate([str(r.genome) for r in requests], on_record)
+"""
+
+
+def test_a_strategy_registered_in_one_module_gets_its_flag_its_help_and_its_config(
+    tmp_path, synthetic_csv, monkeypatch, capsys
+):
+    (tmp_path / "repeated_strategy.py").write_text(STRATEGY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(STRATEGIES, "repeated", "repeated_strategy:Repeated")
+    assert main(["evolve", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--repeats REPEATS" in help_text and "how often every network is trained (repeated: default 1)" in help_text
+    run = tmp_path / "run"
+    args = ["evolve", "-q", "--data", str(synthetic_csv), "--run-dir", str(run), *TINY]
+    assert main([*args, "--strategy", "repeated", "--repeats", "3", "--finalists", "0"]) == 0
+    stored = json.loads((run / "config.json").read_text())["evaluation"]
+    assert stored["strategy"] == "repeated" and stored["strategy_options"] == {"repeats": 3}
+    assert main([*args[: -len(TINY)], "--run-dir", str(tmp_path / "other"), *TINY, "--repeats", "3"]) == 2
+    assert "--repeats: not an option of evaluation strategy 'halving'" in capsys.readouterr().err
+
+
+def test_every_default_is_declared_once_and_the_api_and_the_flags_take_it():
+    assert config.SearchConfig().generations == 30 and config.EvaluationConfig().strategy == "halving"
+    import inspect
+
+    import nas.api
+
+    assert "generations" not in inspect.signature(nas.api.search).parameters  # no second default to drift
+    with pytest.raises(SettingError, match="unknown search setting 'generation'"):
+        config.create("synthetic:70", "tiny", generation=3)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ("search", {"generations": "1"}, r"\[search\]: generations must be an integer, got '1'"),
+        ("evaluation", {"jobs": 0.5}, r"\[evaluation\]: jobs must be an integer or null, got 0.5"),
+        ("problem", {"objectives": "acc"}, r"\[problem\]: objectives must be a list of a string, got 'acc'"),
+        ("search", {"generation": 1}, r"\[search\]: unknown setting\(s\) generation"),
+    ],
+)
+def test_a_stored_configuration_is_read_by_its_types(section, value, message):
+    stored = json.loads((Path(__file__).parent / "fixtures/reference/run/config.json").read_text())
+    stored[section] |= value
+    with pytest.raises(SettingError, match=message):
+        config.RunConfig.from_dict(stored, "config.json")
+
+
+def test_an_older_configuration_migrates_to_what_those_runs_did():
+    stored = json.loads((Path(__file__).parent / "fixtures/reference/run/config.json").read_text())
+    for name in ("latency_model", "numerics", "bf16_above_mflops", "class_balance"):
+        stored["evaluation"].pop(name, None)
+    for name in ("validate_every_epoch", "validate_bf16"):
+        stored["evaluation"]["fidelity"].pop(name)
+    old = config.RunConfig.from_dict(stored, "config.json").evaluation
+    assert old.latency_model == "measured" and old.numerics == "fp32" and old.bf16_above_mflops is None
+    assert old.fidelity["validate_every_epoch"] and not old.fidelity["validate_bf16"]
+    roundtrip = config.RunConfig.from_dict(config.RunConfig.from_dict(stored, "c").to_dict(), "c")
+    assert roundtrip.evaluation == old
