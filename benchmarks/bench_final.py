@@ -30,10 +30,9 @@ import pandas as pd
 
 from nas import api
 from nas.artifact import load_checkpoint
-from nas.final import MODEL_FILE
 from nas.latency import measure
 from nas.report import save_figure
-from nas.rundir import PARETO, make_dir, write_json
+from nas.rundir import MODEL, PARETO, atomic_write, make_dir, write_json
 from nas.space import load_baselines
 from nas.training import stable_copy
 
@@ -54,6 +53,8 @@ def parse_plan(text: str) -> list[dict]:
             pairs = dict(c.split("=", 1) for c in changes)
             label = item.replace(":", "-").replace("+", "_").replace("=", "")
             changes = {k: _value(v) for k, v in pairs.items()}
+            if "epochs" in changes and (not isinstance(changes["epochs"], int) or changes["epochs"] < 1):
+                raise ValueError(f"epochs={pairs['epochs']}")
             entries.append(
                 {"network": network, "recipe": recipe, "changes": changes, "seed": int(seed), "label": label}
             )
@@ -101,7 +102,7 @@ def continue_shorter(entry: dict, entries: list[dict], out: Path) -> None:
     if shorter:
         source = stable_copy(out / max(shorter, key=lambda e: e["epochs"])["label"] / "train_state.pt")
         make_dir(state.parent)
-        state.write_bytes(source.read_bytes())
+        atomic_write(state, source.read_bytes())
         print(f"{entry['label']}: continues {source}", file=sys.stderr, flush=True)
 
 
@@ -109,7 +110,7 @@ def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
     """Each trained network's ONNX Runtime latency (ms), all timed round-robin in one measurement."""
     models = {}
     for entry in entries:
-        path = out / entry["label"] / MODEL_FILE
+        path = out / entry["label"] / MODEL
         if entry["network"] not in models and path.exists():
             models[entry["network"]] = load_checkpoint(path)[0]
     return measure(models) if models else {}

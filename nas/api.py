@@ -13,7 +13,6 @@ into its run directory as it goes, and ``resume`` continues one.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,8 +27,6 @@ from nas.runner import Callback
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
-LATENCY_TABLE = "latency_table.json"  # the run's own copy of the entries it used
-RUN_LOG = "run.log"  # what the search logged, every session of it
 
 
 @dataclass
@@ -97,10 +94,8 @@ def resume(
     config = runconfig.read(run_dir)
     if generations is not None:
         config = config.with_changes("search", generations=generations)
-    if jobs is not None:
-        if jobs < 1:
-            raise SettingError(f"--jobs must be >= 1, got {jobs}")
-        config = config.with_changes("evaluation", jobs=jobs, threads_per_job=max(1, (os.cpu_count() or 1) // jobs))
+    if jobs is not None:  # checked by the evaluation section itself
+        config = config.with_changes("evaluation", jobs=jobs, threads_per_job=runconfig.threads_for(max(jobs, 1)))
     _check_space(config, run_dir / rundir.CONFIG)
     _load_data(config.data)  # before config.json is rewritten
     if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
@@ -153,7 +148,7 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
     """Run the search while this process holds the run directory (``rundir.locked``), logging into its
     ``run.log`` too (appended to by every resume: the whole story of a long run, with times)."""
     with rundir.locked(run_dir):
-        handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")
+        handler = logging.FileHandler(run_dir / rundir.RUN_LOG, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         level = log.level
         log.addHandler(handler)
@@ -184,7 +179,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     p, search_cfg, ev = config.problem, config.search, config.evaluation
     table = None
     if ev.latency_model == "table":
-        table = LatencyTable(machine_table_path(), run_dir / LATENCY_TABLE)
+        table = LatencyTable(machine_table_path(), run_dir / rundir.LATENCY_TABLE)
     shape, classes = tuple(space.input_shape), space.num_classes
     problem = Problem.create(
         space, p.objectives, p.max_mflops, p.max_params, None, p.max_latency_ms,
@@ -209,7 +204,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
         ev.backend,
         ev.scheduler,
         LatencyConfig(backend=ev.latency_backend),
-        state_dir=run_dir / "states",
+        state_dir=run_dir / rundir.STATES,
         latency_table=table,
     )
     strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
@@ -242,7 +237,7 @@ def tune(
     confirm = tuning.Confirmation(**(confirmation or {}))  # its settings checked before anything is read
     run_dir, genome, data = target(run_dir, genome, None, data)
     study = tuning.tune(genome, data, run_dir, confirmation=confirm, **study)
-    return rundir.read_json(run_dir / "tuned.json", "tuned recipe") | {"n_trials": len(study.trials)}
+    return rundir.read_json(run_dir / rundir.TUNED, "tuned recipe") | {"n_trials": len(study.trials)}
 
 
 def train(run_dir: str | Path, **kwargs) -> dict:
@@ -257,18 +252,17 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
     """Export a trained model (``<run_dir>/model.pt`` or ``checkpoint``) to ONNX + TorchScript + model.json."""
     from nas.artifact import export as export_model
     from nas.artifact import load_checkpoint
-    from nas.final import MODEL_FILE
 
     if (run_dir is None) == (checkpoint is None):
         raise SettingError("export needs a run directory or a checkpoint, not both")
     if run_dir is not None:
-        checkpoint = Path(run_dir) / MODEL_FILE
+        checkpoint = Path(run_dir) / rundir.MODEL
         if not checkpoint.exists():
             raise RunDirError(f"{checkpoint}: no trained champion; run scripts/train.py --run {run_dir} first")
     checkpoint = Path(checkpoint)
     model, state = load_checkpoint(checkpoint)
     out = Path(out) if out else checkpoint.parent / "export"
-    report = checkpoint.parent / "report.json"  # written beside model.pt by the final training
+    report = checkpoint.parent / rundir.REPORT  # written beside model.pt by the final training
     test = rundir.read_json(report, "test report") if report.exists() else None
     return export_model(model, out, state.get("metrics"), test_report=test) | {"out": str(out)}
 

@@ -21,7 +21,7 @@ from typing import Any
 from nas.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class, resolve_options
 from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
 from nas.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
-from nas.settings import choice, merged, setting, typed
+from nas.settings import check_choices, merged, setting, typed
 from nas.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 CHAMPION_RULES = ("max-acc", "max-f1", "knee")  # nas.runner's champion rules
@@ -74,7 +74,7 @@ class SearchConfig:
         check_positive(
             champion_max_params=self.champion_max_params, champion_max_latency_ms=self.champion_max_latency_ms
         )
-        choice(self.champion_rule, CHAMPION_RULES, "champion_rule")
+        check_choices(self)
         resolve_options(self.algorithm, self.options)
         algorithm_class(self.algorithm).check_population(self.population)
 
@@ -110,11 +110,7 @@ class EvaluationConfig:
     bf16_above_mflops: float | None = setting(None, flag=False)
 
     def __post_init__(self) -> None:
-        for name, choices in (("class_balance", ("none", "weighted", "softmax")), ("backend", BACKENDS),
-                              ("latency_backend", LATENCY_BACKENDS), ("numerics", NUMERICS)):  # fmt: skip
-            choice(getattr(self, name), choices, name)
-        if self.latency_model not in LATENCY_MODELS:
-            raise SettingError(f"--latency-model must be table or measured, got {self.latency_model!r}")
+        check_choices(self)
         if self.jobs is not None and self.jobs < 1:
             raise SettingError(f"--jobs must be >= 1, got {self.jobs}")
         if self.time_limit is not None and not self.time_limit > 0:
@@ -167,7 +163,15 @@ class RunConfig:
         """A stored configuration (``config.json``, or a TOML file with its sections), older layouts
         migrated; a missing section or a value of the wrong type is one line naming the file and field."""
         stored = migrate(stored, Path(path))
-        sections = {name: typed(kind, stored[name], f"{path}: [{name}]") for name, kind in SECTIONS.items()}
+        try:
+            sections = {name: typed(kind, stored[name], f"{path}: [{name}]") for name, kind in SECTIONS.items()}
+        except SettingError as exc:
+            message = str(exc)
+            raise RunDirError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        ev = sections["evaluation"]
+        if not isinstance(ev.fidelity, dict) or ev.jobs is None or ev.threads_per_job is None:
+            raise RunDirError(f"{path}: [evaluation] needs fidelity as a table, jobs and threads_per_job, as a run's "
+                              "config.json has them")  # fmt: skip
         return cls(**sections, data=stored["data"], space=stored["space"], space_file=str(stored.get("space_file", "")),
                    **{k: stored[k] for k in ("versions", "cpu", "command", "created") if k in stored})  # fmt: skip
 
@@ -200,14 +204,15 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
     from nas.problem import Problem
     from nas.space import load_space, resolve_space_path
 
+    loaded = load_space(space)  # the space first: its errors before the settings', as always
+    _check_shape(loaded)
     by_section: dict[str, dict] = {name: {} for name in SECTIONS}
     for name, value in settings.items():
-        by_section[section_of(name)][name] = value
+        if value is not None or name not in ("options", "strategy_options"):  # None: the algorithm's own
+            by_section[section_of(name)][name] = value
     if isinstance(by_section["problem"].get("objectives"), str):
         by_section["problem"]["objectives"] = tuple(by_section["problem"]["objectives"].split(","))
     sections = {name: SECTIONS[name](**values) for name, values in by_section.items()}
-    loaded = load_space(space)
-    _check_shape(loaded)
     built = Problem.create(loaded, sections["problem"].objectives, sections["problem"].max_mflops,
                            sections["problem"].max_params)  # fmt: skip
     search = sections["search"]
@@ -268,7 +273,7 @@ def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, problem: Pro
     options = make_strategy(ev.strategy, evaluator, built, **ev.strategy_options).options()
     resolve_device(ev.device)
     jobs = max(1, ev.jobs or os.cpu_count() or 1)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_for(jobs)
     bf16_above = _bf16_threshold(ev.numerics, threads, ev.device)
     return replace(
         ev,
@@ -278,6 +283,11 @@ def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, problem: Pro
         threads_per_job=threads,
         bf16_above_mflops=None if bf16_above is None else bf16_above / 1e6,
     )
+
+
+def threads_for(jobs: int) -> int:
+    """Torch threads a training worker gets: the machine's cores shared out over the workers."""
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def _bf16_threshold(numerics: str, threads: int, device: str) -> float | None:

@@ -31,7 +31,6 @@ from nas.report import test_report, write_history
 from nas.training import RECIPES, TrainConfig, resolve_device
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.pt"
 
 
 def target(run_dir: Path, genome: str | None = None, baseline: str | None = None, data: str | None = None):
@@ -58,7 +57,7 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
 
     ``auto`` takes the tuned recipe only where tuning confirmed it at full length (``tuned.json``'s
     confirmation), else the default, and says why."""
-    tuned_path = run_dir / "tuned.json"
+    tuned_path = run_dir / rundir.TUNED
     if recipe in RECIPES:
         return RECIPES[recipe], recipe
     if recipe not in ("auto", "tuned"):
@@ -81,7 +80,7 @@ def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str
     """The tuning confirmation's training of this genome with these settings (seed included) on this data
     (``tuned.json``), which the final training continues instead of training the same thing again (about
     an hour here)."""
-    path = run_dir / "tuned.json"
+    path = run_dir / rundir.TUNED
     runs = ((rundir.read_json(path, "tuned recipe") if path.exists() else {}).get("confirmation") or {}).get("runs")
     for run in (runs or {}).values() if isinstance(runs, dict) else ():
         if not isinstance(run, dict) or run.get("genome") != genome or run.get("data") != data:
@@ -147,7 +146,7 @@ def train_final(
     log.info(
         f"training {name} ({recipe_name} recipe, {mode}, up to {cfg.epochs} epochs) on {len(dataset['train'])} images"
     )
-    state_file = out / "train_state.pt"
+    state_file = out / rundir.TRAIN_STATE
     history = _started(run_dir, genome, cfg, dataset.fingerprint, state_file)
 
     def show(epoch: int, row: dict) -> None:
@@ -166,7 +165,7 @@ def train_final(
         "epochs_run": result.epochs_run, "train_seconds": round(result.seconds, 1), "recipe": recipe_name,
         "numerics": mode, "seed": seed,
     }  # fmt: skip
-    save_checkpoint(out / MODEL_FILE, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
+    save_checkpoint(out / rundir.MODEL, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     return _report(run_dir, out, name, genome, device, metrics, search, test)
 
 
@@ -183,7 +182,8 @@ def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int,
     if changed:
         recipe_name += " + " + ", ".join(f"{k}={v}" for k, v in changed.items())
     cfg = fastest(cfg.replace(epochs=epochs, early_stop=patience, seed=seed), build(parse_genome(genome)), device)
-    if patience and cfg.scheduler in ("onecycle", "cosine"):  # measured: patience 10 cost one-cycle 1.8 points
+    # measured: patience 10 cost one-cycle 1.8 points; wsd's accuracy comes in its decay, at the end
+    if patience and cfg.scheduler in ("onecycle", "cosine", "wsd"):
         log.warning(
             f"--patience {patience} with a {cfg.scheduler} schedule planned over {epochs} epochs: early stopping "
             "cuts it while the learning rate is still high; --patience 0 trains the whole schedule (best epoch kept)"
@@ -217,7 +217,7 @@ def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file
 def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metrics: dict, search: dict | None,
             test) -> dict:  # fmt: skip
     """The test report of exactly what was saved, beside the baselines and other recipes of the run."""
-    model, _ = load_checkpoint(out / MODEL_FILE)
+    model, _ = load_checkpoint(out / rundir.MODEL)
     extra = {
         "name": name,
         "genome": genome,

@@ -1,6 +1,7 @@
 """Zero-cost proxies: scores of an untrained network, computed in well under a second, that may predict
-its accuracy after training (Abdelfattah et al. 2021; Mellor et al. 2021). ``benchmarks/bench_proxies.py``
-measures how well each one ranks networks on FER2013 before any is trusted.
+its accuracy after training (Abdelfattah et al. 2021; Mellor et al. 2021). Used by no search: only
+``benchmarks/bench_fidelity.py --grid proxies`` scores them against the long reference, and no result of
+that is recorded yet, so none is trusted.
 """
 
 from __future__ import annotations

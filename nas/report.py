@@ -14,7 +14,7 @@ import pandas as pd
 from nas import objectives as objs
 from nas.config import read as read_config
 from nas.errors import RunDirError, first_line
-from nas.rundir import EVALUATIONS, PARETO, PROGRESS, atomic_write, search_sentence, write_json
+from nas.rundir import EVALUATIONS, PARETO, PROGRESS, REPORT, REPORT_MD, atomic_write, search_sentence, write_json
 from nas.runner import Callback, State
 from nas.space import load_baselines
 
@@ -265,9 +265,9 @@ def test_report(model, test_split, out_dir: Path, extra: dict, baselines: dict[s
         "confusion": cm.tolist(),
         **{k_: v for k_, v in extra.items() if k_ != "device"},
     }
-    write_json(out_dir / "report.json", result)
+    write_json(out_dir / REPORT, result)
     _plot_confusion(cm, out_dir / "confusion.png", f"{extra.get('name', 'champion')}: PrivateTest, ten-crop")
-    atomic_write(out_dir / "report.md", _report_markdown(result, baselines or {}))
+    atomic_write(out_dir / REPORT_MD, _report_markdown(result, baselines or {}))
     return result
 
 

@@ -21,10 +21,18 @@ from typing import Any
 
 from nas.errors import RunDirError
 
+# the files of a run directory, named once
 CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
 LOCK = ".lock"  # held (flock) by the process searching in the run directory
 EVALUATIONS, PARETO, PROGRESS = "evaluations.csv", "pareto.csv", "progress.csv"
 OLD_CHECKPOINT = "checkpoint.pkl"  # before checkpoints were JSON; never loaded (unpickling runs code)
+RUN_LOG = "run.log"  # what the search logged, every session of it
+LATENCY_TABLE = "latency_table.json"  # the run's own copy of the latency units it used
+STATES = "states"  # kept training states (successive halving, finalists)
+SEARCH_STUDY = "search.db"  # --algorithm optuna: the sampler's study
+TUNE_STUDY, TUNED = "tune.db", "tuned.json"  # the tuning study and the recipe it chose
+MODEL, TRAIN_STATE = "model.pt", "train_state.pt"  # a full training's result and its checkpoint
+REPORT, REPORT_MD = "report.json", "report.md"  # the test report
 CHECKPOINT_FORMAT = "fer-nas-checkpoint/2"
 
 # the columns of evaluations.csv and pareto.csv: one evaluation record each

@@ -115,9 +115,12 @@ def _parser(kind: Any) -> Callable[[str], Any] | None:
 
 def _items(text: str, item: type) -> tuple:
     try:
-        return tuple(item(t.strip()) for t in text.split(",") if t.strip())
+        return tuple(item(t.strip()) for t in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {item.__name__}s separated by commas, got {text!r}") from None
+        example = "e.g. 2,4" if item is int else "e.g. acc,params"
+        raise argparse.ArgumentTypeError(
+            f"expected {item.__name__}s separated by commas, {example}; got {text!r}"
+        ) from None
 
 
 def typed(cls: type, values: dict, where: str) -> Any:
@@ -152,7 +155,8 @@ def _conform(kind: Any, value: Any) -> tuple[bool, Any]:
     if kind is bool:
         return isinstance(value, bool), value
     if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool), value if value is None else float(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if kind is str:
@@ -184,4 +188,13 @@ def choice(value: str, choices: Iterable[str], name: str) -> None:
     """A setting's value must be one of its choices; the error names it as a flag."""
     choices = tuple(choices)
     if value not in choices:
-        raise SettingError(f"{flag_name(name)} must be one of {', '.join(choices)}, got {value!r}")
+        allowed = " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
+        raise SettingError(f"{flag_name(name)} must be {allowed}, got {value!r}")
+
+
+def check_choices(settings: Any) -> None:
+    """Every field of ``settings`` that declares choices holds one of them (a dataclass's own check); a
+    registry's names (a dict of choices) are checked by the registry, which says more."""
+    for f in dataclasses.fields(settings):
+        if f.metadata.get("choices") is not None and not isinstance(f.metadata["choices"], dict):
+            choice(getattr(settings, f.name), f.metadata["choices"], f.name)

@@ -459,4 +459,4 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
     torch.save(state, buf)
     atomic_write(path, buf.getvalue())
     if cfg.scheduler == "wsd" and (epoch + 1) * loop.steps <= decay_start(cfg, loop.steps) < (epoch + 2) * loop.steps:
-        atomic_write(stable_copy(path), path.read_bytes())
+        atomic_write(stable_copy(path), buf.getvalue())

@@ -21,6 +21,7 @@ import torch
 from sqlalchemy.exc import SQLAlchemyError
 
 from nas import data as fer
+from nas import rundir
 from nas.build import build
 from nas.errors import NasError, SettingError, first_line
 from nas.genome import parse_genome
@@ -149,7 +150,7 @@ def tune(
     model_genome = parse_genome(genome)
     dataset = fer.load(data_path, ("train", "val"))
     train_split, val_split = dataset["train"].subset(train_images, seed), dataset["val"]
-    db = Path(run_dir) / "tune.db"
+    db = Path(run_dir) / rundir.TUNE_STUDY
     made_db = storage is None and not db.exists()
     storage = storage or f"sqlite:///{db}"
     study = _study(f"tune-{model_genome.key}", storage, seed, trials, pruner, epochs, resume)
@@ -234,7 +235,7 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
         "study": study.study_name,
         "budget": {"epochs": epochs, "train_images": study.user_attrs.get("train_images")},
     }
-    write_json(run_dir / "tuned.json", tuned)
+    write_json(run_dir / rundir.TUNED, tuned)
     from optuna.visualization import matplotlib as ovm
 
     from nas.report import save_figure
@@ -289,7 +290,7 @@ class Confirmation:
         """Train what fits the cap with ``score(name, config) -> {"val_acc": ...}``; record the verdict in
         ``tuned.json`` (``confirmation``) and return it. ``identity`` (genome, seed, data) keeps the results
         of another network's confirmation in the same run directory from being taken for this one's."""
-        tuned_path = run_dir / "tuned.json"
+        tuned_path = run_dir / rundir.TUNED
         tuned = read_json(tuned_path, "tuned recipe")
         trials = self.candidates(study) if self.best else {}
         per_image = [t.user_attrs.get("core_seconds_per_image_epoch") for t in study.trials]

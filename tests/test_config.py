@@ -10,7 +10,7 @@ import pytest
 
 from nas import config
 from nas.cli import main
-from nas.errors import SettingError
+from nas.errors import NasError, SettingError
 from nas.strategies import STRATEGIES
 
 TINY = ["--space", "tiny", "--population", "4", "--generations", "0", "--fidelity", "200x1", "--jobs", "1"]
@@ -71,12 +71,15 @@ def test_every_default_is_declared_once_and_the_api_and_the_flags_take_it():
         ("evaluation", {"jobs": 0.5}, r"\[evaluation\]: jobs must be an integer or null, got 0.5"),
         ("problem", {"objectives": "acc"}, r"\[problem\]: objectives must be a list of a string, got 'acc'"),
         ("search", {"generation": 1}, r"\[search\]: unknown setting\(s\) generation"),
+        ("evaluation", {"time_limit": "abc"}, r"\[evaluation\]: time_limit must be a number or null, got 'abc'"),
+        ("search", {"champion_rule": "best"}, r"--champion-rule must be one of max-acc, max-f1, knee, got 'best'"),
+        ("evaluation", {"fidelity": "cheap"}, r"\[evaluation\] needs fidelity as a table"),
     ],
 )
 def test_a_stored_configuration_is_read_by_its_types(section, value, message):
     stored = json.loads((Path(__file__).parent / "fixtures/reference/run/config.json").read_text())
     stored[section] |= value
-    with pytest.raises(SettingError, match=message):
+    with pytest.raises(NasError, match=f"config.json: {message}"):
         config.RunConfig.from_dict(stored, "config.json")
 
 

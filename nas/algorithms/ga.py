@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from deap import tools
 
 from nas.algorithms import nsga2
-from nas.errors import SettingError, check_positive
+from nas.errors import check_positive
 from nas.problem import Evaluation
-from nas.settings import setting
+from nas.settings import check_choices, setting
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class Options(nsga2.Options):
     elites: int = setting(2, "best networks kept unchanged each generation")
 
     def __post_init__(self) -> None:
-        if self.penalty not in ("mnas", "linear"):
-            raise SettingError(f"--penalty must be 'mnas' or 'linear', got {self.penalty!r}")
+        check_choices(self)
         check_positive(target_params=self.target_params, target_latency_ms=self.target_latency_ms)
 
 

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from nas.algorithms import Algorithm, Proposal
 from nas.genome import Genome, parse_genome
 from nas.problem import Evaluation
+from nas.rundir import SEARCH_STUDY
 from nas.settings import setting
 from nas.space import draw
-
-STUDY_FILE = "search.db"
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class OptunaSampler(Algorithm):
 
         super().__init__(*args, **kwargs)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = f"sqlite:///{self.workdir / STUDY_FILE}" if self.workdir else None
+        storage = f"sqlite:///{self.workdir / SEARCH_STUDY}" if self.workdir else None
         self.study = optuna.create_study(
             study_name="search",
             storage=storage,

@@ -71,7 +71,8 @@ class SurrogateNSGA2(nsga2.NSGA2):
         every cost by its value (or its stand-in's, where it costs a measurement), each column once."""
         ranked = {}
         for o in self.problem.objectives:
-            ranked.setdefault(None if o.trained else (o.stand_in or o.column), o)
+            stand_in = next((s for s in objs.OBJECTIVES.values() if s.column == o.stand_in), o)
+            ranked.setdefault(None if o.trained else (o.stand_in or o.column), stand_in)
         points = [tuple(a if c is None else k[c] for c in ranked) for a, k in zip(accuracy, costs)]
         return points, tuple(ranked.values())
 
