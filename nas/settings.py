@@ -46,8 +46,9 @@ def flag_fields(cls: type) -> list[dataclasses.Field]:
 
 
 def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, seen: set[str]) -> None:
-    """A flag for each field of ``cls`` not in ``seen`` (names already added); its default is None, so that
-    only the flags given override anything, and its help ends with the field's own default."""
+    """A flag for each field of ``cls`` (``seen``: the names already added, where a repeat is an error); its
+    default is None, so that only the flags given override anything, and its help ends with the field's
+    own default."""
     hints = typing.get_type_hints(cls)
     for f in flag_fields(cls):
         if f.name in seen:  # two declarations of one name: the command line could not tell them apart
