@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nas import rundir
 from nas.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class, resolve_options
 from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
 from nas.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
 from nas.settings import check_choices, merged, setting, typed
-from nas.strategies import DEFAULT_STRATEGY, STRATEGIES
+from nas.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 
 CHAMPION_RULES = ("max-acc", "max-f1", "knee")  # nas.runner's champion rules
 BACKENDS, LATENCY_BACKENDS, LATENCY_MODELS = ("loky", "dask"), ("onnx", "torch"), ("table", "measured")
@@ -129,8 +130,6 @@ def algorithm_options() -> type:
 
 def strategy_options() -> type:
     """Every registered evaluation strategy's options in one dataclass (the ``evolve`` flags)."""
-    from nas.strategies import strategy_class
-
     return merged({name: strategy_class(name).Options for name in STRATEGIES})
 
 
@@ -181,12 +180,10 @@ class RunConfig:
 
 def read(run_dir: Path | str) -> RunConfig:
     """A run's ``config.json``, typed (older runs' layouts migrated)."""
-    from nas.rundir import CONFIG, read_json
-
-    path = Path(run_dir) / CONFIG
+    path = Path(run_dir) / rundir.CONFIG
     if not path.exists():
-        raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG})")
-    return RunConfig.from_dict(read_json(path, "run configuration"), path)
+        raise RunDirError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
+    return RunConfig.from_dict(rundir.read_json(path, "run configuration"), path)
 
 
 def section_of(name: str) -> str:
@@ -223,8 +220,8 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
         data=resolve_data_path(data),
         space=loaded.to_dict(),
         space_file=str(resolve_space_path(space)),
-        versions=_versions(),
-        cpu=_cpu(),
+        versions=rundir.versions(),
+        cpu=rundir.cpu_model(),
         command=" ".join(sys.argv),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )  # fmt: skip
@@ -300,18 +297,6 @@ def _bf16_threshold(numerics: str, threads: int, device: str) -> float | None:
     from nas.numerics import machine_rule
 
     return machine_rule(threads, device)
-
-
-def _versions() -> dict:
-    from nas.rundir import versions
-
-    return versions()
-
-
-def _cpu() -> str:
-    from nas.rundir import cpu_model
-
-    return cpu_model()
 
 
 # ---------------------------------------------------------------- older runs
