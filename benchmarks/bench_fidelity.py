@@ -44,7 +44,7 @@ from nas import data as fer
 from nas.build import build, count_flops
 from nas.evaluate import EvalTask, Fidelity, get_fidelity, train_candidate
 from nas.genome import parse_genome
-from nas.numerics import fastest
+from nas.numerics import fastest, machine_rule
 from nas.space import load_baselines, load_space, sample
 from nas.training import train
 
@@ -55,17 +55,21 @@ GEN0_CHAMPION = (
 )
 
 
-def parse_grid(text: str) -> list[tuple[str, Fidelity, bool]]:
-    """``default,3000x3,6000x4b64+bf16,6000x2w0.5,3000x2lr0.01`` -> (name, fidelity, bf16): images x
-    epochs [b batch] [w width of the proxy network] [lr peak learning rate], or a preset name; ``+bf16``
-    trains every network in bf16. Every epoch is validated, for the signals read off the curve."""
+def parse_grid(text: str) -> list[tuple[str, Fidelity, str, int | None]]:
+    """``default,3000x3,6000x4b64+bf16,6000x2w0.5,3000x2lr0.01,full@9+auto`` -> (name, fidelity, numerics,
+    until): images x epochs [b batch] [w width of the proxy network] [lr peak learning rate], or a preset
+    name; ``@K`` trains only the first K epochs of its schedule (a prefix of the ``full`` training, cut
+    where a rung would be); ``+bf16`` trains every network in bf16, ``+auto`` as a search does (bf16 above
+    this machine's calibrated FLOPs), otherwise fp32. Every epoch is validated, for the signals read off
+    the curve."""
     out = []
     for item in filter(None, text.split(",")):
         if item == "proxies":
             continue  # zero-cost proxies: see proxy_rows
         spec, _, mode = item.partition("+")
+        spec, _, until = spec.partition("@")
         fid = get_fidelity(spec)
-        out.append((item, replace(fid, validate_every_epoch=True), mode == "bf16"))
+        out.append((item, replace(fid, validate_every_epoch=True), mode or "fp32", int(until) if until else None))
     return out
 
 
@@ -122,9 +126,12 @@ def reference(genome: str, data: str, epochs: int, threads: int, state_dir: Path
     }
 
 
-def cheap(genome: str, data: str, name: str, fid: Fidelity, bf16: bool, threads: int, seed: int) -> dict:
-    task = EvalTask(data, fid, seed=seed, threads=threads, bf16_above_flops=0.0 if bf16 else None)
-    rec = train_candidate(genome, task)
+def cheap(genome: str, data: str, name: str, fid: Fidelity, numerics: str, until: int | None, threads: int,
+          seed: int) -> dict:  # fmt: skip
+    torch.set_num_threads(threads)
+    above = {"bf16": 0.0, "fp32": None}.get(numerics) if numerics != "auto" else machine_rule(threads, "cpu")
+    task = EvalTask(data, fid, seed=seed, threads=threads, bf16_above_flops=above)
+    rec = train_candidate(genome, task, until=until)
     return {
         "signal": name,
         "genome": genome,
@@ -212,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         finished = set()
         if cheap_path.exists():
             finished = set(map(tuple, pd.read_csv(cheap_path)[["signal", "genome"]].to_numpy()))
-        calls = [(cheap, g, data, name, f, bf16, threads, args.seed) for name, f, bf16 in parse_grid(args.grid)
-                 for g in genomes if (name, g) not in finished]  # fmt: skip
+        calls = [
+            (cheap, g, data, name, f, numerics, until, threads, args.seed)
+            for name, f, numerics, until in parse_grid(args.grid)
+            for g in genomes
+            if (name, g) not in finished
+        ]
         if "proxies" in args.grid.split(","):
             calls += [(proxy_rows, g, data, threads, args.seed) for g in genomes if ("synflow", g) not in finished]
 
@@ -260,23 +271,24 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
     accuracy after epoch k (a rung of successive halving on the same schedule), the accuracy at the end
     (what a search validating once records), minus the sum of training losses over the first k epochs
     (Ru et al. 2021), and successive halving simulated on the curve (its records: the last rung each
-    network reached). Values: {signal: {"values": {genome: value}, "epochs": mean epochs trained,
-    "validations": mean validation passes, "core_seconds": median, as measured for the whole training,
-    "recorded": whether a search records this value as it is (a complete schedule's last epoch, a halving
-    row), "cost": core-seconds per network of that share of the training}}."""
-    from nas.objectives import parse_objectives, preference
-
+    network reached). A curve with cool-down branches (a ``full@K`` prefix) adds each epoch's branch score
+    and successive halving on those (``branched_halving``). Values: {signal: {"values": {genome: value},
+    "epochs": mean epochs trained, "validations": mean validation passes, "core_seconds": median, as
+    measured for the whole training, "recorded": whether a search records this value as it is (a complete
+    schedule's last epoch, a halving row), "cost": core-seconds per network of that share of the training}}."""
     out: dict[str, dict] = {}
     for name, group in cheap_rows.groupby("signal", sort=False):
         ok = group[group["status"] == "ok"]
         curves = {g: json.loads(c) for g, c in zip(ok["genome"], ok["curve"])}
         epochs = max(len(c) for c in curves.values())
         seconds = float(group["core_seconds"].median())
+        branch = parse_grid(name)[0][1].branch if any("branch_acc" in c[0] for c in curves.values() if c) else 0.0
 
         def add(label: str, values: dict, trained: float, validations: float, recorded: bool = False,
-                seconds: float = seconds, epochs: int = epochs) -> None:  # fmt: skip
+                seconds: float = seconds, epochs: int = epochs, branch: float = branch) -> None:  # fmt: skip
+            unit = seconds / max(epochs * (1 + branch), 1)  # a branch per epoch, as this bench trains
             out[label] = {"values": values, "epochs": trained, "validations": validations, "core_seconds": seconds,
-                          "recorded": recorded, "cost": seconds * trained / max(epochs, 1)}  # fmt: skip
+                          "recorded": recorded, "cost": unit * trained}  # fmt: skip
 
         if not epochs:  # a zero-cost proxy: one number per untrained network
             add(f"{name} (zero-cost proxy)", dict(zip(ok["genome"], ok["value"])), 0, 0)
@@ -284,25 +296,47 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
 
         add(f"{name} (best of {epochs} epochs)", dict(zip(ok["genome"], ok["value"])), epochs, epochs)
         for k in range(1, epochs + 1):
-            add(f"{name}, epoch {k}", {g: c[k - 1]["val_acc"] for g, c in curves.items()}, k, 1, k == epochs)
+            add(f"{name}, epoch {k}", {g: c[k - 1]["val_acc"] for g, c in curves.items()}, k, 1,
+                k == epochs and not branch)  # fmt: skip
         for k in range(1, epochs + 1):
             loss = {g: -sum(r["train_loss"] for r in c[:k]) for g, c in curves.items()}
             add(f"{name}, training loss sum to epoch {k}", loss, k, 0)
-        two = parse_objectives("acc,params")
-        for rungs, eta in halving:
-            if rungs[-1] != epochs:
+        if branch:
+            for k in range(1, epochs + 1):
+                values = {g: c[k - 1]["branch_acc"] for g, c in curves.items()}
+                add(f"{name}, epoch {k} + {branch:g}-epoch cool-down", values, k + branch, 1, True)
+        for rungs, eta in BRANCHED_HALVING if branch else halving:
+            if rungs[-1] > epochs or (not branch and rungs[-1] != epochs):
                 continue
-            values, trained, alive = {}, {}, list(curves)
-            for depth, until in enumerate(rungs):
-                for g in alive:
-                    values[g], trained[g] = curves[g][until - 1]["val_acc"], until
-                if depth < len(rungs) - 1:
-                    points = [(values[g], count_params_of(g)) for g in alive]
-                    alive = [alive[i] for i in preference(points, two)[: math.ceil(len(alive) / eta)]]
-            validations = sum(sum(1 for r in rungs if r <= t) for t in trained.values()) / len(trained)
+            score = "branch_acc" if branch else "val_acc"
+            values, trained = simulate_halving({g: [r[score] for r in c] for g, c in curves.items()}, rungs, eta)
+            reached = [sum(1 for r in rungs if r <= t) for t in trained.values()]
+            cost = sum(t + branch * n for t, n in zip(trained.values(), reached)) / len(trained)
             label = f"{name}, halving rungs {','.join(map(str, rungs))} eta {eta:g}"
-            add(label, values, sum(trained.values()) / len(trained), validations, recorded=True)
+            add(label, values, cost, sum(reached) / len(reached), recorded=True)
     return out
+
+
+# successive halving on cool-down scores: rungs (epochs) and eta; the first rungs' costs are what a search pays
+BRANCHED_HALVING = [((1, 2), 3.0), ((1, 3), 3.0), ((1, 4), 3.0), ((2, 4), 3.0), ((2, 6), 3.0), ((1, 3, 9), 3.0), ((1, 2, 4), 2.0),
+                    ((1, 2, 4, 8), 2.0), ((2, 5), 4.0), ((1, 5), 4.0), ((3, 9), 3.0)]  # fmt: skip
+
+
+def simulate_halving(curves: dict[str, list[float]], rungs: tuple[int, ...], eta: float) -> tuple[dict, dict]:
+    """Successive halving replayed on whole curves: each rung's score, the best ``1 / eta`` (by Pareto rank on
+    accuracy and parameters, then crowding, as the search promotes) go on. Returns each network's score at
+    the last rung it reached, and that rung's epochs."""
+    from nas.objectives import parse_objectives, preference
+
+    two = parse_objectives("acc,params")
+    values, trained, alive = {}, {}, list(curves)
+    for depth, until in enumerate(rungs):
+        for g in alive:
+            values[g], trained[g] = curves[g][until - 1], until
+        if depth < len(rungs) - 1:
+            points = [(values[g], count_params_of(g)) for g in alive]
+            alive = [alive[i] for i in preference(points, two)[: math.ceil(len(alive) / eta)]]
+    return values, trained
 
 
 def decide(every: dict[str, dict], scores: dict[str, tuple[float, float]], base: str) -> str:

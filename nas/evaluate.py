@@ -59,12 +59,16 @@ class Fidelity:
     # validate a network that trains in bf16 in bf16 too (TrainConfig.validate_bf16); runs configured
     # before 2026-11-25 validated in fp32 and keep doing so, so their cached records stay comparable
     validate_bf16: bool = True
+    # the schedule: one-cycle, complete in ``epochs``; or wsd, whose constant phase can be cut into rungs
+    # and continued, each rung scored after a cool-down branch of ``branch`` epochs (nas.training)
+    scheduler: str = "onecycle"
+    branch: float = 0.0
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
             optimizer="adamw",
             lr=self.lr,
-            scheduler="onecycle",
+            scheduler=self.scheduler,
             batch_size=self.batch_size,
             epochs=self.epochs,
             augment=self.augment,
@@ -88,6 +92,8 @@ class Fidelity:
             del fields["width"]
         if not fields["validate_bf16"]:
             del fields["validate_bf16"]
+        if fields["scheduler"] == "onecycle" and not fields["branch"]:
+            del fields["scheduler"], fields["branch"]
         return json.dumps(fields, sort_keys=True)
 
     def trained_genome(self, genome: Genome) -> Genome:
@@ -114,6 +120,10 @@ FIDELITIES = {
     "default": Fidelity("default", train_images=6000, epochs=4),
     "long": Fidelity("long", train_images=6000, epochs=4),  # the same schedule, by its old name
     "rich": Fidelity("rich", train_images=12000, epochs=4),  # the finalists'
+    # the final training itself (all of Training, the default recipe's optimizer, learning rate, batch and
+    # augmentation, 100 epochs of warmup-stable-decay), to be cut into rungs that each score a quarter-epoch
+    # cool-down branch and continue (issue #33; benchmarks/bench_fidelity.py measures its rank fidelity)
+    "full": Fidelity("full", train_images=None, epochs=100, augment=0.5, scheduler="wsd", branch=0.25),
 }
 
 
@@ -233,15 +243,15 @@ def train_candidate(
             if state is not None:
                 checkpoint.write_bytes(state)
             result = train(model, train_split, val_split, cfg, task.device, deadline=deadline, checkpoint=checkpoint,
-                           until=until)  # fmt: skip
+                           until=until, branch=task.fidelity.branch)  # fmt: skip
             if keep_state:
                 record["state"] = checkpoint.read_bytes()
         record |= {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs": result.epochs_run}
         # the learning curve: cheap signals (the sum of training losses, early epochs) are read off it
         record["curve"] = [
-            {k: None if row[k] is None else round(row[k], 5) for k in ("train_loss", "val_acc")}
-            for row in result.history
-        ]
+            {k: None if row.get(k) is None else round(row[k], 5) for k in ("train_loss", "val_acc", "branch_acc")
+             if k in row} for row in result.history
+        ]  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - one bad candidate must never stop a search
         record |= _failure(exc)
     record["train_seconds"] = round(time.monotonic() - t0, 3)

@@ -8,11 +8,12 @@ stops early (a pruner raises its own exception from there instead).
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,11 @@ def wsd_factor(cfg: TrainConfig, steps_per_epoch: int, step: int) -> float:
     return min(1.0, (step + 1) / warm)
 
 
+def in_stable_phase(cfg: TrainConfig, steps_per_epoch: int, epoch: int) -> bool:
+    """Whether a wsd schedule is still at its constant learning rate after epoch ``epoch`` (from 0)."""
+    return cfg.scheduler == "wsd" and (epoch + 1) * steps_per_epoch <= decay_start(cfg, steps_per_epoch)
+
+
 def stable_prefix(cfg: TrainConfig, saved: dict, epochs_run: int, steps_per_epoch: int) -> bool:
     """Whether a checkpoint of ``epochs_run`` epochs, written under ``saved`` settings, is also the state of a
     training under ``cfg`` that differs only in its length: both wsd, neither decaying yet."""
@@ -306,13 +312,16 @@ def train(
     deadline: float | None = None,
     checkpoint: Path | None = None,
     until: int | None = None,
+    branch: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
 
     ``deadline`` is a ``time.monotonic()`` value; past it, TimeLimitExceeded is raised. With
     ``checkpoint``, state is saved after every epoch and an existing file is resumed from. ``until``
     stops after that many epochs of the ``cfg.epochs``-long schedule; a later call with the same
-    checkpoint continues it exactly as if it had never stopped.
+    checkpoint continues it exactly as if it had never stopped. ``branch``: a validation in the constant
+    phase of a wsd schedule scores a cool-down branch of that many epochs instead (``cooldown_branch``);
+    the history keeps both, and the model the main training's weights.
     """
     loop = _setup(model, train_split, cfg, device)
     x_train, y_train = train_split.x.to(loop.dev), train_split.y.to(loop.dev)
@@ -325,11 +334,16 @@ def train(
     for epoch in range(start_epoch, stop_at):
         loss = _train_epoch(loop, x_train, y_train, cfg, epoch, deadline)
         validate = every or epoch == stop_at - 1
-        scores = evaluate(loop.kept, val_split, loop.dev, bf16=loop.validate_low) if validate else None
+        branched = validate and branch > 0 and in_stable_phase(cfg, loop.steps, epoch)
+        main = validate and (cfg.validate_every_epoch or not branched)  # the main weights' own accuracy
+        scores = evaluate(loop.kept, val_split, loop.dev, bf16=loop.validate_low) if main else None
         if loop.sched is not None and cfg.scheduler not in STEPWISE:
             loop.sched.step(scores["acc"]) if cfg.scheduler == "plateau" else loop.sched.step()
         row = {"epoch": epoch, "train_loss": loss, "val_acc": None, "val_f1": None}
         row |= {k: scores[k[4:]] for k in ("val_acc", "val_f1")} if scores else {}
+        if branched:
+            scores = cooldown_branch(loop, x_train, y_train, val_split, cfg, epoch, branch, deadline)
+            row |= {"branch_acc": scores["acc"], "branch_f1": scores["f1"]}
         row |= {"lr": loop.opt.param_groups[0]["lr"], "seconds": time.monotonic() - t0}
         result.history.append(row)
         result.epochs_run, result.seconds = epoch + 1, row["seconds"]
@@ -399,6 +413,29 @@ def _train_epoch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
         if deadline is not None and time.monotonic() > deadline:
             raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
     return total / max(seen, 1)
+
+
+def cooldown_branch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, val_split: Split, cfg: TrainConfig, epoch: int,
+                    epochs: float, deadline: float | None = None) -> dict[str, float]:  # fmt: skip
+    """What the training would score if its schedule ended here: a copy trained ``epochs`` more with the
+    learning rate decayed linearly to zero, validated, then discarded (the constant phase alone
+    understates a network: the decay adds several points). The copy draws its batches from a generator of
+    its own (seeded by the seed and the epoch) under a forked global RNG, so the main training is bit for
+    bit the same with or without branches, and a branch scores the same however the training got here."""
+    steps = max(1, round(epochs * loop.steps))
+    model = copy.deepcopy(loop.model)
+    opt = _optimizer(model, cfg)
+    opt.load_state_dict(copy.deepcopy(loop.opt.state_dict()))
+    for group in opt.param_groups:
+        group["initial_lr"] = group["lr"]  # the decay starts from the learning rate the main training is at
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / steps))
+    ema = copy.deepcopy(loop.ema) if loop.ema is not None else None
+    seed = int(np.random.SeedSequence([cfg.seed, epoch, 1]).generate_state(1)[0])
+    branch = replace(loop, model=model, kept=ema.module if ema is not None else model, opt=opt, sched=sched,
+                     ema=ema, gen=torch.Generator().manual_seed(seed), steps=steps)  # fmt: skip
+    with torch.random.fork_rng(devices=[loop.dev] if loop.dev.type == "cuda" else []):
+        _train_epoch(branch, x, y, cfg.replace(scheduler="wsd"), epoch, deadline)  # stepped every batch
+    return evaluate(branch.kept, val_split, loop.dev, bf16=loop.validate_low)
 
 
 def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResult, dict | None, int]:

@@ -287,6 +287,10 @@ def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_
     assert "| 40x2b16w0.5 (best of 2 epochs) | 3 |" in capsys.readouterr().out
     assert bench.main([*args, "--stage", "table", "--compare", "40x2b16w0.5 (best of 2 epochs)"]) == 0
     assert "decision: " in capsys.readouterr().out
+    assert bench.main([*args, "--stage", "cheap", "--grid", "full@2+auto"]) == 0  # a prefix of the full training
+    table = capsys.readouterr().out
+    assert "| full@2+auto, epoch 2 + 0.25-epoch cool-down | 3 |" in table
+    assert "| full@2+auto, halving rungs 1,2 eta 3 | 3 | 1.67 |" in table  # 1.25 each, 1.25 more for one of 3
     truth = np.arange(12.0)
     lo, hi = bench.bootstrap_gap(truth, truth[::-1] + np.random.default_rng(0).normal(0, 4, 12), truth)
     assert 0 < lo <= hi  # a perfect signal agrees better than a noisy reversed one in every resample

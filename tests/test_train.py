@@ -129,6 +129,46 @@ def test_a_wsd_training_continues_from_its_stable_state_to_a_longer_one(splits, 
         _fit(splits, cfg, checkpoint=short)
 
 
+DROPOUT = parse_genome("conv_k3_c16_s1_relu_bn | pool_max | conv_k3_c32_s1_relu_bn | gap | dense_u32_d0.1")
+
+
+def _fit_dropout(splits, cfg, **kw):
+    torch.manual_seed(cfg.seed)
+    model = build(DROPOUT)  # dropout draws from the global RNG: a branch must not move it
+    return model, train(model, *splits, cfg, device="cpu", **kw)
+
+
+def test_cooldown_branches_leave_the_main_training_bit_for_bit_the_same(splits):
+    cfg = TrainConfig(optimizer="adam", scheduler="wsd", epochs=20, batch_size=32, ema=0.9, augment=0.0)
+    plain_model, plain = _fit_dropout(splits, cfg, until=4)
+    branched_model, branched = _fit_dropout(splits, cfg, until=4, branch=0.5)
+    assert [h["val_acc"] for h in plain.history] == [h["val_acc"] for h in branched.history]
+    assert [h["train_loss"] for h in plain.history] == [h["train_loss"] for h in branched.history]
+    assert all(torch.equal(a, b) for a, b in zip(plain_model.state_dict().values(),
+                                                 branched_model.state_dict().values()))  # fmt: skip
+    scores = [h["branch_acc"] for h in branched.history]
+    assert all(s is not None for s in scores) and scores != [h["val_acc"] for h in branched.history]
+    assert branched.best_acc == max(scores)  # a branched training is scored by its branches
+
+
+def test_a_rung_continued_from_its_checkpoint_scores_what_a_straight_training_scores(splits, tmp_path):
+    cfg = TrainConfig(scheduler="wsd", epochs=20, batch_size=32, validate_every_epoch=False)
+    _, straight = _fit_dropout(splits, cfg, until=3, branch=0.25)
+    ckpt, rungs = tmp_path / "rung.pt", []
+    for until in (1, 3):
+        rungs.append(_fit_dropout(splits, cfg, checkpoint=ckpt, until=until, branch=0.25)[1])
+    assert [h["epoch"] for h in rungs[-1].history] == [0, 1, 2]  # epochs 1 and 2 continued, none repeated
+    assert rungs[-1].best_acc == straight.best_acc == straight.history[-1]["branch_acc"]
+    assert straight.history[-1]["val_acc"] is None  # the main weights are not validated: the branch is the score
+    assert rungs[0].history[0]["branch_acc"] is not None
+
+
+def test_no_branch_once_the_schedule_decays(splits):
+    cfg = TrainConfig(scheduler="wsd", epochs=5, batch_size=64, cooldown=0.4)
+    _, result = _fit(splits, cfg, branch=0.25)
+    assert [h.get("branch_acc") is not None for h in result.history] == [True, True, True, False, False]
+
+
 def test_a_checkpoint_that_stopped_early_stays_stopped(splits, tmp_path, monkeypatch):
     import nas.training
 
