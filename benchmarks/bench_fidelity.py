@@ -318,8 +318,8 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
 
 
 # successive halving on cool-down scores: rungs (epochs) and eta; the first rungs' costs are what a search pays
-BRANCHED_HALVING = [((1, 2), 3.0), ((1, 3), 3.0), ((1, 4), 3.0), ((2, 4), 3.0), ((2, 6), 3.0), ((1, 3, 9), 3.0), ((1, 2, 4), 2.0),
-                    ((1, 2, 4, 8), 2.0), ((2, 5), 4.0), ((1, 5), 4.0), ((3, 9), 3.0)]  # fmt: skip
+BRANCHED_HALVING = [((1, 2), 3.0), ((1, 3), 3.0), ((1, 4), 3.0), ((2, 4), 3.0), ((2, 6), 3.0), ((1, 3, 9), 3.0),
+                    ((1, 2, 4), 2.0), ((1, 2, 4, 8), 2.0), ((2, 5), 4.0), ((1, 5), 4.0), ((3, 9), 3.0)]  # fmt: skip
 
 
 def simulate_halving(curves: dict[str, list[float]], rungs: tuple[int, ...], eta: float) -> tuple[dict, dict]:

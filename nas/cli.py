@@ -241,8 +241,9 @@ def _train_parser(sub) -> None:
     g.add_argument("--baseline", default=None, help="train a baseline (mini_xception, ...) with the same recipe")
     r = p.add_mutually_exclusive_group()
     r.add_argument(
-        "--recipe", default="auto", choices=["auto", "tuned", "default", "vgg"],  # nas.training.RECIPES
-        help="auto: the tuned recipe where tuning confirmed it at full length, else the default",
+        "--recipe", default="auto", choices=["auto", "tuned", "searched", "default", "vgg"],  # nas.training.RECIPES
+        help="auto: the tuned recipe where tuning confirmed it at full length, else the search's own training "
+        "of the champion where the search trained it fully (searched), else the default",
     )  # fmt: skip
     r.add_argument("--untuned", action="store_const", dest="recipe", const="default", help="same as --recipe default")
     p.add_argument(
@@ -260,7 +261,7 @@ def _train_parser(sub) -> None:
         help="stop after this many epochs without a better validation accuracy (0: never; one-cycle plans the "
         "whole length, and stopping at 10 cost 1.8 points on mini-Xception); the best epoch is kept either way",
     )
-    p.add_argument("--seed", type=int, default=0, help="initialisation and data order")
+    p.add_argument("--seed", type=int, default=None, help="initialisation and data order (default: the recipe's, 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default=None, help="output folder (default: the run directory)")
     p.set_defaults(func=cmd_train)

@@ -28,7 +28,9 @@ from nas.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 CHAMPION_RULES = ("max-acc", "max-f1", "knee")  # nas.runner's champion rules
 BACKENDS, LATENCY_BACKENDS, LATENCY_MODELS = ("loky", "dask"), ("onnx", "torch"), ("table", "measured")
 NUMERICS = ("auto", "fp32", "bf16")
-FIDELITY_HELP = "training budget: a preset (cheap, default, long, rich) or IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]"
+FIDELITY_HELP = (
+    "training budget: a preset (cheap, default, long, rich, full) or IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR][wsd[cBRANCH]]"
+)
 
 
 @dataclass(frozen=True)

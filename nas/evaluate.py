@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -128,13 +129,15 @@ FIDELITIES = {
 
 
 _NUMBER = r"(\d*\.?\d+(?:e-?\d+)?)"
-_SPEC = re.compile(rf"(\d+)x(\d+)(?:b(\d+))?(?:w{_NUMBER})?(?:lr{_NUMBER})?")
+_SPEC = re.compile(rf"(\d+|all)x(\d+)(?:b(\d+))?(?:w{_NUMBER})?(?:lr{_NUMBER})?(wsd(?:c{_NUMBER})?)?")
 
 
 def get_fidelity(name: str) -> Fidelity:
-    """A preset by name, or a spelled-out budget ``IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR]`` (``3000x2b32``,
-    ``6000x2w0.5``): Training images, epochs of a complete one-cycle schedule, batch size, the proxy's
-    channel width, peak learning rate; what the presets leave out is theirs."""
+    """A preset by name, or a spelled-out budget ``IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR][wsd[cBRANCH]]``
+    (``3000x2b32``, ``6000x2w0.5``, ``allx100wsdc0.25``): Training images (``all``), epochs of a complete
+    one-cycle schedule, batch size, the proxy's channel width, peak learning rate, and ``wsd``: a
+    warmup-stable-decay schedule instead, its rungs scored by cool-down branches of ``BRANCH`` epochs
+    (default 0.25); what the presets leave out is theirs."""
     if name in FIDELITIES:
         return FIDELITIES[name]
     spec = name.lower()
@@ -142,18 +145,20 @@ def get_fidelity(name: str) -> Fidelity:
     if m is None:
         raise SettingError(
             f"--fidelity: unknown fidelity {name!r}; choose from {', '.join(FIDELITIES)}, or spell one out as "
-            "IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR], e.g. 3000x2b32"
+            "IMAGESxEPOCHS[bBATCH][wWIDTH][lrLR][wsd[cBRANCH]], e.g. 3000x2b32"
         )
-    n, e, b, w, lr = m.groups()
+    n, e, b, w, lr, wsd, branch = m.groups()
     width = float(w or 1)
     if not 0 < width <= 1:
         raise SettingError(f"--fidelity {name!r}: the proxy's width must be in (0, 1], got {width:g}")
-    fidelity = Fidelity(spec, int(n), int(e), batch_size=int(b or 128), width=width, lr=float(lr or 3e-3))
+    schedule = {"scheduler": "wsd", "branch": float(branch or 0.25)} if wsd else {}
+    images = None if n == "all" else int(n)
+    fidelity = Fidelity(spec, images, int(e), batch_size=int(b or 128), width=width, lr=float(lr or 3e-3), **schedule)
     try:
         fidelity.train_config(0)
     except SettingError as exc:
         raise SettingError(f"--fidelity {name!r}: {exc}") from None
-    if fidelity.train_images < 1:
+    if images is not None and images < 1:
         raise SettingError(f"--fidelity {name!r}: need at least 1 training image")
     return fidelity
 
@@ -416,6 +421,26 @@ class Evaluator:
             if path is not None:
                 path.unlink(missing_ok=True)
 
+    def state_file(self, genome_text: str) -> Path | None:
+        """The file of a network's most trained kept state, if it is kept on disk."""
+        kept = self._kept(genome_text)
+        return kept[-1][1] if kept else None
+
+    def drop_states_except(self, genome_texts: set[str]) -> None:
+        """Forget every kept training state but those of ``genome_texts``."""
+        keep = {self._state_base(g) for g in genome_texts}
+        for base in set(self._states) - keep:
+            del self._states[base]
+        for path in self.state_dir.glob("*-e*.pt") if self.state_dir is not None else ():
+            if path.stem.rsplit("-e", 1)[0] not in keep:
+                path.unlink(missing_ok=True)
+
+    def state_bytes(self) -> int:
+        """Disk (or memory) taken by kept training states."""
+        if self.state_dir is None:
+            return sum(len(b) for _, b in self._states.values())
+        return sum(p.stat().st_size for p in self.state_dir.glob("*-e*.pt"))
+
     # ----------------------------------------------------------- training phase
 
     def _train_all(self, jobs: dict[str, Job]) -> Iterator[dict]:
@@ -546,9 +571,11 @@ def _failed(genome_text: str, task: EvalTask, error: str) -> dict:
     }
 
 
-def estimate(task: EvalTask, evaluations: int, jobs: int, epochs: float | None = None) -> str:
+def estimate(task: EvalTask, evaluations: int, jobs: int, epochs: float | None = None,
+             finalists: int = 0, final_epochs: float = 0.0) -> str:  # fmt: skip
     """Up-front cost: a probe network's measured training speed times the number of evaluations, each
-    training ``epochs`` of the schedule on average (successive halving stops most networks early)."""
+    training ``epochs`` of the schedule on average (successive halving stops most networks early), plus the
+    top rung, if the search has one: ``finalists`` continuing ``final_epochs`` each, ``jobs`` at a time."""
     from nas.space import load_baselines
 
     probe = load_baselines()["mini_xception"]
@@ -567,8 +594,13 @@ def estimate(task: EvalTask, evaluations: int, jobs: int, epochs: float | None =
     epochs = task.fidelity.epochs if epochs is None else epochs
     per = (n_train * epochs) / ips + n_val / (3 * ips)  # inference ~3x faster than training
     total = evaluations * per / jobs
-    return (
+    text = (
         f"estimate: {evaluations} evaluations x ~{per:.0f} s / {jobs} worker(s) ~ {total / 3600:.1f} h "
         f"(probe {probe.name} trains at {ips:.0f} images/s on {task.threads} thread(s), {resolve_device(task.device)};"
         f" repeats come from the cache, so usually less)"
     )
+    if finalists and final_epochs:
+        final = math.ceil(finalists / jobs) * n_train * final_epochs / ips
+        text += f"; then {finalists} finalist(s) finish their training, {final_epochs:g} epochs each"
+        text += f" ~ {final / 3600:.1f} h"
+    return text

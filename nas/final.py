@@ -60,8 +60,14 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
     tuned_path = run_dir / rundir.TUNED
     if recipe in RECIPES:
         return RECIPES[recipe], recipe
-    if recipe not in ("auto", "tuned"):
-        raise SettingError(f"--recipe: unknown recipe {recipe!r}; choose auto, tuned or {', '.join(RECIPES)}")
+    if recipe not in ("auto", "tuned", "searched"):
+        raise SettingError(f"--recipe: unknown recipe {recipe!r}; choose auto, tuned, searched or {', '.join(RECIPES)}")
+    searched_state = searched_checkpoint(run_dir)
+    if recipe == "searched" or (recipe == "auto" and searched_state and not tuned_path.exists()):
+        if searched_state is None:
+            raise RunDirError(f"{run_dir / rundir.CHAMPION}: the search did not train its champion fully")
+        saved = torch.load(searched_state, map_location="cpu", weights_only=True)["config"]
+        return TrainConfig.from_dict(saved), "searched"
     if not tuned_path.exists():
         if recipe == "tuned":
             raise RunDirError(f"{tuned_path}: no tuned recipe; run scripts/tune.py --run {run_dir} first")
@@ -96,6 +102,19 @@ def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str
     return None
 
 
+def searched_checkpoint(run_dir: Path, genome: str | None = None, data: str | None = None) -> Path | None:
+    """The champion's full training as the search finished it (the top rung of a continuable schedule,
+    ``champion.json``'s finalist checkpoint), if ``genome`` is the champion and ``data`` (a fingerprint) its
+    data (either unless not given), and it is kept."""
+    path = run_dir / rundir.CHAMPION
+    champion = rundir.read_json(path, "champion") if path.exists() else {}
+    kept = (champion.get("finalist") or {}).get("checkpoint")
+    mismatch = genome not in (None, champion.get("genome")) or data not in (None, champion.get("data"))
+    if not isinstance(kept, str) or mismatch:
+        return None
+    return run_dir / kept if (run_dir / kept).is_file() else None
+
+
 def searched(run_dir: Path, genome: str) -> bool:
     """Whether the run's search found ``genome`` (its champion or a member of its front): only then does the
     report name the search's cost."""
@@ -119,7 +138,7 @@ def train_final(
     data: str | None = None,
     epochs: int = 100,
     patience: int = 0,
-    seed: int = 0,
+    seed: int | None = None,
     device: str = "auto",
     out: str | Path | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
@@ -163,13 +182,13 @@ def train_final(
     metrics = {
         "val_acc": result.best_acc, "val_f1": result.best_f1, "best_epoch": result.best_epoch + 1,
         "epochs_run": result.epochs_run, "train_seconds": round(result.seconds, 1), "recipe": recipe_name,
-        "numerics": mode, "seed": seed,
+        "numerics": mode, "seed": cfg.seed,
     }  # fmt: skip
     save_checkpoint(out / rundir.MODEL, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     return _report(run_dir, out, name, genome, device, metrics, search, test)
 
 
-def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int, patience: int, seed: int,
+def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int, patience: int, seed: int | None,
             device: str) -> tuple[TrainConfig, str]:  # fmt: skip
     """The training settings (the recipe, the changes on top of it, this machine's faster numerics for the
     network) and the name the report gives them."""
@@ -181,7 +200,9 @@ def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int,
     cfg = cfg.replace(**changed)
     if changed:
         recipe_name += " + " + ", ".join(f"{k}={v}" for k, v in changed.items())
-    cfg = fastest(cfg.replace(epochs=epochs, early_stop=patience, seed=seed), build(parse_genome(genome)), device)
+    cfg = cfg.replace(epochs=epochs, early_stop=patience, seed=cfg.seed if seed is None else seed)
+    if not recipe_name.startswith("searched"):  # the search's own training keeps its numerics
+        cfg = fastest(cfg, build(parse_genome(genome)), device)
     # measured: patience 10 cost one-cycle 1.8 points; wsd's accuracy comes in its decay, at the end
     if patience and cfg.scheduler in ("onecycle", "cosine", "wsd"):
         log.warning(
@@ -194,12 +215,13 @@ def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int,
 def _destination(run_dir: Path, recipe: str, baseline: str | None, out: str | Path | None) -> tuple[str, Path]:
     """The trained network's name and folder: the champion's recipe writes into the run directory, any other
     recipe beside it, a baseline under ``baselines/``, unless ``out`` says where."""
-    name = baseline or {"auto": "champion", "tuned": "champion", "default": "untuned"}.get(recipe, f"recipe-{recipe}")
+    mine = ("auto", "tuned", "searched")  # the champion's own recipes
+    name = baseline or ("champion" if recipe in mine else {"default": "untuned"}.get(recipe, f"recipe-{recipe}"))
     if out:
         return name, Path(out)
     if baseline:
         return name, run_dir / "baselines" / baseline
-    return name, run_dir if recipe in ("auto", "tuned") else run_dir / name
+    return name, run_dir if recipe in mine else run_dir / name
 
 
 def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file: Path) -> list[dict]:
@@ -207,11 +229,21 @@ def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file
     training, copied there to be continued, not repeated); empty for a new one."""
     if not state_file.exists():
         confirmed = confirmed_checkpoint(run_dir, genome, cfg, data)
-        if confirmed is None:
+        searched_state = searched_checkpoint(run_dir, genome, data)
+        if confirmed is not None:
+            rundir.atomic_write(state_file, confirmed.read_bytes())
+            log.info(f"{confirmed}: tuning's confirmation trained this recipe at full length; continued, not repeated")
+        elif searched_state is not None and _same_training(searched_state, cfg):
+            rundir.atomic_write(state_file, searched_state.read_bytes())
+            log.info(f"{searched_state}: the search trained this network with this recipe; continued, not repeated")
+        else:
             return []
-        rundir.atomic_write(state_file, confirmed.read_bytes())
-        log.info(f"{confirmed}: tuning's confirmation trained this recipe at full length; continued, not repeated")
     return list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
+
+
+def _same_training(checkpoint: Path, cfg: TrainConfig) -> bool:
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+    return not training.changed_settings(saved, cfg)
 
 
 def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metrics: dict, search: dict | None,

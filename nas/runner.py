@@ -126,7 +126,8 @@ class Runner:
         state.champion = {
             **brief,
             "rule": f"{rule}, then the best of the top {len(contenders)} at fidelity {c.finalist_fidelity}",
-            "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")},
+            "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")}
+            | self._checkpoint_of(brief["genome"]),
             "finalists": [
                 {"genome": b["genome"], key: b.get(key), f"finalist_{key}": f.get(key)}
                 for b, f in zip(contenders, finals)
@@ -134,6 +135,14 @@ class Runner:
         }
         if self.run_dir is not None:
             rundir.write_json(self.run_dir / rundir.CHAMPION, state.champion)
+
+    def _checkpoint_of(self, genome: str) -> dict:
+        """Where the champion's finished training is kept (the top rung of a continuable schedule), relative
+        to the run directory, for ``train.py`` to reuse instead of training again."""
+        if self.run_dir is None or not self.strategy.final_epochs():
+            return {}
+        path = self.strategy.state_file(parse_genome(genome))
+        return {"checkpoint": str(path.relative_to(self.run_dir))} if path is not None and path.exists() else {}
 
     # ----------------------------------------------------------- one generation
 
@@ -150,6 +159,7 @@ class Runner:
         state.generation, state.seconds = generation, state.seconds + time.monotonic() - t0
         state.progress.append(row := self._progress_row(state))
         self._save(state)
+        self.strategy.prune(state.front)  # after the checkpoint: a resume finds every state its front may need
         for cb in self.callbacks:
             cb.end_generation(state)
         log.info(

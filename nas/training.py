@@ -472,10 +472,14 @@ def _out_of_patience(cfg: TrainConfig, result: TrainResult, epoch: int) -> bool:
     return bool(cfg.early_stop) and epoch - result.best_epoch >= cfg.early_stop
 
 
+# settings that change what a training records, not what it trains: a checkpoint continues under either
+RECORDING = ("validate_every_epoch",)
+
+
 def changed_settings(saved: dict, cfg: TrainConfig) -> list[str]:
     """The settings in which a checkpoint's ``config`` differs from ``cfg``; one the checkpoint predates
-    counts as unchanged."""
-    return sorted(k for k, v in asdict(cfg).items() if saved.get(k, v) != v)
+    counts as unchanged, and so does one of ``RECORDING``."""
+    return sorted(k for k, v in asdict(cfg).items() if saved.get(k, v) != v and k not in RECORDING)
 
 
 def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainConfig, epoch: int) -> None:

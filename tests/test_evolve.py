@@ -282,3 +282,27 @@ def test_a_second_process_on_a_run_directory_in_use_exits_2(uninterrupted, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and f"in use by process {os.getpid()}" in err
     assert (uninterrupted / "cache.jsonl").read_text() == before
+
+
+def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(synthetic_csv, tmp_path, monkeypatch):
+    """Rungs of 1 and 2 epochs of a 6-epoch wsd schedule; the finalists finish their own training (the top
+    rung), the champion's test report is written, and train.py reuses that training: no epoch again."""
+    import nas.training
+
+    run = tmp_path / "run"
+    assert _evolve(run, synthetic_csv, "--fidelity", "140x6b32wsd", "--rungs", "1,2", "--generations", "1",
+                   "--finalists", "2") == 0  # fmt: skip
+    champion = json.loads((run / "champion.json").read_text())
+    assert champion["finalist"]["epochs"] == 6 and (run / champion["finalist"]["checkpoint"]).is_file()
+    report = json.loads((run / "report.json").read_text())
+    assert report["genome"] == champion["genome"] and report["epochs_run"] == 6 and report["recipe"] == "searched"
+    assert report["val_acc"] == champion["finalist"]["val_acc"]  # the very training the champion was chosen on
+    evaluations = pd.read_csv(run / "evaluations.csv")
+    assert set(evaluations["epochs"].dropna()) <= {1, 2}  # the rungs; the top rung is the finalists' alone
+    trained = []
+    real = nas.training._train_epoch
+    monkeypatch.setattr(nas.training, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
+    (run / "report.json").unlink()
+    assert main(["train", "--run", str(run), "--epochs", "6"]) == 0  # the seed: the search's own (7)
+    again = json.loads((run / "report.json").read_text())
+    assert trained == [] and again["ten_crop"] == report["ten_crop"] and again["recipe"] == "searched"

@@ -114,7 +114,7 @@ def test_the_clis_literal_choices_are_the_librarys_names():
     assert set(choices["evolve", "algorithm"]) == set(ALGORITHMS)
     assert choices["evolve", "champion_rule"] == list(CHAMPION_RULES) and set(CHAMPION_RULES) == {*RULE_METRIC, "knee"}
     assert choices["evolve", "class_balance"] == choices["train", "class_balance"] == list(CLASS_BALANCE)
-    assert choices["train", "recipe"] == ["auto", "tuned", *RECIPES]
+    assert choices["train", "recipe"] == ["auto", "tuned", "searched", *RECIPES]
 
 
 def test_the_readme_is_a_front_door_and_every_link_in_the_docs_resolves():

@@ -119,3 +119,42 @@ def test_a_generation_killed_mid_rung_resumes_without_training_anything_again(ta
     assert len(calls) == 1 and calls[0][1:] == (2, True)  # one network, its second epoch, from its kept state
     key = ("genome", "epochs", "val_acc", "val_f1", "status")
     assert [tuple(r[k] for k in key) for r in resumed] == [tuple(r[k] for k in key) for r in uninterrupted]
+
+
+WSD = Fidelity("wsd", train_images=140, epochs=12, batch_size=32, scheduler="wsd", branch=0.25)
+
+
+def test_on_a_continuable_schedule_rungs_stop_short_and_the_finalists_finish_their_own_training(
+    synthetic_csv, tmp_path, monkeypatch
+):
+    task = EvalTask(str(synthetic_csv), WSD, seed=0)
+    ev = Evaluator(task, Cache(tmp_path / "cache.jsonl"), state_dir=tmp_path / "states")
+    halving = make_strategy("halving", ev, Problem.create(TINY, "acc,params"), rungs=(1, 2))
+    assert halving.epochs_per_network() == pytest.approx(1.25 + 1.25 / 3)  # each rung with its cool-down
+    records = halving.evaluate([Request(parse_genome(g)) for g in GENOMES])
+    top = [r for r in records if r["epochs"] == 2]
+    assert len(top) == 2 and all(r["curve"][-1]["branch_acc"] == round(r["val_acc"], 5) for r in records)
+    assert len(list((tmp_path / "states").glob("*.pt"))) == 2  # the top of the rungs may still be finalists
+    real, calls = evaluate.train_candidate, []
+
+    def spy(genome, task, until=None, state=None, keep_state=False, dataset=None):
+        calls.append((genome, until, state is not None))
+        return real(genome, task, until, state, keep_state, dataset)
+
+    monkeypatch.setattr(evaluate, "train_candidate", spy)
+    finals = halving.finalize([parse_genome(r["genome"]) for r in top], "rich")
+    assert [c[1:] for c in calls] == [(None, True), (None, True)]  # continued from their kept states
+    assert [f["epochs"] for f in finals] == [12, 12] and all(len(f["curve"]) == 12 for f in finals)
+    straight = Evaluator(task).evaluate([top[0]["genome"]])[0]  # the same training, straight through
+    assert (straight["val_acc"], straight["val_f1"]) == (finals[0]["val_acc"], finals[0]["val_f1"])
+    halving.prune([top[1]])  # the other left the front: its state goes
+    assert len(list((tmp_path / "states").glob("*.pt"))) == 1 and ev.state_bytes() > 0
+
+
+def test_only_a_continuable_schedule_may_end_its_rungs_early():
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, lambda g: {})
+    ev = FakeEvaluator({})
+    ev.task = EvalTask("synthetic:70", WSD)
+    assert make_strategy("halving", ev, problem).rungs == (1, 3)
+    with pytest.raises(ValueError, match="the last rung must be at most 12 epochs"):
+        make_strategy("halving", ev, problem, rungs=(1, 13))

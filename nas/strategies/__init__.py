@@ -13,6 +13,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import SettingError
@@ -67,6 +68,10 @@ class Strategy(ABC):
         """Epochs of the fidelity's schedule a new network trains, on average (for the up-front estimate)."""
         return float(self.evaluator.task.fidelity.epochs)
 
+    def final_epochs(self) -> float:
+        """Epochs each finalist still trains at the top rung (0: the finalists train at their own fidelity)."""
+        return 0.0
+
     def finalize(self, genomes: list[Genome], fidelity: str) -> list[dict]:
         """Records of a longer training at the fidelity ``fidelity`` (a preset or spelled-out budget: the
         finalists of a search), with the search's loss and validation mode."""
@@ -75,6 +80,13 @@ class Strategy(ABC):
         own = self.evaluator.task.fidelity
         richer = replace(get_fidelity(fidelity), class_balance=own.class_balance, validate_bf16=own.validate_bf16)
         return self.evaluator.with_fidelity(richer).evaluate([str(g) for g in genomes])
+
+    def state_file(self, genome: Genome) -> Path | None:
+        """The kept training state of a network (a finalist's full training), if there is one."""
+        return self.evaluator.state_file(str(genome))
+
+    def prune(self, front: list[dict]) -> None:  # noqa: B027 - a hook: most strategies keep nothing
+        """Called after each generation with the front: forget what no later training can continue."""
 
     def measure(self, records: list[dict]) -> list[dict]:
         """The records with their networks' latency measured end to end (for the front, the user)."""
