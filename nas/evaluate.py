@@ -34,7 +34,7 @@ from nas.build import build, count_flops, count_params
 from nas.errors import DataError, GenomeError, NasError, SettingError
 from nas.genome import Genome, parse_genome
 from nas.rundir import Cache, atomic_write
-from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, train
+from nas.training import Diverged, TimeLimitExceeded, TrainConfig, resolve_device, stable_copy, train
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,9 @@ class Job:
     genome: str
     until: int | None = None
     keep_state: bool = False
+    # a long training (the top rung): checkpointed every epoch in the state folder, so that a killed search
+    # resumes it where it stopped (workers on this machine only: a Dask worker elsewhere starts it over)
+    resumable: bool = False
 
 
 def cache_key(genome_key: str, task: EvalTask, data_fingerprint: str, until: int | None = None) -> str:
@@ -214,6 +217,7 @@ def train_candidate(
     state: bytes | None = None,
     keep_state: bool = False,
     dataset: fer.FerData | None = None,
+    live: str | None = None,
 ) -> dict:
     """Train one candidate briefly and return its record; never raises.
 
@@ -222,7 +226,8 @@ def train_candidate(
     cannot read is no fault of the candidate's, and its record says so (``"worker_error"``: never cached).
     ``state`` (bytes of an earlier job's training state) is continued; with ``keep_state`` the record
     carries the new state under ``"state"``. ``dataset``: the loaded data, sent by the client (Dask
-    workers need no access to ``task.data``); without it the worker loads ``task.data`` itself.
+    workers need no access to ``task.data``); without it the worker loads ``task.data`` itself. ``live``: a
+    file to checkpoint in after every epoch; where it exists, it is continued (it is further than ``state``).
     """
     torch.set_num_threads(task.threads or _worker_threads())
     record: dict = {"genome": genome_text, "status": "ok", "error": "", "fidelity": task.fidelity.name}
@@ -244,8 +249,8 @@ def train_candidate(
         gpu = resolve_device(task.device).type == "cuda"
         record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
         with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:
-            checkpoint = Path(tmp) / "state.pt" if state is not None or keep_state else None
-            if state is not None:
+            checkpoint = Path(live or Path(tmp) / "state.pt") if state is not None or keep_state or live else None
+            if state is not None and not checkpoint.exists():
                 checkpoint.write_bytes(state)
             result = train(model, train_split, val_split, cfg, task.device, deadline=deadline, checkpoint=checkpoint,
                            until=until, branch=task.fidelity.branch)  # fmt: skip
@@ -410,9 +415,18 @@ class Evaluator:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.state_dir / f"{base}-e{epochs}.pt", state)
+        for live in (self.state_dir / f"{base}-live.pt", stable_copy(self.state_dir / f"{base}-live.pt")):
+            live.unlink(missing_ok=True)  # a resumable job's, now kept as above
         for e, path in self._kept(record["genome"]):
             if e != epochs:
                 path.unlink(missing_ok=True)
+
+    def _live(self, job: Job) -> str | None:
+        """Where a resumable job checkpoints every epoch (on this machine's disk: not for Dask workers)."""
+        if not job.resumable or self.state_dir is None or self.backend != "loky":
+            return None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return str(self.state_dir / f"{self._state_base(job.genome)}-live.pt")
 
     def drop_state(self, genome_text: str) -> None:
         """Forget a network's kept training state (when no later job will continue it)."""
@@ -447,7 +461,7 @@ class Evaluator:
         """Yield each record as it finishes; a worker that dies costs only its own candidate."""
         if not jobs:
             return
-        calls = {k: (k, job, self.task, self._state_for(job)) for k, job in jobs.items()}
+        calls = {k: (k, job, self.task, self._state_for(job), None, self._live(job)) for k, job in jobs.items()}
         if self.jobs == 1 and self.backend == "loky":
             for args in calls.values():
                 yield _train_job(*args)
@@ -475,7 +489,7 @@ class Evaluator:
             self._connect_dask()
             task = replace(self.task, threads=0)
             with joblib.parallel_config(backend="dask", scatter=[self._data]):
-                jobs = (call(k, job, task, state, self._data) for k, job, _, state in calls)
+                jobs = (call(k, job, task, state, self._data) for k, job, _, state, _, _ in calls)
                 yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(jobs)
             return
         with joblib.parallel_config(backend=self.backend, inner_max_num_threads=self.task.threads):
@@ -534,9 +548,10 @@ class Evaluator:
         return timed
 
 
-def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None, dataset: fer.FerData | None = None) -> dict:
+def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None, dataset: fer.FerData | None = None,
+               live: str | None = None) -> dict:  # fmt: skip
     """A worker's whole task: train, and label the record with its cache key."""
-    record = train_candidate(job.genome, task, job.until, state, job.keep_state, dataset)
+    record = train_candidate(job.genome, task, job.until, state, job.keep_state, dataset, live)
     return record | {"cache_key": key}
 
 

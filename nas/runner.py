@@ -197,18 +197,22 @@ class Runner:
     def _progress_row(self, state: State) -> dict:
         gen_rows = [r for r in state.rows if r["generation"] == state.generation]
         ok = [ev.record["val_acc"] for ev in self.algorithm.population if ev.ok]
-        return {
-            "gen": state.generation,
-            "evals": len(gen_rows),
-            "cache_hits": sum(r["cached"] for r in gen_rows),
-            "failed": sum(self.cache.get(r["cache_key"])["status"] != "ok" for r in gen_rows),
-            "best_acc": max((r["val_acc"] for r in state.front), default=0.0),
-            "pop_mean_acc": float(np.mean(ok)) if ok else 0.0,
-            "front_size": len(state.front),
-            "hypervolume": objs.hypervolume(state.front, self.problem.objectives),
-            "hypervolume_pilot": objs.hypervolume(state.front, self.problem.objectives, "pilot"),
-            "seconds": round(state.seconds, 1),
-        } | self.algorithm.progress()
+        return (
+            {
+                "gen": state.generation,
+                "evals": len(gen_rows),
+                "cache_hits": sum(r["cached"] for r in gen_rows),
+                "failed": sum(self.cache.get(r["cache_key"])["status"] != "ok" for r in gen_rows),
+                "best_acc": max((r["val_acc"] for r in state.front), default=0.0),
+                "pop_mean_acc": float(np.mean(ok)) if ok else 0.0,
+                "front_size": len(state.front),
+                "hypervolume": objs.hypervolume(state.front, self.problem.objectives),
+                "hypervolume_pilot": objs.hypervolume(state.front, self.problem.objectives, "pilot"),
+                "seconds": round(state.seconds, 1),
+            }
+            | self.algorithm.progress()
+            | self.strategy.progress()
+        )
 
     # ----------------------------------------------------------- files
 

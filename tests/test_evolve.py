@@ -299,6 +299,8 @@ def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(
     assert report["val_acc"] == champion["finalist"]["val_acc"]  # the very training the champion was chosen on
     evaluations = pd.read_csv(run / "evaluations.csv")
     assert set(evaluations["epochs"].dropna()) <= {1, 2}  # the rungs; the top rung is the finalists' alone
+    progress = pd.read_csv(run / "progress.csv")
+    assert list(progress["rung_networks"]) == ["8/3", "8/3"] and (progress["states_mb"] > 0).all()
     trained = []
     real = nas.training._train_epoch
     monkeypatch.setattr(nas.training, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))

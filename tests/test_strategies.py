@@ -105,11 +105,11 @@ def test_a_generation_killed_mid_rung_resumes_without_training_anything_again(ta
     uninterrupted = _halving(task, tmp_path / "clean")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
     real, calls = evaluate.train_candidate, []
 
-    def dies_in_the_second_rung(genome, task, until=None, state=None, keep_state=False, dataset=None):
+    def dies_in_the_second_rung(genome, task, until=None, state=None, *rest):
         calls.append((genome, until, state is not None))
         if until == 2 and sum(c[1] == 2 for c in calls) == 2:
             raise KeyboardInterrupt  # the second promoted network, mid-training
-        return real(genome, task, until, state, keep_state, dataset)
+        return real(genome, task, until, state, *rest)
 
     monkeypatch.setattr(evaluate, "train_candidate", dies_in_the_second_rung)
     with pytest.raises(KeyboardInterrupt):
@@ -137,9 +137,9 @@ def test_on_a_continuable_schedule_rungs_stop_short_and_the_finalists_finish_the
     assert len(list((tmp_path / "states").glob("*.pt"))) == 2  # the top of the rungs may still be finalists
     real, calls = evaluate.train_candidate, []
 
-    def spy(genome, task, until=None, state=None, keep_state=False, dataset=None):
+    def spy(genome, task, until=None, state=None, *rest):
         calls.append((genome, until, state is not None))
-        return real(genome, task, until, state, keep_state, dataset)
+        return real(genome, task, until, state, *rest)
 
     monkeypatch.setattr(evaluate, "train_candidate", spy)
     finals = halving.finalize([parse_genome(r["genome"]) for r in top], "rich")
@@ -158,3 +158,35 @@ def test_only_a_continuable_schedule_may_end_its_rungs_early():
     assert make_strategy("halving", ev, problem).rungs == (1, 3)
     with pytest.raises(ValueError, match="the last rung must be at most 12 epochs"):
         make_strategy("halving", ev, problem, rungs=(1, 13))
+
+
+def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_twice(synthetic_csv, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
+    import nas.training
+
+    task = EvalTask(str(synthetic_csv), WSD, seed=0)
+
+    def strategy():
+        ev = Evaluator(task, Cache(tmp_path / "cache.jsonl"), state_dir=tmp_path / "states")
+        return make_strategy("halving", ev, Problem.create(TINY, "acc,params"), rungs=(1, 2))
+
+    records = strategy().evaluate([Request(parse_genome(g)) for g in GENOMES])
+    finalists = [parse_genome(r["genome"]) for r in records if r["epochs"] == 2]
+    real, trained = nas.training._train_epoch, []
+
+    def dies_at_epoch_7(loop, x, y, cfg, epoch, deadline):
+        if epoch == 7 and "killed" not in trained:
+            trained.append("killed")
+            raise KeyboardInterrupt
+        trained.append(epoch)
+        return real(loop, x, y, cfg, epoch, deadline)
+
+    monkeypatch.setattr(nas.training, "_train_epoch", dies_at_epoch_7)
+    with pytest.raises(KeyboardInterrupt):
+        strategy().finalize(finalists, "rich")
+    assert trained[-1] == "killed" and list((tmp_path / "states").glob("*-live.pt"))
+    monkeypatch.setattr(nas.training, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
+    finals = strategy().finalize(finalists, "rich")
+    main = [e for e in trained if e != "killed"]
+    assert sorted(main) == sorted(list(range(2, 12)) * 2)  # each finalist's epochs 3-12 once: none twice
+    assert [f["epochs"] for f in finals] == [12, 12] and not list((tmp_path / "states").glob("*-live*"))

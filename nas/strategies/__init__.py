@@ -81,6 +81,10 @@ class Strategy(ABC):
         richer = replace(get_fidelity(fidelity), class_balance=own.class_balance, validate_bf16=own.validate_bf16)
         return self.evaluator.with_fidelity(richer).evaluate([str(g) for g in genomes])
 
+    def progress(self) -> dict[str, Any]:
+        """Columns of its own for the run's progress table, after each generation."""
+        return {}
+
     def state_file(self, genome: Genome) -> Path | None:
         """The kept training state of a network (a finalist's full training), if there is one."""
         return self.evaluator.state_file(str(genome))

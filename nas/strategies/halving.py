@@ -69,6 +69,7 @@ class Halving(Strategy):
         if not self.eta > 1:
             raise SettingError(f"--eta must be > 1 for halving, got {eta:g}")
         self.open_ended = self.rungs[-1] < epochs  # the finalists climb the top rung
+        self.reached: list[int] = []  # networks at each rung, in the last generation
 
     def options(self) -> dict:
         return {"rungs": list(self.rungs), "eta": self.eta}
@@ -88,8 +89,9 @@ class Halving(Strategy):
 
         genomes = {r.genome.key: r.genome for r in requests}  # one training per network, repeats share it
         records: dict[str, dict] = {}
-        alive = list(genomes)
+        alive, self.reached = list(genomes), []
         for depth, until in enumerate(self.rungs):
+            self.reached.append(len(alive))
             last = depth == len(self.rungs) - 1
             jobs = [Job(str(genomes[k]), until=until, keep_state=not last or self.open_ended) for k in alive]
             records |= dict(zip(alive, self.evaluator.evaluate(jobs)))
@@ -106,6 +108,12 @@ class Halving(Strategy):
             alive = promoted
         return [records[r.genome.key] for r in requests]
 
+    def progress(self) -> dict:
+        """Networks of the last generation at each rung (``16/6/2``: rungs in order), and the disk the kept
+        training states take."""
+        megabytes = round(self.evaluator.state_bytes() / 1e6, 1)
+        return {"rung_networks": "/".join(map(str, self.reached)), "states_mb": megabytes}
+
     def final_epochs(self) -> float:
         return float(self.evaluator.task.fidelity.epochs - self.rungs[-1]) if self.open_ended else 0.0
 
@@ -117,7 +125,7 @@ class Halving(Strategy):
             return super().finalize(genomes, fidelity)
         from nas.evaluate import Job
 
-        return self.evaluator.evaluate([Job(str(g), keep_state=True) for g in genomes])
+        return self.evaluator.evaluate([Job(str(g), keep_state=True, resumable=True) for g in genomes])
 
     def prune(self, front: list[dict]) -> None:
         """Delete the kept states of networks that left the front: they can no longer become finalists."""
