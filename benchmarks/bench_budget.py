@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas.build import build, count_flops, count_params
-from nas.latency import measure
-from nas.space import load_baselines, load_space, sample
+from nas.deploy.latency import measure
+from nas.genome.build import build, count_flops, count_params
+from nas.genome.space import load_baselines, load_space, sample
 
 BUDGETS = (5, 10, 20, 30, 40, 60, 100, 250)
 

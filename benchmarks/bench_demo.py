@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nas.classifier import Classifier
-from nas.demo import STILL, Demo, DemoConfig, FaceDetector
+from nas.deploy.classifier import Classifier
+from nas.deploy.demo import STILL, Demo, DemoConfig, FaceDetector
 
 GRID = [  # scale factor, detector width, detect every Nth frame
     (1.1, 640, 1),
@@ -106,9 +106,9 @@ def video_table(frames: list[np.ndarray], classifier: Classifier) -> list[str]:
 
 def default_model() -> str:
     """An exported mini-Xception (untrained: speed does not depend on the weights)."""
-    from nas.artifact import export
-    from nas.build import build
-    from nas.space import load_baselines
+    from nas.deploy.artifact import export
+    from nas.genome.build import build
+    from nas.genome.space import load_baselines
 
     folder = Path(tempfile.mkdtemp()) / "export"
     export(build(load_baselines()["mini_xception"].genome), folder)

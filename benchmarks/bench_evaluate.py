@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.evaluate import EvalTask, Evaluator, Fidelity, get_fidelity
-from nas.genome import parse_genome
-from nas.latency import LatencyTable
-from nas.numerics import machine_rule
-from nas.problem import Problem
+from nas.deploy.latency import LatencyTable
+from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity, get_fidelity
+from nas.evolve.problem import Problem
+from nas.evolve.strategies import Request, make_strategy
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_space
 from nas.rundir import Cache
-from nas.space import load_space
-from nas.strategies import Request, make_strategy
+from nas.training.numerics import machine_rule
 
 OLD = Fidelity("default", train_images=6000, epochs=4, validate_every_epoch=True)  # before 2026-11-24
 

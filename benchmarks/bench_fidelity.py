@@ -41,12 +41,12 @@ import torch
 from scipy import stats
 
 from nas import data as fer
-from nas.build import build, count_flops
-from nas.evaluate import EvalTask, Fidelity, get_fidelity, train_candidate
-from nas.genome import parse_genome
-from nas.numerics import fastest, machine_rule
-from nas.space import load_baselines, load_space, sample
-from nas.training import train
+from nas.evolve.evaluate import EvalTask, Fidelity, get_fidelity, train_candidate
+from nas.genome.build import build, count_flops
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_baselines, load_space, sample
+from nas.training.loop import train
+from nas.training.numerics import fastest, machine_rule
 
 # generation 0's champion of the README's search (fer-default-s0), trained fully there
 GEN0_CHAMPION = (
@@ -143,8 +143,8 @@ def cheap(genome: str, data: str, name: str, fid: Fidelity, numerics: str, until
 
 
 def proxy_rows(genome: str, data: str, threads: int, seed: int) -> list[dict]:
-    """The zero-cost proxies of one untrained network (``nas.proxies``) on a batch of 64 training images."""
-    from nas.proxies import PROXIES, synflow
+    """The zero-cost proxies of one untrained network (``nas.evolve.proxies``) on a batch of 64 training images."""
+    from nas.evolve.proxies import PROXIES, synflow
 
     torch.set_num_threads(threads)
     batch = fer.load(data, ("train",))["train"].subset(64, seed)
@@ -326,7 +326,7 @@ def simulate_halving(curves: dict[str, list[float]], rungs: tuple[int, ...], eta
     """Successive halving replayed on whole curves: each rung's score, the best ``1 / eta`` (by Pareto rank on
     accuracy and parameters, then crowding, as the search promotes) go on. Returns each network's score at
     the last rung it reached, and that rung's epochs."""
-    from nas.objectives import parse_objectives, preference
+    from nas.evolve.objectives import parse_objectives, preference
 
     two = parse_objectives("acc,params")
     values, trained, alive = {}, {}, list(curves)
@@ -356,7 +356,7 @@ def decide(every: dict[str, dict], scores: dict[str, tuple[float, float]], base:
 
 
 def count_params_of(genome: str) -> int:
-    from nas.build import count_params
+    from nas.genome.build import count_params
 
     return count_params(build(parse_genome(genome)))
 

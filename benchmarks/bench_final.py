@@ -2,7 +2,7 @@
 
 Each entry of ``--plan`` is ``NETWORK:RECIPE[+FIELD=VALUE...]:SEED`` (NETWORK a baseline name, ``champion``
 of ``--run``, or the key of a member of ``--run``'s front in its ``pareto.csv``; RECIPE a name of
-``nas.training.RECIPES``; ``+epochs=N`` sets that entry's length), trained with ``nas.final.train_final``
+``nas.training.loop.RECIPES``; ``+epochs=N`` sets that entry's length), trained with ``nas.training.final.train_final``
 (``scripts/train.py``: early stopping on PublicTest, this machine's faster numerics, a checkpoint per epoch)
 into ``<out>/<entry>/``, then reported on PrivateTest. Resumable over several sittings: a finished entry
 (its ``report.json``) is read back, an interrupted one continues from its checkpoint; rerun the same command.
@@ -29,12 +29,12 @@ from pathlib import Path
 import pandas as pd
 
 from nas import api
-from nas.artifact import load_checkpoint
-from nas.latency import measure
-from nas.report import save_figure
+from nas.deploy.artifact import load_checkpoint
+from nas.deploy.latency import measure
+from nas.genome.space import load_baselines
 from nas.rundir import MODEL, PARETO, atomic_write, make_dir, write_json
-from nas.space import load_baselines
-from nas.training import stable_copy
+from nas.training.loop import stable_copy
+from nas.training.report import save_figure
 
 COLUMNS = [
     "network", "recipe", "seed", "params", "MFLOPs", "latency ms", "epochs", "train min", "val acc",

@@ -5,7 +5,7 @@ a search), their spread (max / min), and the same in torch eager. A spread near 
 ranks networks by their cost, not by chance.
 
 ``--table N``: N uniform samples of the default space within its FLOPs budget, predicted by a fresh
-latency table (``nas.latency.LatencyTable``, its units measured now) and measured end to end in
+latency table (``nas.deploy.latency.LatencyTable``, its units measured now) and measured end to end in
 ``--repeats`` phases (median); Spearman's rho and Kendall's tau between prediction and measurement, the
 spread of their ratio, and FLOPs as a predictor for comparison.
 
@@ -20,11 +20,11 @@ import sys
 
 import torch
 
-from nas.build import build
-from nas.evaluate import LatencyConfig
-from nas.genome import parse_genome
-from nas.latency import measure, spread
-from nas.space import load_baselines
+from nas.deploy.latency import measure, spread
+from nas.evolve.evaluate import LatencyConfig
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_baselines
 
 EXTRA = {
     "tiny_conv": "conv_k3_c16_s2_relu_bn | pool_max | conv_k3_c32_s1_relu_bn | gap",
@@ -41,9 +41,9 @@ def table_fidelity(n: int, repeats: int, seed: int = 0) -> str:
     import numpy as np
     from scipy import stats
 
-    from nas.build import count_flops
-    from nas.latency import LatencyTable
-    from nas.space import load_space, sample
+    from nas.deploy.latency import LatencyTable
+    from nas.genome.build import count_flops
+    from nas.genome.space import load_space, sample
 
     space, rng, genomes = load_space("default"), random.Random(seed), []
     while len(genomes) < n:

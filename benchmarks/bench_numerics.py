@@ -3,7 +3,7 @@
 For each network, times training steps (batch 128, forward, backward, AdamW step, after warm-up) on one
 thread in every mode, round-robin over several rounds (median), and prints images/s per mode with the
 network's FLOPs and the share of them in depthwise convolutions: what the numeric-mode rule
-(``nas.numerics``) must predict.
+(``nas.training.numerics``) must predict.
 
     python benchmarks/bench_numerics.py --networks benchmarks/results/fidelity_cpu_raw/networks.json
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from nas.build import build, count_flops
-from nas.genome import parse_genome
-from nas.numerics import MODES, Mode, layer_flops
-from nas.space import load_baselines
+from nas.genome.build import build, count_flops
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_baselines
+from nas.training.numerics import MODES, Mode, layer_flops
 
 
 def step_time(genome: str, mode: Mode, steps: int, batch: int = 128) -> float:

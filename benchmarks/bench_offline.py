@@ -2,7 +2,7 @@
 
 The table is every successful evaluation in the given run directories (same data, fidelity and evaluation
 strategy; the record of the deepest rung where a network has several). A genome no run evaluated gets the
-accuracy a predictor fitted on the table gives it (``nas.predictor``, the oracle), so an algorithm can go
+accuracy a predictor fitted on the table gives it (``nas.evolve.predictor``, the oracle), so an algorithm can go
 where the runs did not. Each algorithm then searches this table with the runner, as it would search for
 real (same problem, caps, population, generations), for every seed, and the table of hypervolume at equal
 numbers of evaluations (mean and 90% interval over seeds) says which one finds better fronts. Objectives
@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas import objectives as objs
 from nas.config import read as read_config
-from nas.genome import parse_genome
-from nas.predictor import Predictor, features
-from nas.problem import Problem
+from nas.evolve import objectives as objs
+from nas.evolve.predictor import Predictor, features
+from nas.evolve.problem import Problem
+from nas.evolve.runner import Runner, SearchConfig
+from nas.evolve.strategies import Request, Strategy
+from nas.genome.grammar import parse_genome
+from nas.genome.space import space_from_dict
 from nas.rundir import Cache
-from nas.runner import Runner, SearchConfig
-from nas.space import space_from_dict
-from nas.strategies import Request, Strategy
 
 OBJECTIVES = "acc,params,flops"
 

@@ -26,11 +26,11 @@ import pandas as pd
 
 import nas
 from nas import data as fer
-from nas import objectives as objs
-from nas.evaluate import EvalTask, Evaluator, get_fidelity
-from nas.report import save_figure
+from nas.evolve import objectives as objs
+from nas.evolve.evaluate import EvalTask, Evaluator, get_fidelity
+from nas.genome.space import load_baselines
 from nas.rundir import Cache
-from nas.space import load_baselines
+from nas.training.report import save_figure
 
 OBJECTIVES = objs.parse_objectives(objs.DEFAULT_OBJECTIVES)
 COLORS = {
@@ -150,7 +150,7 @@ def summarize(runs: dict[tuple[str, int], Path], baselines: list[dict], out: Pat
         )
     lines += [
         "",
-        "mean (min-max) over seeds; HV: share of the normalised objective box (nas/objectives.py); training min:"
+        "mean (min-max) over seeds; HV: share of the normalised objective box (nas/evolve/objectives.py); training min:"
         " seconds of training summed over the networks (and so over workers), the equal-time axis; networks:"
         " new genomes evaluated, of which failed: over the FLOPs budget (rejected untrained) or over the time limit",
         "",

@@ -1,7 +1,7 @@
 """fer-nas: genetic neural-architecture search for facial expression recognition.
 
 The Python API (``nas.search``, ``nas.resume``, ``nas.replay``, ``nas.tune``, ``nas.train``, ``nas.export``,
-``nas.analyze``; see ``nas.api``) is imported on first use, so that ``import nas.genome`` stays free of torch
+``nas.analyze``; see ``nas.api``) is imported on first use, so that ``import nas.genome.grammar`` stays free of torch
 (and ``nas.analyze`` runs an exported model without it).
 """
 

@@ -23,7 +23,7 @@ from nas import config as runconfig
 from nas import rundir
 from nas.config import RunConfig
 from nas.errors import NasError, RunDirError, SettingError
-from nas.runner import RULE_METRIC, Callback
+from nas.evolve.runner import RULE_METRIC, Callback
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
@@ -52,7 +52,7 @@ def search(data: str | None = None, space: str | Path = "default", *, run_dir: s
     ``settings`` are fields of ``nas.config``'s sections, each with its declared default: e.g.
     ``generations=30``, ``population=16``, ``algorithm="surrogate"`` (NSGA-II ranking 10x the children by a
     predictor; or nsga2, ga, aging, random, optuna) with ``options`` of its own (``{"cx_prob": 0.7}``),
-    ``strategy="halving"`` (how candidates are evaluated, ``nas.strategies``) with ``strategy_options``,
+    ``strategy="halving"`` (how candidates are evaluated, ``nas.evolve.strategies``) with ``strategy_options``,
     ``fidelity``, the caps ``max_mflops`` / ``max_params`` / ``max_latency_ms`` (the space's FLOPs cap unless
     given), ``champion_rule`` within the ``champion_*`` budgets, ``jobs`` parallel workers (default: one per
     core). The run directory defaults to ``runs/<time>-<space>-s<seed>``.
@@ -117,7 +117,7 @@ def replay(
 ) -> Result:
     """Run again, in a new run directory, the search that ``config_file`` describes: a run's ``config.json``,
     or a TOML file with the same sections (search, problem, space, data, evaluation)."""
-    from nas.space import tomllib
+    from nas.genome.space import tomllib
 
     path = Path(config_file)
     if path.suffix == ".toml":
@@ -139,7 +139,7 @@ def replay(
 
 def _check_space(config: RunConfig, path: Path) -> None:
     """A stored configuration's space, checked before anything is written."""
-    from nas.space import space_from_dict
+    from nas.genome.space import space_from_dict
 
     space_from_dict(dict(config.space), source=str(path))
 
@@ -167,13 +167,13 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
 
 def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
-    from nas.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
-    from nas.latency import LatencyTable, machine_table_path
-    from nas.problem import Problem
-    from nas.report import Plots
-    from nas.runner import Runner
-    from nas.space import space_from_dict
-    from nas.strategies import make_strategy
+    from nas.deploy.latency import LatencyTable, machine_table_path
+    from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
+    from nas.evolve.plots import Plots
+    from nas.evolve.problem import Problem
+    from nas.evolve.runner import Runner
+    from nas.evolve.strategies import make_strategy
+    from nas.genome.space import space_from_dict
 
     space = space_from_dict(dict(config.space), source=config.space_file)
     p, search_cfg, ev = config.problem, config.search, config.evaluation
@@ -226,7 +226,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
 def _report_champion(run_dir: Path, task) -> None:
     """The champion left the search fully trained (the top rung): save it and write its test report, as
     ``train.py`` would, continuing the search's training instead of repeating it."""
-    from nas.final import train_final
+    from nas.training.final import train_final
 
     report = train_final(run_dir, recipe="searched", epochs=task.fidelity.epochs, seed=task.seed, device=task.device)
     log.info(f"champion fully trained by the search: test accuracy {report['ten_crop']['acc']:.4f} ten-crop")
@@ -240,11 +240,11 @@ def tune(
 ) -> dict:
     """Tune the champion's (or ``genome``'s) training recipe with Optuna; returns ``tuned.json``'s contents.
 
-    ``study``: trials, epochs, train_images, pruner, storage, resume, seed, device (see ``nas.tuning.tune``);
-    ``confirmation``: the fields of ``nas.tuning.Confirmation`` (best, epochs, patience, core_hours, margin).
+    ``study``: trials, epochs, train_images, pruner, storage, resume, seed, device (see ``nas.training.tuning.tune``);
+    ``confirmation``: the fields of ``nas.training.tuning.Confirmation`` (best, epochs, patience, core_hours, margin).
     """
-    from nas import tuning
-    from nas.final import target
+    from nas.training import tuning
+    from nas.training.final import target
 
     confirm = tuning.Confirmation(**(confirmation or {}))  # its settings checked before anything is read
     run_dir, genome, data = target(run_dir, genome, None, data)
@@ -254,16 +254,16 @@ def tune(
 
 def train(run_dir: str | Path, **kwargs) -> dict:
     """Train the champion (or ``genome=``, or ``baseline=``) fully and report on the test split
-    (see ``nas.final.train_final``); returns the report."""
-    from nas.final import train_final
+    (see ``nas.training.final.train_final``); returns the report."""
+    from nas.training.final import train_final
 
     return train_final(run_dir, **kwargs)
 
 
 def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = None, out: str | Path | None = None):
     """Export a trained model (``<run_dir>/model.pt`` or ``checkpoint``) to ONNX + TorchScript + model.json."""
-    from nas.artifact import export as export_model
-    from nas.artifact import load_checkpoint
+    from nas.deploy.artifact import export as export_model
+    from nas.deploy.artifact import load_checkpoint
 
     if (run_dir is None) == (checkpoint is None):
         raise SettingError("export needs a run directory or a checkpoint, not both")
@@ -282,7 +282,7 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
 def demo(source: str, model: str | Path, output: str | Path | None = None, headless: bool = False,
          backend: str = "onnx", max_frames: int | None = None, **config):  # fmt: skip
     """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields)."""
-    from nas.demo import DemoConfig, run
+    from nas.deploy.demo import DemoConfig, run
 
     if headless and not output:
         raise NasError("--headless needs --output (out.mp4, out.png or a folder)")
@@ -291,21 +291,22 @@ def demo(source: str, model: str | Path, output: str | Path | None = None, headl
 
 
 def analyze(image, model: str | Path, backend: str = "onnx") -> list[dict]:
-    """The faces in one picture (a path or an array) with their expressions, as ``nas.demo.analyze`` gives them."""
-    from nas.demo import analyze as analyze_image
+    """The faces in one picture (a path or an array) with their expressions, as ``nas.deploy.demo.analyze``
+    gives them."""
+    from nas.deploy.demo import analyze as analyze_image
 
     return analyze_image(image, model, backend=backend)
 
 
 def report(run_dir: str | Path) -> list[Path]:
     """Redraw a run's plots from its tables (also while its search runs); returns the files written."""
-    from nas.report import redraw
+    from nas.evolve.plots import redraw
 
     return redraw(run_dir)
 
 
 def baselines() -> list[dict]:
     """The hand-made networks with their parameters and FLOPs."""
-    from nas.build import describe_baselines
+    from nas.genome.build import describe_baselines
 
     return describe_baselines()

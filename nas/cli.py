@@ -111,7 +111,7 @@ def _note_ignored(args, kept: set[str]) -> None:
 
 def cmd_evolve(args) -> int:
     from nas import api, config
-    from nas.progress import ProgressBar, StopOnSignal
+    from nas.evolve.progress import ProgressBar, StopOnSignal
     from nas.settings import given
 
     progress, stop = ProgressBar(show=not args.quiet), StopOnSignal()
@@ -241,13 +241,13 @@ def _train_parser(sub) -> None:
     g.add_argument("--baseline", default=None, help="train a baseline (mini_xception, ...) with the same recipe")
     r = p.add_mutually_exclusive_group()
     r.add_argument(
-        "--recipe", default="auto", choices=["auto", "tuned", "searched", "default", "vgg"],  # nas.training.RECIPES
+        "--recipe", default="auto", choices=["auto", "tuned", "searched", "default", "vgg"],  # loop.RECIPES
         help="auto: the tuned recipe where tuning confirmed it at full length, else the search's own training "
         "of the champion where the search trained it fully (searched), else the default",
     )  # fmt: skip
     r.add_argument("--untuned", action="store_const", dest="recipe", const="default", help="same as --recipe default")
     p.add_argument(
-        "--class-balance", choices=["none", "weighted", "softmax"], default=None,  # nas.training.CLASS_BALANCE
+        "--class-balance", choices=["none", "weighted", "softmax"], default=None,  # nas.training.loop.CLASS_BALANCE
         help="loss for the class imbalance: inverse-frequency weights or balanced softmax (default: the recipe's)",
     )  # fmt: skip
     p.add_argument("--ema", type=float, default=None, help="moving average of the weights, decay per step (0: off)")
@@ -269,7 +269,7 @@ def _train_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from nas import api
-    from nas.progress import EpochBar
+    from nas.evolve.progress import EpochBar
 
     bar = EpochBar(args.epochs, show=not args.quiet)
     try:
@@ -320,7 +320,7 @@ def cmd_export(args) -> int:
 
 
 def _demo_parser(sub) -> None:
-    from nas.demo import DemoConfig
+    from nas.deploy.demo import DemoConfig
 
     d = DemoConfig()
     p = sub.add_parser(

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from nas import rundir
-from nas.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class, resolve_options
 from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
-from nas.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
+from nas.evolve.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class, resolve_options
+from nas.evolve.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
+from nas.evolve.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 from nas.settings import check_choices, merged, setting, typed
-from nas.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 
-CHAMPION_RULES = ("max-acc", "max-f1", "knee")  # nas.runner's champion rules
+CHAMPION_RULES = ("max-acc", "max-f1", "knee")  # nas.evolve.runner's champion rules
 BACKENDS, LATENCY_BACKENDS, LATENCY_MODELS = ("loky", "dask"), ("onnx", "torch"), ("table", "measured")
 NUMERICS = ("auto", "fp32", "bf16")
 FIDELITY_HELP = (
@@ -53,7 +53,7 @@ class SearchConfig:
 
     generations: int = setting(30, "generations after the first; on --resume, the run's own unless given")
     population: int = setting(16, "networks a generation; a multiple of 4 for nsga2")
-    algorithm: str = setting(DEFAULT_ALGORITHM, "the search algorithm (nas.algorithms)", choices=ALGORITHMS)
+    algorithm: str = setting(DEFAULT_ALGORITHM, "the search algorithm (nas.evolve.algorithms)", choices=ALGORITHMS)
     seed: int = setting(0, "the same seed gives the same search")
     options: dict = setting(help="the algorithm's own settings (its Options)", flag=False, factory=dict)
     champion_rule: str = setting(
@@ -85,14 +85,14 @@ class SearchConfig:
 @dataclass(frozen=True)
 class EvaluationConfig:
     """How each candidate is trained and timed; ``fidelity`` is a preset's name or spelled-out budget until
-    the run is created, then the resolved budget (``nas.evaluate.Fidelity``'s fields)."""
+    the run is created, then the resolved budget (``nas.evolve.evaluate.Fidelity``'s fields)."""
 
-    strategy: str = setting(DEFAULT_STRATEGY, "evaluation strategy (nas.strategies)", choices=STRATEGIES)
+    strategy: str = setting(DEFAULT_STRATEGY, "evaluation strategy (nas.evolve.strategies)", choices=STRATEGIES)
     strategy_options: dict = setting(help="the strategy's own settings (its Options)", flag=False, factory=dict)
     fidelity: str | dict = setting("default", FIDELITY_HELP)
     class_balance: str = setting(
         "none", "the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
-        choices=("none", "weighted", "softmax"),  # nas.training.CLASS_BALANCE
+        choices=("none", "weighted", "softmax"),  # nas.training.loop.CLASS_BALANCE
     )  # fmt: skip
     jobs: int | None = setting(None, "parallel training workers (default: one per core)")
     threads_per_job: int | None = setting(None, flag=False)  # the cores over the workers, fixed at creation
@@ -200,8 +200,8 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
     """The resolved configuration of a new run from ``settings`` (field names of any section; the rest
     keep their declared defaults), checked before anything is written."""
     from nas.data import resolve_data_path
-    from nas.problem import Problem
-    from nas.space import load_space, resolve_space_path
+    from nas.evolve.problem import Problem
+    from nas.genome.space import load_space, resolve_space_path
 
     loaded = load_space(space)  # the space first: its errors before the settings', as always
     _check_shape(loaded)
@@ -254,9 +254,9 @@ def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, problem: Pro
     """The fidelity spelled out, the strategy's options with their defaults, the workers and the numerics."""
     from types import SimpleNamespace
 
-    from nas.evaluate import get_fidelity
-    from nas.strategies import make_strategy
-    from nas.training import resolve_device
+    from nas.evolve.evaluate import get_fidelity
+    from nas.evolve.strategies import make_strategy
+    from nas.training.loop import resolve_device
 
     if problem.max_latency_ms is not None and ev.latency_model != "table":
         raise NasError("--max-latency-ms needs the latency known before training: --latency-model table")
@@ -296,7 +296,7 @@ def _bf16_threshold(numerics: str, threads: int, device: str) -> float | None:
         return None
     if numerics == "bf16":
         return 0.0
-    from nas.numerics import machine_rule
+    from nas.training.numerics import machine_rule
 
     return machine_rule(threads, device)
 

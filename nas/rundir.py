@@ -59,7 +59,7 @@ RECORD_FIELDS = (
 
 def record_fields() -> tuple[str, ...]:
     """The tables' columns: the record's fields, and the column of every declared objective."""
-    from nas.objectives import OBJECTIVES
+    from nas.evolve.objectives import OBJECTIVES
 
     declared = dict.fromkeys(o.column for o in OBJECTIVES.values())
     return (*RECORD_FIELDS, *(c for c in declared if c not in RECORD_FIELDS))

@@ -22,7 +22,7 @@ def _seed_numerics_calibration() -> None:
     import json
     import tempfile
 
-    from nas.numerics import machine_key
+    from nas.training.numerics import machine_key
 
     cache = Path(tempfile.mkdtemp(prefix="fer-nas-test-cache-"))
     os.environ["XDG_CACHE_HOME"] = str(cache)
@@ -39,7 +39,7 @@ def install_latency_table() -> None:
     """Searches predict latency from a per-block table measured once per machine; the tests get a fixed
     one (``fixtures/latency_units.json``, every block the suite's searches meet), so what a search finds
     depends on nothing measured, and no test session spends time measuring blocks."""
-    from nas.latency import machine_table_path
+    from nas.deploy.latency import machine_table_path
 
     fixed = Path(__file__).resolve().parent / "fixtures" / "latency_units.json"
     if fixed.exists():

@@ -74,7 +74,7 @@ def main() -> None:
 
 def _keep_latency_units() -> None:
     """The fixed latency table, with whatever blocks these searches met that it lacked (measured now)."""
-    from nas.latency import machine_table_path
+    from nas.deploy.latency import machine_table_path
 
     fixed = FIXTURES / "latency_units.json"
     entries = json.loads(fixed.read_text())["entries"] if fixed.exists() else {}

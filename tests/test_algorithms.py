@@ -10,9 +10,9 @@ import pytest
 from conftest import load_benchmark
 from test_evolve import _evolve, _summary
 
-from nas import objectives as objs
 from nas.cli import main
-from nas.space import draw, is_valid, load_space, sample
+from nas.evolve import objectives as objs
+from nas.genome.space import draw, is_valid, load_space, sample
 
 
 def _search(algorithm: str, data, tmp_path_factory):
@@ -69,7 +69,7 @@ def test_random_search_resumes_exactly(random_run, synthetic_csv, tmp_path):
 
 
 def test_optuna_search_interrupted_mid_generation_resumes_its_asked_trials(synthetic_csv, tmp_path, monkeypatch):
-    from nas.evaluate import Evaluator
+    from nas.evolve.evaluate import Evaluator
 
     real, calls = Evaluator.evaluate, []
 

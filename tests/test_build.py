@@ -5,9 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas.build import build, count_flops, count_params
-from nas.genome import feature_shapes, parse_genome
-from nas.space import load_baselines, load_space, sample
+from nas.genome.build import build, count_flops, count_params
+from nas.genome.grammar import feature_shapes, parse_genome
+from nas.genome.space import load_baselines, load_space, sample
 
 DEFAULT = load_space("default")
 BASELINES = load_baselines()

@@ -11,14 +11,14 @@ import pytest
 from nas import config
 from nas.cli import main
 from nas.errors import NasError, SettingError
-from nas.strategies import STRATEGIES
+from nas.evolve.strategies import STRATEGIES
 
 TINY = ["--space", "tiny", "--population", "4", "--generations", "0", "--fidelity", "200x1", "--jobs", "1"]
 STRATEGY = """
 from dataclasses import dataclass
 
 from nas.settings import setting
-from nas.strategies import Strategy
+from nas.evolve.strategies import Strategy
 
 
 @dataclass(frozen=True)

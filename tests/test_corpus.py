@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from nas import data
-from nas.artifact import save_checkpoint
-from nas.build import build
 from nas.cli import main
-from nas.genome import parse_genome
+from nas.deploy.artifact import save_checkpoint
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
 
 GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
 HEADER = "emotion,pixels,Usage\n"
@@ -44,7 +44,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, synthetic_csv) -> World:
-    from nas.report import test_report
+    from nas.training.report import test_report
 
     root = tmp_path_factory.mktemp("world")
     run = root / "run"

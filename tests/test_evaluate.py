@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas import evaluate
 from nas.errors import NasError
-from nas.evaluate import EvalTask, Evaluator, Fidelity, Job
+from nas.evolve import evaluate
+from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity, Job
 from nas.rundir import RECORD_FIELDS, Cache
 
 FID = Fidelity("test", train_images=140, epochs=1, batch_size=32)
@@ -138,10 +138,10 @@ def test_continuing_a_kept_state_equals_training_straight_through(synthetic_csv,
     ev = Evaluator(task, Cache(tmp_path / "cache.jsonl"), state_dir=tmp_path / "states")
     (first,) = ev.evaluate([Job(GOOD[0], until=1, keep_state=True)])
     assert first["epochs"] == 1 and len(list((tmp_path / "states").glob("*-e1.pt"))) == 1
-    import nas.training
+    import nas.training.loop
 
-    validated, real_validate = [], nas.training.evaluate  # called once at the end of every epoch trained
-    monkeypatch.setattr(nas.training, "evaluate", lambda *a, **k: validated.append(1) or real_validate(*a, **k))
+    validated, real_validate = [], nas.training.loop.evaluate  # called once at the end of every epoch trained
+    monkeypatch.setattr(nas.training.loop, "evaluate", lambda *a, **k: validated.append(1) or real_validate(*a, **k))
     (second,) = ev.evaluate([Job(GOOD[0], until=2, keep_state=True)])
     assert len(validated) == 1, "the second job trained the first epoch again"
     assert (second["epochs"], second["val_acc"], second["val_f1"]) == (2, straight["val_acc"], straight["val_f1"])
@@ -177,8 +177,8 @@ def test_the_brief_trainings_class_balance_is_part_of_the_key_and_leaves_older_k
 def test_a_narrow_proxy_trains_fewer_channels_and_records_the_real_networks_size(task, monkeypatch):
     from dataclasses import replace
 
-    from nas.build import build, count_flops, count_params
-    from nas.genome import parse_genome
+    from nas.genome.build import build, count_flops, count_params
+    from nas.genome.grammar import parse_genome
 
     text = "conv_k3_c32_s1_relu_bn | ir_k3_e2_c16_s2_r1_se | res_c8_s1_r1 | pool_max | gap | dense_u16_d0"
     genome = parse_genome(text)
@@ -272,8 +272,8 @@ def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_
     from conftest import load_benchmark
 
     from nas import data as fer
-    from nas.genome import parse_genome
-    from nas.training import train
+    from nas.genome.grammar import parse_genome
+    from nas.training.loop import train
 
     bench = load_benchmark("bench_fidelity")
     out = tmp_path / "fidelity"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nas import objectives as objs
-from nas.build import build, count_flops
 from nas.cli import main
-from nas.space import load_space, sample
+from nas.evolve import objectives as objs
+from nas.genome.build import build, count_flops
+from nas.genome.space import load_space, sample
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -230,7 +230,7 @@ def test_report_redraws_from_csv(uninterrupted):
 
 
 def test_penalty_forms_reward_small_and_punish_large():
-    from nas.algorithms.ga import Options, penalized_fitness
+    from nas.evolve.algorithms.ga import Options, penalized_fitness
 
     def rec(params):
         return {"status": "ok", "val_acc": 0.6, "params": params, "latency_ms": 1.0}
@@ -287,7 +287,7 @@ def test_a_second_process_on_a_run_directory_in_use_exits_2(uninterrupted, capsy
 def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(synthetic_csv, tmp_path, monkeypatch):
     """Rungs of 1 and 2 epochs of a 6-epoch wsd schedule; the finalists finish their own training (the top
     rung), the champion's test report is written, and train.py reuses that training: no epoch again."""
-    import nas.training
+    import nas.training.loop
 
     run = tmp_path / "run"
     assert _evolve(run, synthetic_csv, "--fidelity", "140x6b32wsd", "--rungs", "1,2", "--generations", "1",
@@ -302,8 +302,8 @@ def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(
     progress = pd.read_csv(run / "progress.csv")
     assert list(progress["rung_networks"]) == ["8/3", "8/3"] and (progress["states_mb"] > 0).all()
     trained = []
-    real = nas.training._train_epoch
-    monkeypatch.setattr(nas.training, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
+    real = nas.training.loop._train_epoch
+    monkeypatch.setattr(nas.training.loop, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
     (run / "report.json").unlink()
     assert main(["train", "--run", str(run), "--epochs", "6"]) == 0  # the seed: the search's own (7)
     again = json.loads((run / "report.json").read_text())

@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import FACES
 
-from nas.artifact import ExportError, export, load_checkpoint, save_checkpoint
-from nas.build import build
-from nas.classifier import Classifier
 from nas.cli import main
-from nas.demo import DemoConfig, Tracker, run
-from nas.genome import parse_genome
+from nas.deploy.artifact import ExportError, export, load_checkpoint, save_checkpoint
+from nas.deploy.classifier import Classifier
+from nas.deploy.demo import DemoConfig, Tracker, run
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
 
 GENOME = "conv_k3_c8_s1_relu_bn | ir_k3_e2_c16_s2_r2_se | res_c16_s1_r1 | res_c24_s2_r1 | flat | dense_u16_d0.5"
 SEARCH = {"run": "r7", "generations": 30, "networks_trained": 496, "minutes": 30.8}
@@ -24,7 +24,7 @@ needs_faces = pytest.mark.skipif(not (FACES / "skimage_astronaut.png").exists(),
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, synthetic_csv):
     from nas import data
-    from nas.report import test_report
+    from nas.training.report import test_report
 
     out = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def test_the_model_cards_snippet_runs_where_torch_cannot_be_imported(exported):
 
 
 def test_export_fails_loudly_when_outputs_disagree(tmp_path, monkeypatch):
-    import nas.artifact as ex
+    import nas.deploy.artifact as ex
 
     monkeypatch.setattr(ex, "TOLERANCE", -1.0)
     with pytest.raises(ExportError, match="disagrees with the original"):
@@ -178,7 +178,7 @@ def test_analyze_gives_every_face_its_expression_largest_first_without_torch(exp
 @needs_faces
 @pytest.mark.parametrize("hold", [0, 3])
 def test_a_face_missed_for_a_frame_is_held_as_the_same_track(exported, hold):
-    from nas.demo import Demo
+    from nas.deploy.demo import Demo
 
     face = cv2.imread(str(FACES / "facerec_obama_small.jpg"))
     frame = np.full((480, 640, 3), 90, np.uint8)

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nas.errors import GenomeError
-from nas.genome import Genome, InvertedResidual, canonical, format_genome, parse_genome
-from nas.space import load_space, sample
+from nas.genome.grammar import Genome, InvertedResidual, canonical, format_genome, parse_genome
+from nas.genome.space import load_space, sample
 
 DEFAULT = load_space("default")
 

@@ -36,7 +36,9 @@ def _run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_the_wheel_holds_the_spaces_and_runs_a_search(installed, tmp_path):
-    where = _run(installed, tmp_path, "-c", "import nas, nas.space as s; print(nas.__file__); print(s.SPACES_DIR)")
+    where = _run(
+        installed, tmp_path, "-c", "import nas, nas.genome.space as s; print(nas.__file__); print(s.SPACES_DIR)"
+    )
     package, spaces = where.stdout.split()
     assert package.startswith(str(installed)) and spaces.startswith(str(installed)), where.stdout
     assert {p.name for p in Path(spaces).glob("*.toml")} == {"default.toml", "tiny.toml", "baselines.toml"}

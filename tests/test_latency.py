@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-import nas.latency
-from nas.genome import parse_genome
-from nas.latency import LatencyTable
+import nas.deploy.latency
+from nas.deploy.latency import LatencyTable
+from nas.genome.grammar import parse_genome
 
 GENOME = parse_genome("conv_k3_c8_s1_relu_bn | pool_max | ir_k3_e2_c16_s2_r2_se | gap | dense_u16_d0")
 
@@ -30,7 +30,7 @@ def test_predictions_come_from_kept_entries_and_a_run_keeps_its_own(tmp_path, mo
     assert len(entries) == 5 and json.loads(machine.read_text())["entries"] == entries  # 4 units + the call overhead
     overhead = entries.pop(LatencyTable.OVERHEAD)
     assert first == pytest.approx(sum(v - overhead for v in entries.values()) + overhead)
-    monkeypatch.setattr(nas.latency, "measure", lambda *a, **k: pytest.fail("measured a unit it knew"))
+    monkeypatch.setattr(nas.deploy.latency, "measure", lambda *a, **k: pytest.fail("measured a unit it knew"))
     assert LatencyTable(machine, run).predict(GENOME) == first
     # another machine's table, or a wiped cache: the run's own entries still decide its predictions
     doubled = {k: 2 * v for k, v in json.loads(run.read_text())["entries"].items()}

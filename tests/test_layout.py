@@ -29,13 +29,38 @@ def _top(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("library, allowed", [
-    ("deap", {"algorithms/nsga2.py", "algorithms/ga.py"}),
-    ("optuna", {"tuning.py", "algorithms/optuna_sampler.py"}),
-    ("matplotlib", {"report.py"}),
+    ("deap", {"evolve/algorithms/nsga2.py", "evolve/algorithms/ga.py"}),
+    ("optuna", {"training/tuning.py", "evolve/algorithms/optuna_sampler.py"}),
+    ("matplotlib", {"evolve/plots.py", "training/report.py"}),
 ])  # fmt: skip
 def test_only_one_module_imports_each_library(library, allowed):
     users = {str(p.relative_to(PACKAGE)) for p in MODULES if library in _top(p)}
     assert users <= allowed, f"{library} imported by {sorted(users - allowed)}"
+
+
+# the stages in the order data flows through them: a stage may use the ones before it, never one after it
+STAGES = ("genome", "evolve", "training", "deploy")
+LATER = {"genome": {"evolve", "training", "deploy"}, "training": {"evolve"}, "deploy": {"evolve", "training"}}
+
+
+def test_the_package_is_laid_out_by_stage_and_no_stage_imports_a_later_one():
+    top = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    # the stages, the entry points (api, cli), and what every stage shares: the data, errors, settings, run files
+    assert top == {*STAGES, "__init__.py", "__main__.py", "api.py", "cli.py", "config.py", "data.py", "errors.py",
+                   "rundir.py", "settings.py"}, sorted(top)  # fmt: skip
+    for path, module in MODULES.items():
+        stage = (module.split(".") + [""])[1]
+        used = {n.split(".")[1] for n in _imports(path) if n.startswith("nas.") and n.count(".") >= 2}
+        assert not used & LATER.get(stage, set()), f"{module} imports {sorted(used & LATER[stage])}"
+
+
+def test_a_deployed_model_loads_no_search_and_no_training():
+    code = (
+        "import sys, nas.deploy.artifact, nas.deploy.classifier, nas.deploy.demo, nas.deploy.latency\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('nas.evolve', 'nas.training')))\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_no_import_cycle_inside_the_package():
@@ -59,16 +84,17 @@ def test_no_import_cycle_inside_the_package():
 
 
 def test_the_cli_only_parses_flags_and_calls_the_api():
-    nas_modules = {n for n in _imports(PACKAGE / "cli.py") if n.startswith("nas.") and n.count(".") == 1}
+    nas_modules = {n for n in _imports(PACKAGE / "cli.py") if n.startswith("nas.") and n in set(MODULES.values())}
     # demo: DemoConfig's defaults for --help; config and settings: the declared settings the flags derive from
-    allowed = {"nas.api", "nas.errors", "nas.progress", "nas.demo", "nas.config", "nas.settings"}
+    allowed = {"nas.api", "nas.errors", "nas.evolve.progress", "nas.deploy.demo", "nas.config", "nas.settings"}
     assert nas_modules <= allowed, sorted(nas_modules - allowed)
 
 
 def test_genomes_and_search_logic_need_no_torch():
     code = (
-        "import sys, nas, nas.genome, nas.space, nas.blocks, nas.problem, nas.runner, nas.algorithms.nsga2, "
-        "nas.algorithms.random_search; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, nas, nas.genome.grammar, nas.genome.space, nas.genome.blocks, nas.evolve.problem, "
+        "nas.evolve.runner, nas.evolve.algorithms.nsga2, nas.evolve.algorithms.random_search\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -103,11 +129,11 @@ def test_the_clis_literal_choices_are_the_librarys_names():
     """Some choices are spelled out where importing their modules would import torch for --help: kept equal."""
     import argparse
 
-    from nas.algorithms import ALGORITHMS
     from nas.cli import build_parser
     from nas.config import CHAMPION_RULES
-    from nas.runner import RULE_METRIC
-    from nas.training import CLASS_BALANCE, RECIPES
+    from nas.evolve.algorithms import ALGORITHMS
+    from nas.evolve.runner import RULE_METRIC
+    from nas.training.loop import CLASS_BALANCE, RECIPES
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     choices = {(c, a.dest): list(a.choices) for c, p in sub.choices.items() for a in p._actions if a.choices}

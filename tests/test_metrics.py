@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nas import metrics
-from nas import objectives as objs
-from nas.genome import parse_genome
-from nas.predictor import FEATURES, Predictor, features
+from nas.evolve import objectives as objs
+from nas.evolve.predictor import FEATURES, Predictor, features
+from nas.genome.grammar import parse_genome
+from nas.training import metrics
 
 ACC_PARAMS = objs.parse_objectives("acc,params")
 

@@ -3,9 +3,9 @@ from dataclasses import replace
 
 import pytest
 
-from nas.genome import parse_genome
-from nas.problem import Problem
-from nas.space import load_space
+from nas.evolve.problem import Problem
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_space
 
 TINY = load_space("tiny")
 BIG = parse_genome("conv_k3_c16_s1_relu_bn | conv_k3_c16_s1_relu_bn | gap")  # 11.3 MFLOPs, 2,631 parameters

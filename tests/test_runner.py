@@ -12,15 +12,15 @@ import random
 
 import pytest
 
-from nas import objectives as objs
 from nas import rundir
 from nas.errors import SettingError
-from nas.genome import Genome
-from nas.problem import Problem
+from nas.evolve import objectives as objs
+from nas.evolve.problem import Problem
+from nas.evolve.runner import Callback, Runner, SearchConfig
+from nas.evolve.strategies import Request, Strategy
+from nas.genome.grammar import Genome
+from nas.genome.space import load_space
 from nas.rundir import CHECKPOINT, Cache, read_checkpoint
-from nas.runner import Callback, Runner, SearchConfig
-from nas.space import load_space
-from nas.strategies import Request, Strategy
 
 TINY = load_space("tiny")
 DEFAULT = load_space("default")
@@ -220,7 +220,7 @@ def test_an_old_pickled_checkpoint_is_never_loaded(tmp_path):
 
 
 def _samples(problem, n):
-    from nas.space import sample
+    from nas.genome.space import sample
 
     rng = random.Random(0)
     return [sample(problem.space, rng) for _ in range(n)]
@@ -247,7 +247,7 @@ def test_the_champion_is_the_best_finalist_after_a_longer_training(tmp_path):
 
 
 def test_the_champion_rules_pick_by_accuracy_by_macro_f1_or_the_knee_within_the_budgets():
-    from nas.runner import choose_champion
+    from nas.evolve.runner import choose_champion
 
     front = [
         {"genome": "a", "val_acc": 0.60, "val_f1": 0.40, "params": 9e5, "latency_ms": 2.0},

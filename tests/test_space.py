@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nas.errors import GenomeError, SpaceError
-from nas.genome import Conv, Dense, Genome, InvertedResidual, Pool, Readout, parse_genome
-from nas.space import crossover, is_valid, load_space, mutate, problems, repair, sample, validate
+from nas.genome.grammar import Conv, Dense, Genome, InvertedResidual, Pool, Readout, parse_genome
+from nas.genome.space import crossover, is_valid, load_space, mutate, problems, repair, sample, validate
 
 DEFAULT = load_space("default")
 TINY = load_space("tiny")

@@ -2,14 +2,14 @@
 
 import pytest
 
-from nas import evaluate
-from nas import objectives as objs
-from nas.evaluate import EvalTask, Evaluator, Fidelity
-from nas.genome import parse_genome
-from nas.problem import Problem
+from nas.evolve import evaluate
+from nas.evolve import objectives as objs
+from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity
+from nas.evolve.problem import Problem
+from nas.evolve.strategies import Request, make_strategy
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_space
 from nas.rundir import Cache
-from nas.space import load_space
-from nas.strategies import Request, make_strategy
 
 TINY = load_space("tiny")
 GENOMES = [
@@ -162,7 +162,7 @@ def test_only_a_continuable_schedule_may_end_its_rungs_early():
 
 def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_twice(synthetic_csv, tmp_path,
                                                                                       monkeypatch):  # fmt: skip
-    import nas.training
+    import nas.training.loop
 
     task = EvalTask(str(synthetic_csv), WSD, seed=0)
 
@@ -172,7 +172,7 @@ def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_tw
 
     records = strategy().evaluate([Request(parse_genome(g)) for g in GENOMES])
     finalists = [parse_genome(r["genome"]) for r in records if r["epochs"] == 2]
-    real, trained = nas.training._train_epoch, []
+    real, trained = nas.training.loop._train_epoch, []
 
     def dies_at_epoch_7(loop, x, y, cfg, epoch, deadline):
         if epoch == 7 and "killed" not in trained:
@@ -181,11 +181,11 @@ def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_tw
         trained.append(epoch)
         return real(loop, x, y, cfg, epoch, deadline)
 
-    monkeypatch.setattr(nas.training, "_train_epoch", dies_at_epoch_7)
+    monkeypatch.setattr(nas.training.loop, "_train_epoch", dies_at_epoch_7)
     with pytest.raises(KeyboardInterrupt):
         strategy().finalize(finalists, "rich")
     assert trained[-1] == "killed" and list((tmp_path / "states").glob("*-live.pt"))
-    monkeypatch.setattr(nas.training, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
+    monkeypatch.setattr(nas.training.loop, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
     finals = strategy().finalize(finalists, "rich")
     main = [e for e in trained if e != "killed"]
     assert sorted(main) == sorted(list(range(2, 12)) * 2)  # each finalist's epochs 3-12 once: none twice

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from nas import data
-from nas.build import build
 from nas.errors import NasError
-from nas.genome import parse_genome
-from nas.training import Diverged, TimeLimitExceeded, TrainConfig, augment, stable_copy, train, wsd_factor
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
+from nas.training.loop import Diverged, TimeLimitExceeded, TrainConfig, augment, stable_copy, train, wsd_factor
 
 GENOME = parse_genome("conv_k3_c16_s1_relu_bn | pool_max | conv_k3_c32_s1_relu_bn | pool_max | gap")
 
@@ -170,9 +170,9 @@ def test_no_branch_once_the_schedule_decays(splits):
 
 
 def test_a_checkpoint_that_stopped_early_stays_stopped(splits, tmp_path, monkeypatch):
-    import nas.training
+    import nas.training.loop
 
-    monkeypatch.setattr(nas.training, "evaluate", lambda *a, **k: {"acc": 0.5, "f1": 0.5})  # never better
+    monkeypatch.setattr(nas.training.loop, "evaluate", lambda *a, **k: {"acc": 0.5, "f1": 0.5})  # never better
     cfg, ckpt = TrainConfig(epochs=5, batch_size=64, early_stop=1), tmp_path / "ckpt.pt"
     _, first = _fit(splits, cfg, checkpoint=ckpt)
     assert first.epochs_run == 2
@@ -206,7 +206,7 @@ def test_the_moving_average_is_what_validates_and_is_kept(splits):
     plain, _ = _fit(splits, TrainConfig(epochs=2, batch_size=64))
     # the same steps; the kept weights are the average, not the last step's
     assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), plain.state_dict().values()))
-    from nas.training import evaluate
+    from nas.training.loop import evaluate
 
     assert evaluate(model, splits[1], torch.device("cpu"))["acc"] == result.best_acc
 
@@ -232,7 +232,7 @@ def test_augment_keeps_shape_and_changes_pixels():
 
 
 def test_numeric_modes_are_calibrated_once_per_machine_and_kept(tmp_path, monkeypatch):
-    from nas import numerics
+    from nas.training import numerics
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setitem(numerics.CALIBRATION, "networks", 2)
@@ -246,7 +246,7 @@ def test_numeric_modes_are_calibrated_once_per_machine_and_kept(tmp_path, monkey
 
 
 def test_bf16_on_the_cpu_trains_and_is_recorded(synthetic_csv):
-    from nas.evaluate import EvalTask, Evaluator, Fidelity
+    from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity
 
     genome = "conv_k3_c16_s1_relu_bn | pool_max | gap"
     fid = Fidelity("one", train_images=140, epochs=1, batch_size=32)
@@ -259,7 +259,7 @@ def test_bf16_on_the_cpu_trains_and_is_recorded(synthetic_csv):
 
 
 def test_a_network_validates_in_the_mode_it_trains_in_and_batching_changes_nothing(splits, monkeypatch):
-    from nas import training
+    from nas.training import loop as training
 
     seen = []
     real = training.evaluate

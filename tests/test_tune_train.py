@@ -5,7 +5,7 @@ import pytest
 from conftest import load_benchmark
 
 from nas.cli import main
-from nas.tuning import config_from_params, default_params
+from nas.training.tuning import config_from_params, default_params
 
 GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
 
@@ -66,8 +66,8 @@ def test_the_final_training_continues_the_confirmations_run_of_its_recipe(run_di
 
 @pytest.mark.parametrize("pruner, pruned", [("median", [4]), ("none", [])])
 def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned, run_dir, monkeypatch):
-    import nas.tuning
-    from nas.training import TrainResult
+    import nas.training.tuning
+    from nas.training.loop import TrainResult
 
     epochs_run = []
 
@@ -79,22 +79,22 @@ def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned,
             on_epoch(epoch, {"val_acc": acc})
         return TrainResult(best_acc=acc, best_f1=acc, epochs_run=cfg.epochs)
 
-    monkeypatch.setattr(nas.tuning, "train", fake_train)
-    study = nas.tuning.tune(
+    monkeypatch.setattr(nas.training.tuning, "train", fake_train)
+    study = nas.training.tuning.tune(
         GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner,
-        confirmation=nas.tuning.Confirmation(best=0),
+        confirmation=nas.training.tuning.Confirmation(best=0),
     )  # fmt: skip
     assert [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.PRUNED] == pruned
     assert epochs_run == [3, 3, 3, 3, 2 if pruned else 3, 3]  # pruned at the end of its second epoch
 
 
 def test_a_study_without_a_finished_trial_leaves_nothing_that_blocks_the_retry(run_dir, monkeypatch, capsys):
-    import nas.tuning
+    import nas.training.tuning
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure of every trial")
 
-    monkeypatch.setattr(nas.tuning, "train", broken)
+    monkeypatch.setattr(nas.training.tuning, "train", broken)
     args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--data", "synthetic:70"]
     assert main(args) == 2
     assert "no trial finished" in capsys.readouterr().err.strip().splitlines()[-1]
@@ -104,9 +104,9 @@ def test_a_study_without_a_finished_trial_leaves_nothing_that_blocks_the_retry(r
 
 
 def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
-    import nas.training
+    import nas.training.loop
 
-    real_train = nas.training.train
+    real_train = nas.training.loop.train
 
     def interrupted(*args, on_epoch, **kwargs):  # Ctrl-C at the end of the first epoch
         def hook(epoch, row):
@@ -115,11 +115,11 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
 
         return real_train(*args, on_epoch=hook, **kwargs)
 
-    monkeypatch.setattr(nas.training, "train", interrupted)
+    monkeypatch.setattr(nas.training.loop, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         main(["train", "--run", str(run_dir), "--epochs", "2"])
     assert (run_dir / "train_state.pt").exists() and not (run_dir / "report.json").exists()
-    monkeypatch.setattr(nas.training, "train", real_train)
+    monkeypatch.setattr(nas.training.loop, "train", real_train)
     assert main(["train", "--run", str(run_dir), "--epochs", "3"]) == 2  # other settings: refused, not mixed
     progress = "gen,evals,cache_hits,failed,seconds\n0,16,0,0,100.0\n1,12,2,1,190.5\n"  # the search behind it
     (run_dir / "progress.csv").write_text(progress)
@@ -157,13 +157,13 @@ def test_missing_champion_is_a_clean_error(tmp_path, capsys):
 
 
 def test_default_params_are_the_default_recipe():
-    from nas.training import TrainConfig
+    from nas.training.loop import TrainConfig
 
     assert config_from_params(default_params(), 5) == TrainConfig(epochs=5)
 
 
 def test_tuned_schedule_is_stretched_to_the_full_run():
-    from nas.tuning import tuned_config
+    from nas.training.tuning import tuned_config
 
     tuned = {
         "train_config": {"scheduler": "step", "step_size": 1, "restart_period": 2, "epochs": 3},
@@ -177,8 +177,8 @@ def test_tuned_schedule_is_stretched_to_the_full_run():
 def _stub_training(monkeypatch, tuned_full: float, short: dict[int, float] | None = None):
     """Trials: the default scores 0.5 at the short budget, every other recipe more. Full length (7 epochs):
     the default 0.7, any other recipe ``tuned_full``. Returns the list of full-length recipes trained."""
-    import nas.tuning
-    from nas.training import RECIPES, TrainResult
+    import nas.training.tuning
+    from nas.training.loop import RECIPES, TrainResult
 
     full_runs = []
 
@@ -192,7 +192,7 @@ def _stub_training(monkeypatch, tuned_full: float, short: dict[int, float] | Non
             acc = 0.5 if is_default else 0.6 + 0.01 * len(full_runs)
         return TrainResult(best_acc=acc, best_f1=acc, epochs_run=cfg.epochs, seconds=1.0)
 
-    monkeypatch.setattr(nas.tuning, "train", fake_train)
+    monkeypatch.setattr(nas.training.tuning, "train", fake_train)
     return full_runs
 
 
@@ -204,7 +204,7 @@ def test_the_tuned_recipe_is_adopted_only_if_it_beats_the_default_at_full_length
 ):
     import logging
 
-    from nas.final import choose_recipe
+    from nas.training.final import choose_recipe
 
     full_runs = _stub_training(monkeypatch, tuned_full)
     args = ["tune", "--run", str(run_dir), "--trials", "4", "--epochs", "2", "--data", "synthetic:70"]
@@ -227,7 +227,7 @@ def test_the_tuned_recipe_is_adopted_only_if_it_beats_the_default_at_full_length
 
 
 def test_a_confirmation_over_its_cap_trains_nothing_and_keeps_the_default(run_dir, monkeypatch):
-    from nas.final import choose_recipe
+    from nas.training.final import choose_recipe
 
     full_runs = _stub_training(monkeypatch, 0.9)
     args = ["tune", "--run", str(run_dir), "--trials", "3", "--epochs", "2", "--data", "synthetic:70"]

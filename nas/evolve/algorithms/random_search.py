@@ -1,0 +1,30 @@
+"""The standard NAS baseline: every generation is a fresh uniform sample of admitted genomes not tried yet."""
+
+from __future__ import annotations
+
+from nas.evolve.algorithms import Algorithm, Lookup, Proposal
+from nas.evolve.algorithms.variation import fresh
+from nas.evolve.problem import Evaluation
+from nas.genome.grammar import Genome, parse_genome
+
+
+class RandomSearch(Algorithm):
+    name = "random"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: set[str] = set()  # genome keys of every network evaluated so far
+
+    def ask(self, n: int) -> list[Proposal | Genome]:
+        return fresh(self.problem, self.rng, set(self.seen), n)
+
+    def tell(self, evaluations: list[Evaluation]) -> None:
+        self.seen |= {ev.key for ev in evaluations}
+        self._last = evaluations
+
+    def state_dict(self) -> dict:
+        return {"seen": sorted(self.seen), "population": [str(ev.genome) for ev in self._last]}
+
+    def load_state_dict(self, state: dict, lookup: Lookup) -> None:
+        self.seen = set(state["seen"])
+        self._last = [lookup(parse_genome(g)) for g in state["population"]]

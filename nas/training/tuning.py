@@ -1,0 +1,366 @@
+"""The Optuna study on the champion: optimizer, learning-rate schedule and training settings.
+
+Study, sampler, pruner and storage each come from Optuna; this module only says what a trial may
+choose (``suggest``) and how a trial is scored (train, report validation accuracy after every epoch,
+let the pruner stop hopeless trials). The study lives in SQLite inside the run directory by default
+(``optuna-dashboard sqlite:///runs/<id>/tune.db`` opens it), or in any RDB URL so several machines
+can work one study. Only ``Training`` and ``PublicTest`` are used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from sqlalchemy.exc import SQLAlchemyError
+
+from nas import data as fer
+from nas import rundir
+from nas.errors import NasError, SettingError, first_line
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
+from nas.rundir import make_dir, read_json, write_json
+from nas.training.loop import CLASS_BALANCE, RECIPES, TrainConfig, resolve_device, train
+from nas.training.numerics import fastest
+
+log = logging.getLogger(__name__)
+
+
+def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
+    """One point of the search space; each scheduler's own parameters are conditional on it."""
+    optimizer = trial.suggest_categorical("optimizer", ["sgd", "nesterov", "adam", "adamw"])
+    if optimizer in ("sgd", "nesterov"):
+        lr = trial.suggest_float("lr_sgd", 1e-3, 0.3, log=True)
+        momentum = trial.suggest_float("momentum", 0.8, 0.99)
+    else:
+        lr = trial.suggest_float("lr_adam", 1e-4, 1e-2, log=True)
+        momentum = 0.9
+    scheduler = trial.suggest_categorical(
+        "scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"]
+    )
+    extra: dict = {}
+    if scheduler == "plateau":
+        extra["plateau_factor"] = trial.suggest_float("plateau_factor", 0.1, 0.7)
+        extra["plateau_patience"] = trial.suggest_int("plateau_patience", 1, 4)
+    elif scheduler == "cosine_restarts":
+        extra["restart_period"] = trial.suggest_int("restart_period", 1, max(1, epochs // 2))
+    elif scheduler == "step":
+        extra["step_size"] = trial.suggest_int("step_size", 1, max(1, epochs // 2))
+        extra["step_gamma"] = trial.suggest_float("step_gamma", 0.1, 0.5)
+    return TrainConfig(
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        scheduler=scheduler,
+        batch_size=trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
+        epochs=epochs,
+        label_smoothing=trial.suggest_float("label_smoothing", 0.0, 0.2),
+        augment=trial.suggest_float("augment", 0.0, 1.0),
+        class_balance=trial.suggest_categorical("class_balance", list(CLASS_BALANCE)),
+        **extra,
+    )
+
+
+def default_params() -> dict:
+    """The default recipe (``TrainConfig()``) as a trial's parameters: the study's first trial, so the
+    tuned recipe is never worse than the untuned one at the tuning budget."""
+    d = TrainConfig()
+    params = {
+        "optimizer": d.optimizer,
+        "lr_adam" if d.optimizer in ("adam", "adamw") else "lr_sgd": d.lr,
+        "scheduler": d.scheduler,
+        "weight_decay": d.weight_decay,
+        "batch_size": d.batch_size,
+        "label_smoothing": d.label_smoothing,
+        "augment": d.augment,
+        "class_balance": d.class_balance,
+    }
+    if d.optimizer in ("sgd", "nesterov"):
+        params["momentum"] = d.momentum
+    return params
+
+
+def config_from_params(params: dict, epochs: int) -> TrainConfig:
+    """Rebuild the TrainConfig of a finished trial from its parameters."""
+    return suggest(optuna.trial.FixedTrial(params), epochs)
+
+
+def tuned_config(tuned: dict, epochs: int) -> TrainConfig:
+    """The tuned recipe for a longer (or shorter) run than the trials had.
+
+    Step size and restart period are counted in epochs, so a schedule found in 3-epoch trials would
+    decay every epoch of a 30-epoch run; they are stretched with the budget so the schedule keeps its shape.
+    """
+    return stretched(TrainConfig.from_dict(tuned["train_config"]), tuned["budget"]["epochs"], epochs)
+
+
+def stretched(cfg: TrainConfig, from_epochs: int, epochs: int) -> TrainConfig:
+    """``cfg``, written for ``from_epochs``, over ``epochs``, its epoch-counted schedule scaled alike."""
+    stretch = epochs / from_epochs
+    return cfg.replace(
+        epochs=epochs,
+        step_size=max(1, round(cfg.step_size * stretch)),
+        restart_period=max(1, round(cfg.restart_period * stretch)),
+    )
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise SettingError(f"--pruner: unknown pruner {name!r}; choose median, hyperband or none")
+
+
+def tune(
+    genome: str,
+    data_path: str,
+    run_dir: Path,
+    trials: int = 30,
+    epochs: int = 6,
+    train_images: int | None = 10_000,
+    pruner: str = "median",
+    storage: str | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+    confirmation: Confirmation | None = None,
+) -> optuna.Study:
+    """Run (or continue) the study, confirm its best recipes at full length, and write ``tuned.json`` and
+    its plots into ``run_dir``.
+
+    ``confirmation``: how the best recipes are confirmed at full length (default: ``Confirmation()``).
+    Every setting, the genome and the data are checked before the study is created; a study this call
+    created that ends without a finished trial is deleted again, so a retry is not told it exists."""
+    if trials < 1 or epochs < 1:
+        raise SettingError(f"--trials (got {trials}) and --epochs (got {epochs}) must be >= 1")
+    confirmation = confirmation or Confirmation()
+    if train_images is not None and train_images < 0:
+        raise SettingError(f"--train-images must be >= 0 (0: all), got {train_images}")
+    resolve_device(device)
+    model_genome = parse_genome(genome)
+    dataset = fer.load(data_path, ("train", "val"))
+    train_split, val_split = dataset["train"].subset(train_images, seed), dataset["val"]
+    db = Path(run_dir) / rundir.TUNE_STUDY
+    made_db = storage is None and not db.exists()
+    storage = storage or f"sqlite:///{db}"
+    study = _study(f"tune-{model_genome.key}", storage, seed, trials, pruner, epochs, resume)
+    default = default_params()
+    if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
+        study.enqueue_trial(default)
+    study.set_user_attr("genome", genome)
+    study.set_user_attr("epochs", epochs)
+    study.set_user_attr("train_images", train_images)
+    study.set_user_attr("full_train_images", len(dataset["train"]))
+    try:
+        _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
+    except BaseException:
+        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+            optuna.delete_study(study_name=study.study_name, storage=storage)
+            if made_db:
+                db.unlink(missing_ok=True)
+        raise
+    trainer = _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir))
+    confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{seed}|{dataset.fingerprint}")
+    return study
+
+
+def _study(name: str, storage: str, seed: int, trials: int, pruner: str, epochs: int, resume: bool) -> optuna.Study:
+    """The study, new (or continued with ``resume``); a storage it cannot open is a setting's error."""
+    try:
+        return optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            # TPE's first trials are random; a short study still gets some guided ones
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3))),
+            pruner=make_pruner(pruner, epochs),
+            load_if_exists=resume,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
+    except (ImportError, SQLAlchemyError) as exc:
+        raise SettingError(f"--storage {storage}: cannot open ({first_line(exc)})") from None
+
+
+def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials: int, epochs: int, seed: int,
+              device: str, run_dir: Path) -> optuna.Study:  # fmt: skip
+    """The trials still to run, then ``tuned.json``; an error when none finished."""
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = suggest(trial, epochs).replace(seed=seed)
+        torch.manual_seed(seed)
+        model = build(model_genome)
+
+        def report(epoch: int, row: dict) -> None:
+            trial.report(row["val_acc"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+        result = train(model, train_split, val_split, cfg, device, on_epoch=report)
+        trial.set_user_attr("val_f1", result.best_f1)
+        # the cost of an epoch on one image, for the confirmation's estimate
+        per_epoch = result.seconds / max(result.epochs_run, 1) * torch.get_num_threads()
+        trial.set_user_attr("core_seconds_per_image_epoch", per_epoch / len(train_split))
+        return result.best_acc
+
+    done = len([t for t in study.trials if t.state.is_finished()])
+    study.optimize(objective, n_trials=max(0, trials - done), catch=(RuntimeError,))
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise NasError(f"study {study.study_name}: no trial finished (all {len(study.trials)} failed or were pruned)")
+    write_outputs(study, run_dir, epochs)
+    return study
+
+
+def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
+    """``tuned.json`` and PNGs of the optimization history and the parameter importances."""
+    best = study.best_trial
+    states = [t.state.name for t in study.trials]
+    tuned = {
+        "genome": study.user_attrs.get("genome"),
+        "value": best.value,
+        "val_f1": best.user_attrs.get("val_f1"),
+        "params": best.params,
+        "train_config": asdict(config_from_params(best.params, epochs)),
+        "trials": {s: states.count(s) for s in sorted(set(states))},
+        "study": study.study_name,
+        "budget": {"epochs": epochs, "train_images": study.user_attrs.get("train_images")},
+    }
+    write_json(run_dir / rundir.TUNED, tuned)
+    from optuna.visualization import matplotlib as ovm
+
+    from nas.training.report import save_figure
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        plots = [("tune_history.png", ovm.plot_optimization_history)]
+        if len([t for t in study.trials if t.state.name == "COMPLETE"]) > 1:
+            plots.append(("tune_importance.png", ovm.plot_param_importances))
+        for file, plot in plots:
+            save_figure(plot(study).figure, run_dir / file, size=(8, 5))
+    return tuned
+
+
+# ---------------------------------------------------------------- confirmation at full length
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A short budget rewards recipes that converge fast (a study's best recipe at 3 epochs lost to the
+    default at 10): the default and the study's ``best`` few recipes train again at full length, and the
+    tuned recipe is adopted only if it beats the default there. Capped in core-hours, estimated from the
+    trials' own speed; results are kept in ``confirm.json`` as they come, so an interrupted tune resumes.
+    One seed each: a tuned recipe must win by more than ``margin`` (PublicTest accuracy), since two seeds of
+    the default recipe on mini-Xception ended 1.6 points apart here; a smaller win is noise."""
+
+    best: int = 2
+    epochs: int = 100
+    patience: int = 0
+    core_hours: float = 3.0
+    margin: float = 0.01
+
+    def __post_init__(self) -> None:
+        if min(self.best, self.patience, self.core_hours, self.margin) < 0 or self.epochs < 1:
+            raise SettingError(
+                "need --confirm >= 0, --confirm-epochs >= 1, --confirm-patience >= 0, --confirm-core-hours >= 0, "
+                f"--confirm-margin >= 0 (got {self.best}, {self.epochs}, {self.patience}, {self.core_hours:g}, "
+                f"{self.margin:g})"
+            )
+
+    def candidates(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+        """The best distinct finished recipes that are not the default, by name."""
+        done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: -t.value)
+        picked: dict[str, optuna.trial.FrozenTrial] = {}
+        for t in done:
+            if t.params != default_params() and t.params not in [p.params for p in picked.values()]:
+                picked[f"trial {t.number}"] = t
+        return dict(list(picked.items())[: self.best])
+
+    def run(self, study: optuna.Study, run_dir: Path, score: Callable[[str, TrainConfig], dict],
+            identity: str = "") -> dict:  # fmt: skip
+        """Train what fits the cap with ``score(name, config) -> {"val_acc": ...}``; record the verdict in
+        ``tuned.json`` (``confirmation``) and return it. ``identity`` (genome, seed, data) keeps the results
+        of another network's confirmation in the same run directory from being taken for this one's."""
+        tuned_path = run_dir / rundir.TUNED
+        tuned = read_json(tuned_path, "tuned recipe")
+        trials = self.candidates(study) if self.best else {}
+        per_image = [t.user_attrs.get("core_seconds_per_image_epoch") for t in study.trials]
+        per_image = sorted(x for x in per_image if x)
+        images = study.user_attrs.get("full_train_images") or 0
+        per_run = per_image[len(per_image) // 2] * images * self.epochs / 3600 if per_image else 0.0
+        fits = int(self.core_hours // per_run) - 1 if per_run else len(trials)  # the default runs too
+        figures = {"epochs": self.epochs, "patience": self.patience, "margin": self.margin,
+                   "estimated_core_hours_per_run": round(per_run, 2)}  # fmt: skip
+        if not trials or fits < 1:
+            why = "--confirm 0" if not self.best else (
+                "no finished recipe other than the default" if not trials else
+                f"one full-length run is estimated at {per_run:.1f} core-hours, over --confirm-core-hours "
+                f"{self.core_hours:g}"
+            )  # fmt: skip
+            confirmation = figures | {"adopted": False, "verdict": f"not confirmed at full length ({why})"}
+        else:
+            named = {"default": RECIPES["default"].replace(epochs=self.epochs)}
+            budget = tuned["budget"]["epochs"]  # a trial's recipe, stretched from the trials' length
+            named |= {n: stretched(config_from_params(t.params, budget), budget, self.epochs)
+                      for n, t in list(trials.items())[:fits]}  # fmt: skip
+            configs = {n: c.replace(early_stop=self.patience) for n, c in named.items()}
+            results = self._scores(run_dir, configs, score, identity)
+            best = max((n for n in results if n != "default"), key=lambda n: results[n]["val_acc"])
+            tuned_acc, default_acc = results[best]["val_acc"], results["default"]["val_acc"]
+            adopted = tuned_acc > default_acc + self.margin
+            scores = f"{tuned_acc:.4f} for {best} vs {default_acc:.4f} for the default (PublicTest accuracy)"
+            if adopted:
+                verdict = f"{best} beat the default at {self.epochs} epochs by more than {self.margin:g}: {scores}"
+            elif tuned_acc > default_acc:
+                verdict = f"a tie at {self.epochs} epochs, within the margin of {self.margin:g}: {scores}"
+            else:
+                verdict = f"the default won at {self.epochs} epochs: {scores}"
+            confirmation = figures | {"runs": results, "adopted": adopted, "verdict": verdict}
+            if adopted:  # the recipe train.py takes: the one that won at full length, at the trials' budget
+                params = trials[best].params
+                tuned |= {"params": params, "value": trials[best].value,
+                          "train_config": asdict(config_from_params(params, tuned["budget"]["epochs"]))}  # fmt: skip
+        tuned["confirmation"] = confirmation
+        write_json(tuned_path, tuned)
+        return confirmation
+
+    def _scores(self, run_dir: Path, configs: dict[str, TrainConfig], score, identity: str) -> dict[str, dict]:
+        path = run_dir / "confirm.json"
+        known = read_json(path, "confirmation results") if path.exists() else {}
+        # changed settings, or another genome, seed or data: trained again
+        keys = {n: f"{n}|{identity}|{json.dumps(asdict(c), sort_keys=True)}" for n, c in configs.items()}
+        for name, cfg in configs.items():
+            if keys[name] not in known:
+                known[keys[name]] = score(name, cfg)
+                write_json(path, known)
+        return {n: known[keys[n]] for n in configs}
+
+
+def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path):
+    """``score`` for the confirmation: the whole Training split, early stopping on PublicTest, this
+    machine's faster numerics, a checkpoint per recipe (an interrupted run continues, and ``train.py``
+    continues the run of the recipe it trains instead of training it again)."""
+
+    def score(name: str, cfg: TrainConfig) -> dict:
+        torch.manual_seed(seed)
+        model = build(genome)
+        cfg = fastest(cfg.replace(seed=seed), model, device)
+        checkpoint = make_dir(run_dir / "confirm") / f"{genome.key}-{seed}-{name.replace(' ', '-')}.pt"
+        log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
+        result = train(model, dataset["train"], dataset["val"], cfg, device, checkpoint=checkpoint)
+        return {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs_run": result.epochs_run,
+                "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3),
+                # so that train.py continues this training instead of repeating it (nas.training.final)
+                "checkpoint": checkpoint.relative_to(run_dir).as_posix(), "genome": str(genome),
+                "data": dataset.fingerprint}  # fmt: skip
+
+    return score
