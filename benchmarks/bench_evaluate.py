@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from nas.deploy.latency import LatencyTable
-from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity, get_fidelity
+from nas.evolve.evaluate import Evaluator
+from nas.evolve.fidelity import Fidelity, get_fidelity
 from nas.evolve.problem import Problem
 from nas.evolve.strategies import Request, make_strategy
+from nas.evolve.worker import EvalTask
 from nas.genome.grammar import parse_genome
 from nas.genome.space import load_space
 from nas.rundir import Cache

@@ -41,7 +41,8 @@ import torch
 from scipy import stats
 
 from nas import data as fer
-from nas.evolve.evaluate import EvalTask, Fidelity, get_fidelity, train_candidate
+from nas.evolve.fidelity import Fidelity, get_fidelity
+from nas.evolve.worker import EvalTask, train_candidate
 from nas.genome.build import build, count_flops
 from nas.genome.grammar import parse_genome
 from nas.genome.space import load_baselines, load_space, sample

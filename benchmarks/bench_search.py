@@ -27,7 +27,9 @@ import pandas as pd
 import nas
 from nas import data as fer
 from nas.evolve import objectives as objs
-from nas.evolve.evaluate import EvalTask, Evaluator, get_fidelity
+from nas.evolve.evaluate import Evaluator
+from nas.evolve.fidelity import get_fidelity
+from nas.evolve.worker import EvalTask
 from nas.genome.space import load_baselines
 from nas.rundir import Cache
 from nas.training.report import save_figure

@@ -168,11 +168,13 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
 def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
     from nas.deploy.latency import LatencyTable, machine_table_path
-    from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity, LatencyConfig, estimate
+    from nas.evolve.evaluate import Evaluator, LatencyConfig, estimate
+    from nas.evolve.fidelity import Fidelity
     from nas.evolve.plots import Plots
     from nas.evolve.problem import Problem
     from nas.evolve.runner import Runner
     from nas.evolve.strategies import make_strategy
+    from nas.evolve.worker import EvalTask
     from nas.genome.space import space_from_dict
 
     space = space_from_dict(dict(config.space), source=config.space_file)

@@ -85,7 +85,7 @@ class SearchConfig:
 @dataclass(frozen=True)
 class EvaluationConfig:
     """How each candidate is trained and timed; ``fidelity`` is a preset's name or spelled-out budget until
-    the run is created, then the resolved budget (``nas.evolve.evaluate.Fidelity``'s fields)."""
+    the run is created, then the resolved budget (``nas.evolve.fidelity.Fidelity``'s fields)."""
 
     strategy: str = setting(DEFAULT_STRATEGY, "evaluation strategy (nas.evolve.strategies)", choices=STRATEGIES)
     strategy_options: dict = setting(help="the strategy's own settings (its Options)", flag=False, factory=dict)
@@ -254,7 +254,7 @@ def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, problem: Pro
     """The fidelity spelled out, the strategy's options with their defaults, the workers and the numerics."""
     from types import SimpleNamespace
 
-    from nas.evolve.evaluate import get_fidelity
+    from nas.evolve.fidelity import get_fidelity
     from nas.evolve.strategies import make_strategy
     from nas.training.loop import resolve_device
 

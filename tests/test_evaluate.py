@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from nas.errors import NasError
-from nas.evolve import evaluate
-from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity, Job
+from nas.evolve import fidelity, worker
+from nas.evolve.evaluate import Evaluator
+from nas.evolve.fidelity import Fidelity
+from nas.evolve.worker import EvalTask, Job
 from nas.rundir import RECORD_FIELDS, Cache
 
 FID = Fidelity("test", train_images=140, epochs=1, batch_size=32)
@@ -29,14 +31,14 @@ def test_records_are_complete(task, tmp_path):
 
 
 def test_failures_are_recorded_and_the_batch_goes_on(task, tmp_path, monkeypatch):
-    real_train = evaluate.train
+    real_train = worker.train
 
     def flaky(model, *args, **kwargs):
         if model.genome == GOOD[1]:
             raise RuntimeError("CUDA out of memory (simulated)")
         return real_train(model, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "train", flaky)
+    monkeypatch.setattr(worker, "train", flaky)
     records = Evaluator(task, Cache(tmp_path / "c.jsonl")).evaluate([*GOOD, "conv_k3_c8_s1_relu | bogus"])
     assert [r["status"] for r in records] == ["ok", "failed", "failed"]
     assert "out of memory" in records[1]["error"] and "unknown block type" in records[2]["error"]
@@ -56,7 +58,7 @@ def test_cache_prevents_retraining_and_survives_restart(task, tmp_path, monkeypa
     path = tmp_path / "cache.jsonl"
     first = Evaluator(task, Cache(path)).evaluate(GOOD + GOOD[:1])
     assert first[0] == first[2]
-    monkeypatch.setattr(evaluate, "train_candidate", lambda *a: pytest.fail("retrained a cached genome"))
+    monkeypatch.setattr(worker, "train_candidate", lambda *a: pytest.fail("retrained a cached genome"))
     again = Evaluator(task, Cache(path)).evaluate(GOOD)
     assert again == first[:2]
 
@@ -188,9 +190,9 @@ def test_a_narrow_proxy_trains_fewer_channels_and_records_the_real_networks_size
     )
     assert FID.trained_genome(genome) is genome and "width" not in FID.key and narrow.key != FID.key
     trained = []
-    real_train = evaluate.train
-    monkeypatch.setattr(evaluate, "train", lambda model, *a, **k: trained.append(model) or real_train(model, *a, **k))
-    rec = evaluate.train_candidate(str(genome), replace(task, fidelity=narrow))
+    real_train = worker.train
+    monkeypatch.setattr(worker, "train", lambda model, *a, **k: trained.append(model) or real_train(model, *a, **k))
+    rec = worker.train_candidate(str(genome), replace(task, fidelity=narrow))
     assert rec["status"] == "ok", rec["error"]
     assert rec["params"] == count_params(build(genome))  # the objectives are the real network's
     assert rec["flops"] == count_flops(build(genome))
@@ -200,11 +202,11 @@ def test_a_narrow_proxy_trains_fewer_channels_and_records_the_real_networks_size
 def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
     from nas.errors import SettingError
 
-    fid = evaluate.get_fidelity("3000X2b64w0.5lr1e-2")
+    fid = fidelity.get_fidelity("3000X2b64w0.5lr1e-2")
     assert (fid.train_images, fid.epochs, fid.batch_size, fid.width, fid.lr) == (3000, 2, 64, 0.5, 0.01)
-    assert fid.name == "3000x2b64w0.5lr1e-2" and evaluate.get_fidelity("6000x2w.5").width == 0.5
-    assert evaluate.get_fidelity("6000x2").key != evaluate.get_fidelity("default").key  # the names differ
-    assert evaluate.get_fidelity("default") is evaluate.FIDELITIES["default"]
+    assert fid.name == "3000x2b64w0.5lr1e-2" and fidelity.get_fidelity("6000x2w.5").width == 0.5
+    assert fidelity.get_fidelity("6000x2").key != fidelity.get_fidelity("default").key  # the names differ
+    assert fidelity.get_fidelity("default") is fidelity.FIDELITIES["default"]
     bad = {
         "huge": "unknown fidelity",
         "6000x2b": "unknown fidelity",
@@ -219,7 +221,7 @@ def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
     }
     for spec, says in bad.items():
         with pytest.raises(SettingError, match=f"--fidelity.*{spec}.*{says}|--fidelity.*{says}"):
-            evaluate.get_fidelity(spec)
+            fidelity.get_fidelity(spec)
 
 
 def test_a_fidelity_stored_before_its_choices_existed_keeps_its_behaviour_and_cache_keys():
@@ -296,7 +298,7 @@ def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_
     assert 0 < lo <= hi  # a perfect signal agrees better than a noisy reversed one in every resample
     # a reference started in another mode is finished in its own
     genome = next(g for g in refs if g != bench.GEN0_CHAMPION)
-    cfg = evaluate.Fidelity("reference", None, 2, validate_every_epoch=True).train_config(0).replace(cpu_bf16=True)
+    cfg = fidelity.Fidelity("reference", None, 2, validate_every_epoch=True).train_config(0).replace(cpu_bf16=True)
     dataset = fer.load("synthetic:70", ("train", "val"))
     states = tmp_path / "states"
     states.mkdir()

@@ -2,11 +2,13 @@
 
 import pytest
 
-from nas.evolve import evaluate
 from nas.evolve import objectives as objs
-from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity
+from nas.evolve import worker
+from nas.evolve.evaluate import Evaluator
+from nas.evolve.fidelity import Fidelity
 from nas.evolve.problem import Problem
 from nas.evolve.strategies import Request, make_strategy
+from nas.evolve.worker import EvalTask
 from nas.genome.grammar import parse_genome
 from nas.genome.space import load_space
 from nas.rundir import Cache
@@ -55,7 +57,7 @@ def test_promotion_keeps_the_networks_non_dominated_at_the_rung():
 
 
 def _job(genome, until):
-    return evaluate.Job(genome, until=until)
+    return worker.Job(genome, until=until)
 
 
 def test_rungs_must_end_at_the_fidelity_budget_and_eta_exceed_one():
@@ -103,7 +105,7 @@ def test_promoted_networks_end_exactly_as_scratch_training_and_states_are_cleane
 
 def test_a_generation_killed_mid_rung_resumes_without_training_anything_again(task, tmp_path, monkeypatch):
     uninterrupted = _halving(task, tmp_path / "clean")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
-    real, calls = evaluate.train_candidate, []
+    real, calls = worker.train_candidate, []
 
     def dies_in_the_second_rung(genome, task, until=None, state=None, *rest):
         calls.append((genome, until, state is not None))
@@ -111,7 +113,7 @@ def test_a_generation_killed_mid_rung_resumes_without_training_anything_again(ta
             raise KeyboardInterrupt  # the second promoted network, mid-training
         return real(genome, task, until, state, *rest)
 
-    monkeypatch.setattr(evaluate, "train_candidate", dies_in_the_second_rung)
+    monkeypatch.setattr(worker, "train_candidate", dies_in_the_second_rung)
     with pytest.raises(KeyboardInterrupt):
         _halving(task, tmp_path / "run")[0].evaluate([Request(parse_genome(g)) for g in GENOMES])
     calls.clear()
@@ -135,13 +137,13 @@ def test_on_a_continuable_schedule_rungs_stop_short_and_the_finalists_finish_the
     top = [r for r in records if r["epochs"] == 2]
     assert len(top) == 2 and all(r["curve"][-1]["branch_acc"] == round(r["val_acc"], 5) for r in records)
     assert len(list((tmp_path / "states").glob("*.pt"))) == 2  # the top of the rungs may still be finalists
-    real, calls = evaluate.train_candidate, []
+    real, calls = worker.train_candidate, []
 
     def spy(genome, task, until=None, state=None, *rest):
         calls.append((genome, until, state is not None))
         return real(genome, task, until, state, *rest)
 
-    monkeypatch.setattr(evaluate, "train_candidate", spy)
+    monkeypatch.setattr(worker, "train_candidate", spy)
     finals = halving.finalize([parse_genome(r["genome"]) for r in top], "rich")
     assert [c[1:] for c in calls] == [(None, True), (None, True)]  # continued from their kept states
     assert [f["epochs"] for f in finals] == [12, 12] and all(len(f["curve"]) == 12 for f in finals)

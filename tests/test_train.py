@@ -246,7 +246,9 @@ def test_numeric_modes_are_calibrated_once_per_machine_and_kept(tmp_path, monkey
 
 
 def test_bf16_on_the_cpu_trains_and_is_recorded(synthetic_csv):
-    from nas.evolve.evaluate import EvalTask, Evaluator, Fidelity
+    from nas.evolve.evaluate import Evaluator
+    from nas.evolve.fidelity import Fidelity
+    from nas.evolve.worker import EvalTask
 
     genome = "conv_k3_c16_s1_relu_bn | pool_max | gap"
     fid = Fidelity("one", train_images=140, epochs=1, batch_size=32)

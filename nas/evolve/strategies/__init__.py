@@ -2,7 +2,7 @@
 
 The runner sends one ``Request`` per admitted proposal (the genome, its parents, its costs known before
 training) and gets one record back per request, in order. A strategy decides what training each network
-gets, using the evaluator's jobs (``nas.evolve.evaluate.Job``): train from scratch at one fidelity (``scratch``),
+gets, using the evaluator's jobs (``nas.evolve.worker.Job``): train from scratch at one fidelity (``scratch``),
 or several rounds over the batch that continue the promising networks from their kept training states.
 Adding a strategy is one module here plus a line in ``STRATEGIES``.
 """
@@ -75,7 +75,7 @@ class Strategy(ABC):
     def finalize(self, genomes: list[Genome], fidelity: str) -> list[dict]:
         """Records of a longer training at the fidelity ``fidelity`` (a preset or spelled-out budget: the
         finalists of a search), with the search's loss and validation mode."""
-        from nas.evolve.evaluate import get_fidelity
+        from nas.evolve.fidelity import get_fidelity
 
         own = self.evaluator.task.fidelity
         richer = replace(get_fidelity(fidelity), class_balance=own.class_balance, validate_bf16=own.validate_bf16)

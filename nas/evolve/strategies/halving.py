@@ -85,7 +85,7 @@ class Halving(Strategy):
         )
 
     def evaluate(self, requests: list[Request], on_record: OnRecord | None = None) -> list[dict]:
-        from nas.evolve.evaluate import Job
+        from nas.evolve.worker import Job
 
         genomes = {r.genome.key: r.genome for r in requests}  # one training per network, repeats share it
         records: dict[str, dict] = {}
@@ -123,7 +123,7 @@ class Halving(Strategy):
         else they train again at ``fidelity``."""
         if not self.open_ended:
             return super().finalize(genomes, fidelity)
-        from nas.evolve.evaluate import Job
+        from nas.evolve.worker import Job
 
         return self.evaluator.evaluate([Job(str(g), keep_state=True, resumable=True) for g in genomes])
 
