@@ -14,10 +14,13 @@ from nas.cli import main
 from nas.evolve import objectives as objs
 from nas.genome.space import draw, is_valid, load_space, sample
 
+# what these tests check needs no real training: one epoch of 140 images, no finalists
+FAST = ("--fidelity", "140x1b32", "--strategy", "scratch", "--finalists", "0")
+
 
 def _search(algorithm: str, data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("alg") / algorithm
-    assert _evolve(run_dir, data, "--algorithm", algorithm) == 0
+    assert _evolve(run_dir, data, "--algorithm", algorithm, *FAST) == 0
     return run_dir
 
 
@@ -63,7 +66,7 @@ def test_optuna_study_holds_every_evaluation(optuna_run):
 
 def test_random_search_resumes_exactly(random_run, synthetic_csv, tmp_path):
     run_dir = tmp_path / "part"
-    assert _evolve(run_dir, synthetic_csv, "--algorithm", "random", "--generations", "1") == 0
+    assert _evolve(run_dir, synthetic_csv, "--algorithm", "random", "--generations", "1", *FAST) == 0
     assert main(["evolve", "--resume", str(run_dir), "--generations", "2"]) == 0
     assert _summary(run_dir) == _summary(random_run)
 
@@ -81,7 +84,7 @@ def test_optuna_search_interrupted_mid_generation_resumes_its_asked_trials(synth
 
     run_dir = tmp_path / "opt"
     monkeypatch.setattr(Evaluator, "evaluate", evaluate)
-    assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--generations", "1") == 130
+    assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--generations", "1", *FAST) == 130
     monkeypatch.setattr(Evaluator, "evaluate", real)
     storage = f"sqlite:///{run_dir / 'search.db'}"
     left = optuna.load_study(study_name="search", storage=storage).trials
@@ -94,7 +97,8 @@ def test_optuna_search_interrupted_mid_generation_resumes_its_asked_trials(synth
 
 def test_optuna_sampler_sees_over_budget_networks_as_infeasible(synthetic_csv, tmp_path):
     run_dir = tmp_path / "budget"
-    assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--max-mflops", "0.3", "--generations", "1") == 0
+    assert _evolve(run_dir, synthetic_csv, "--algorithm", "optuna", "--max-mflops", "0.3", "--generations", "1",
+                   *FAST) == 0  # fmt: skip
     trials = optuna.load_study(study_name="search", storage=f"sqlite:///{run_dir / 'search.db'}").trials
     mflops = pd.read_csv(run_dir / "evaluations.csv").groupby("genome")["flops"].first() / 1e6
     excess = [mflops[t.user_attrs["genome"]] / 0.3 - 1 for t in trials]

@@ -405,7 +405,8 @@ def copy_run(w: World, tmp: Path, edit: Callable[[Path], object] = lambda run: N
 def _evolved(w: World) -> Path:
     run = w.root / "evolved"
     if not (run / "checkpoint.json").exists():
-        args = ["evolve", "--data", str(w.csv), "--run-dir", str(run), *TINY, "--finalists", "0"]
+        fast = ["--finalists", "0", "--fidelity", "140x1b32", "--strategy", "scratch"]  # no real training needed
+        args = ["evolve", "--data", str(w.csv), "--run-dir", str(run), *TINY, *fast]
         assert main(args) == 0
     return run
 
