@@ -8,14 +8,11 @@ import optuna
 import pandas as pd
 import pytest
 from conftest import load_benchmark
-from test_evolve import _evolve, _summary
+from test_evolve import FAST, _evolve, _summary
 
 from nas.cli import main
 from nas.evolve import objectives as objs
 from nas.genome.space import draw, is_valid, load_space, sample
-
-# what these tests check needs no real training: one epoch of 140 images, no finalists
-FAST = ("--fidelity", "140x1b32", "--strategy", "scratch", "--finalists", "0")
 
 
 def _search(algorithm: str, data, tmp_path_factory):

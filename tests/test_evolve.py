@@ -34,6 +34,10 @@ ARGS = [
 ]
 
 
+# for tests that check run files, resume and errors, not what training finds: one epoch of 140 images
+FAST = ("--fidelity", "140x1b32", "--strategy", "scratch", "--finalists", "0")
+
+
 def _evolve(run_dir: Path, data: Path, *extra: str) -> int:
     return main(["evolve", "--data", str(data), "--run-dir", str(run_dir), *ARGS, *extra])
 
@@ -165,7 +169,7 @@ def test_sigkill_mid_generation_then_resume_equals_uninterrupted(uninterrupted, 
 
 
 def test_penalty_mode_runs(synthetic_csv, tmp_path):
-    assert _evolve(tmp_path / "pen", synthetic_csv, "--mode", "penalty", "--generations", "1") == 0
+    assert _evolve(tmp_path / "pen", synthetic_csv, "--mode", "penalty", "--generations", "1", *FAST) == 0
     evals = pd.read_csv(tmp_path / "pen" / "evaluations.csv")
     assert (evals["generation"] == 1).sum() == 8 - 2  # two elites survive untouched, six children
     assert (tmp_path / "pen" / "champion.json").exists()
@@ -182,7 +186,9 @@ def _share_over(space: str, mflops: float, n: int = 100) -> float:
 def test_searches_spend_no_evaluation_on_networks_over_the_budget(algorithm, synthetic_csv, tmp_path):
     assert _share_over("tiny", 0.3) > 0.3, "the budget should split the tiny space's networks"
     run = tmp_path / algorithm
-    assert _evolve(run, synthetic_csv, "--algorithm", algorithm, "--max-mflops", "0.3", "--generations", "1") == 0
+    assert (
+        _evolve(run, synthetic_csv, "--algorithm", algorithm, "--max-mflops", "0.3", "--generations", "1", *FAST) == 0
+    )
     evals = pd.read_csv(run / "evaluations.csv")
     assert len(evals) == 16 and (evals["status"] == "ok").all() and (evals["flops"] <= 0.3e6).all()
     assert evals["genome"].nunique() >= 12  # new networks, not the budget's fallback of repeating parents
@@ -190,7 +196,7 @@ def test_searches_spend_no_evaluation_on_networks_over_the_budget(algorithm, syn
 
 def test_max_mflops_replaces_the_space_budget_and_survives_resume(synthetic_csv, tmp_path):
     run = tmp_path / "budget"
-    assert _evolve(run, synthetic_csv, "--max-mflops", "0.3", "--generations", "0") == 0
+    assert _evolve(run, synthetic_csv, "--max-mflops", "0.3", "--generations", "0", *FAST) == 0
     assert json.loads((run / "config.json").read_text())["problem"]["max_mflops"] == 0.3
     assert main(["evolve", "--resume", str(run), "--generations", "1"]) == 0
     evals = pd.read_csv(run / "evaluations.csv")
@@ -254,7 +260,7 @@ def test_baselines_command_prints_their_sizes(capsys):
 def test_sigterm_stops_cleanly_and_says_how_to_resume(synthetic_csv, tmp_path):
     run_dir = tmp_path / "term"
     proc = _spawn_evolve(
-        run_dir, synthetic_csv, "--generations", "5", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        run_dir, synthetic_csv, "--generations", "5", *FAST, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     _wait_for_first_generation(run_dir, time.monotonic() + 300)
     proc.send_signal(signal.SIGTERM)
@@ -266,7 +272,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(synthetic_csv, tmp_path):
 
 def test_resume_before_the_first_checkpoint_restarts_from_the_cache(uninterrupted, synthetic_csv, tmp_path):
     run_dir = tmp_path / "early"
-    assert _evolve(run_dir, synthetic_csv, "--generations", "0") == 0
+    assert _evolve(run_dir, synthetic_csv, "--generations", "0", *FAST) == 0
     (run_dir / "checkpoint.json").unlink()  # as if stopped before the first checkpoint was written
     lines = len((run_dir / "cache.jsonl").read_text().splitlines())
     assert main(["evolve", "--resume", str(run_dir), "--generations", "0"]) == 0
