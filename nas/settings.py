@@ -31,6 +31,17 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Iter
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def registered(registry: dict[str, str], name: str, flag: str, what: str) -> Any:
+    """The class a registry (name -> ``"module:Class"``, imported only when chosen) names, or a one-line
+    error for the ``flag`` that asked for an unknown ``what``."""
+    import importlib
+
+    if name not in registry:
+        raise SettingError(f"{flag}: unknown {what} {name!r}; choose from {', '.join(registry)}")
+    module, cls = registry[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -9,7 +9,6 @@ evaluations. Adding an algorithm is one module in this package plus a line in ``
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 from nas.errors import SettingError
 from nas.evolve.problem import Evaluation, Problem
 from nas.genome.grammar import Genome
+from nas.settings import registered
 
 Lookup = Callable[[Genome], Evaluation]  # the run's evaluation of a genome (for resuming)
 
@@ -108,10 +108,7 @@ DEFAULT_ALGORITHM = "surrogate"
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
-    if name not in ALGORITHMS:
-        raise SettingError(f"--algorithm: unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
-    module, cls = ALGORITHMS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return registered(ALGORITHMS, name, "--algorithm", "algorithm")
 
 
 def resolve_options(name: str, given: dict | None) -> Any:

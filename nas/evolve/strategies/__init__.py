@@ -9,7 +9,6 @@ Adding a strategy is one module here plus a line in ``STRATEGIES``.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import SettingError
 from nas.genome.grammar import Genome
+from nas.settings import registered
 
 if TYPE_CHECKING:
     from nas.evolve.evaluate import Evaluator
@@ -111,10 +111,7 @@ DEFAULT_STRATEGY = "halving"
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    if name not in STRATEGIES:
-        raise SettingError(f"--strategy: unknown evaluation strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    module, cls = STRATEGIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return registered(STRATEGIES, name, "--strategy", "evaluation strategy")
 
 
 def make_strategy(name: str, evaluator: Evaluator, problem: Problem, **options: Any) -> Strategy:
