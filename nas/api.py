@@ -63,7 +63,8 @@ def search(data: str | None = None, space: str | Path = "default", *, run_dir: s
 def _start(run_dir: str | Path | None, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
     """A new run (in ``runs/<time>-<space>-s<seed>`` unless ``run_dir``): refused where one exists; the data
     is checked before the directory is made."""
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.space.get('name', 'space')}-s{config.search.seed}"
+    space = rundir.safe_name(str(config.space.get("name", "space")))  # a path component, whatever the file says
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{space}-s{config.search.seed}"
     run_dir = Path(run_dir) if run_dir else RUNS / name
     if any((run_dir / f).exists() for f in (rundir.CHECKPOINT, rundir.OLD_CHECKPOINT, rundir.CACHE)):
         raise RunDirError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
@@ -148,7 +149,7 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
     """Run the search while this process holds the run directory (``rundir.locked``), logging into its
     ``run.log`` too (appended to by every resume: the whole story of a long run, with times)."""
     with rundir.locked(run_dir):
-        handler = logging.FileHandler(run_dir / rundir.RUN_LOG, encoding="utf-8")
+        handler = logging.StreamHandler(rundir.open_append(run_dir / rundir.RUN_LOG))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         level = log.level
         log.addHandler(handler)
@@ -162,7 +163,7 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
         finally:
             log.removeHandler(handler)
             log.setLevel(level)
-            handler.close()
+            handler.stream.close()
 
 
 def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:

@@ -141,9 +141,9 @@ def cmd_evolve(args) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
+    finally:  # before any error is printed: the line it is printed on must be its own
+        progress.close()
         signal.signal(signal.SIGTERM, previous)
-    progress.close()
     print(
         f"done: {result.run_dir} — {len(result.front)} networks on the front, best accuracy "
         f"{max((r['val_acc'] for r in result.front), default=0.0):.4f}, hypervolume {result.hypervolume:.4f}, "

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,36 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
+def no_link(path: Path) -> Path:
+    """Refuse a symbolic link where a run's file should be: writing through it would change a file outside
+    the run directory."""
+    if path.is_symlink():
+        raise RunDirError(f"{path}: is a symbolic link; a run writes only its own files (remove the link)")
+    return path
+
+
+def open_append(path: str | Path, mode: str = "a"):
+    """Open a run file for appending (``a``) or for reading and writing (``r+``, created if missing), never
+    through a symbolic link."""
+    path = no_link(Path(path))
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_WRONLY | os.O_APPEND if mode == "a" else os.O_RDWR)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot write ({exc.strerror})") from None
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
+def safe_name(text: str) -> str:
+    """User text fit to be one path component: letters, digits, ``.-_``; nothing that climbs out."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "space"
+    return name[:60]
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Replace ``path`` with ``data`` all at once: readers see the old file or the new one, never half."""
-    path = Path(path)
+    """Replace ``path`` with ``data`` all at once: readers see the old file or the new one, never half (and
+    never a file outside the run directory: a link in its place is refused)."""
+    path = no_link(Path(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -111,12 +139,7 @@ def locked(run_dir: str | Path):
     except ImportError:  # not POSIX: no lock
         yield
         return
-    path = Path(run_dir) / LOCK
-    try:
-        f = path.open("a+")
-    except OSError as exc:
-        raise RunDirError(f"{path}: cannot open the run directory's lock ({exc.strerror})") from None
-    with f:
+    with open_append(Path(run_dir) / LOCK, "r+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -211,7 +234,7 @@ class Cache:
     def put(self, record: dict) -> None:
         self.records[record["cache_key"]] = record
         if self.path:
-            with self.path.open("a") as f:
+            with open_append(self.path) as f:
                 f.write("\n" * self._cut + json.dumps(_finite(record)) + "\n")
                 self._cut = False
                 f.flush()

@@ -732,3 +732,37 @@ def test_malformed_input_is_one_line_naming_it_and_exit_2(case, world, tmp_path,
         assert not (tmp_path / rel).exists(), f"{rel} left behind"
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert set(after) <= set(before), f"left behind: {sorted(set(after) - set(before))}"
+
+
+@pytest.mark.parametrize("name, command", [
+    (".lock", "resume"), ("run.log", "resume"), ("cache.jsonl", "resume"), ("checkpoint.json", "resume"),
+    ("progress.png", "report"),
+])  # fmt: skip
+def test_a_link_in_place_of_a_run_file_is_refused_and_what_it_points_to_is_untouched(world, tmp_path, capsys, name,
+                                                                                      command):  # fmt: skip
+    outside = tmp_path / "outside"
+
+    def link(run: Path) -> None:  # the link's target holds what the file held, so that reading it succeeds
+        outside.write_bytes((run / name).read_bytes() if (run / name).exists() else b"precious\n")
+        (run / name).unlink(missing_ok=True)
+        (run / name).symlink_to(outside)
+
+    run = copy_run(world, tmp_path, link)
+    before = outside.read_bytes()
+    argv = ["evolve", "--resume", str(run), "--generations", "2"] if command == "resume" else ["report", str(run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and f"{run / name}: is a symbolic link" in err, err
+    assert outside.read_bytes() == before
+
+
+def test_a_space_named_to_climb_out_still_runs_inside_runs(world, tmp_path, monkeypatch):
+    import nas.api
+
+    tiny = (Path(__file__).resolve().parents[1] / "search_spaces/tiny.toml").read_text()
+    space = write(tmp_path / "space.toml", tiny.replace('name = "tiny"', 'name = "../../../x"'))
+    monkeypatch.setattr(nas.api, "RUNS", tmp_path / "runs")
+    assert main(["evolve", "--data", str(world.csv), "--space", str(space), *TINY[2:], "--generations", "0",
+                 "--fidelity", "140x1b32", "--strategy", "scratch", "--finalists", "0"]) == 0  # fmt: skip
+    made = [p for p in (tmp_path / "runs").iterdir()]
+    assert len(made) == 1 and made[0].name.endswith("-x-s0") and not (tmp_path / "x").exists()

@@ -17,6 +17,7 @@ from nas.evolve import objectives as objs
 from nas.evolve.runner import Callback, State
 from nas.genome.space import load_baselines
 from nas.rundir import EVALUATIONS, PARETO, PROGRESS
+from nas.training.report import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,7 @@ def _plot_front(run_dir: Path, evals: pd.DataFrame, front: pd.DataFrame, o: objs
     ax.set_title(f"{run_dir.name}: accuracy vs {o.name}  ({len(ok)} networks)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
-    path = run_dir / f"pareto_{o.name}.png"
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, run_dir / f"pareto_{o.name}.png")
 
 
 def _mark_baselines(ax, ok: pd.DataFrame, o: objs.Objective) -> None:
@@ -180,8 +177,4 @@ def _plot_progress(run_dir: Path, progress: pd.DataFrame) -> Path:
         axes[1].plot(progress["gen"], progress["pop_mean_acc"], ls="--", label="population mean")
         axes[1].legend(fontsize=8)
     fig.suptitle(f"{run_dir.name}: progress per generation")
-    fig.tight_layout()
-    path = run_dir / "progress.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, run_dir / "progress.png")

@@ -16,15 +16,19 @@ log = logging.getLogger(__name__)
 
 
 def save_figure(fig, path: Path, size: tuple[float, float] | None = None) -> Path:
-    """Lay out, save as PNG and close a matplotlib figure (also for Optuna's plots)."""
+    """Lay out, save as PNG (atomically, never through a link) and close a matplotlib figure (also for
+    Optuna's plots)."""
+    import io
+
     import matplotlib.pyplot as plt
 
     if size:
         fig.set_size_inches(*size)
     fig.tight_layout()
-    fig.savefig(path, dpi=120 if size else fig.dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120 if size else fig.dpi)
     plt.close(fig)
-    return Path(path)
+    return atomic_write(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------- a long training's curve
@@ -127,9 +131,7 @@ def _plot_confusion(cm, path: Path, title: str) -> None:
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
