@@ -308,3 +308,15 @@ def test_fidelity_benchmark_trains_references_as_train_py_and_ranks_spelled_out_
     train(model, dataset["train"], dataset["val"], cfg, "cpu", checkpoint=checkpoint, until=1)
     row = bench.reference(genome, "synthetic:70", 2, 1, states, 0)
     assert row["numerics"] == "bf16" and row["epochs"] == 2
+
+
+def test_the_full_fidelity_trains_as_the_final_training_does():
+    """The search's top rung is the final training: every setting that changes what is trained is the
+    default recipe's (a 100-epoch wsd schedule), so the two cannot disagree."""
+    from dataclasses import asdict
+
+    from nas.training.loop import RECIPES, RECORDING, changed_settings
+
+    searched = fidelity.FIDELITIES["full"].train_config(seed=3)
+    final = RECIPES["default"].replace(epochs=100, scheduler="wsd", seed=3)
+    assert changed_settings(asdict(searched), final) == [] and set(RECORDING) == {"validate_every_epoch"}

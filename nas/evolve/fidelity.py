@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, replace
 
 from nas.errors import SettingError
 from nas.genome.grammar import Genome
-from nas.training.loop import TrainConfig
+from nas.training.loop import RECIPES, TrainConfig
+
+_RECIPE = RECIPES["default"]  # what the final training trains with (nas.training.final)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,17 @@ FIDELITIES = {
     # the final training itself (all of Training, the default recipe's optimizer, learning rate, batch and
     # augmentation, 100 epochs of warmup-stable-decay), to be cut into rungs that each score a quarter-epoch
     # cool-down branch and continue (issue #33; benchmarks/bench_fidelity.py measures its rank fidelity)
-    "full": Fidelity("full", train_images=None, epochs=100, augment=0.5, scheduler="wsd", branch=0.25),
+    "full": Fidelity(
+        "full",
+        train_images=None,
+        epochs=100,
+        lr=_RECIPE.lr,
+        batch_size=_RECIPE.batch_size,
+        augment=_RECIPE.augment,
+        class_balance=_RECIPE.class_balance,
+        scheduler="wsd",
+        branch=0.25,
+    ),  # fmt: skip
 }
 
 
