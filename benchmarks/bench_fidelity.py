@@ -310,11 +310,15 @@ def signals(cheap_rows: pd.DataFrame, halving: list[tuple[tuple[int, ...], float
             if rungs[-1] > epochs or (not branch and rungs[-1] != epochs):
                 continue
             score = "branch_acc" if branch else "val_acc"
-            values, trained = simulate_halving({g: [r[score] for r in c] for g, c in curves.items()}, rungs, eta)
+            scores = {g: [r[score] for r in c] for g, c in curves.items()}
+            values, trained = simulate_halving(scores, rungs, eta)
             reached = [sum(1 for r in rungs if r <= t) for t in trained.values()]
             cost = sum(t + branch * n for t, n in zip(trained.values(), reached)) / len(trained)
             label = f"{name}, halving rungs {','.join(map(str, rungs))} eta {eta:g}"
             add(label, values, cost, sum(reached) / len(reached), recorded=True)
+            if branch:  # the same promotions, each score less the mean gain of its rung over the first
+                add(label + ", rung-adjusted", rung_adjusted(scores, values, trained, rungs), cost,
+                    sum(reached) / len(reached), recorded=True)  # fmt: skip
     return out
 
 
@@ -338,6 +342,19 @@ def simulate_halving(curves: dict[str, list[float]], rungs: tuple[int, ...], eta
             points = [(values[g], count_params_of(g)) for g in alive]
             alive = [alive[i] for i in preference(points, two)[: math.ceil(len(alive) / eta)]]
     return values, trained
+
+
+def rung_adjusted(curves: dict[str, list[float]], values: dict, trained: dict, rungs: tuple[int, ...]) -> dict:
+    """Scores comparable across rungs: a network's score at the last rung it reached, less the mean gain from
+    the first rung to that one over the networks that reached it (the extra training, not the network)."""
+    gain = {r: float(np.mean([c[r - 1] - c[rungs[0] - 1] for g, c in curves.items() if trained[g] >= r]))
+            for r in rungs}  # fmt: skip
+    return {g: v - gain[trained[g]] for g, v in values.items()}
+
+
+def regret(x: np.ndarray, y: np.ndarray) -> float:
+    """What picking the signal's best network loses against the truth's best (accuracy points of the truth)."""
+    return float(y.max() - y[int(np.argmax(x))])
 
 
 def decide(every: dict[str, dict], scores: dict[str, tuple[float, float]], base: str) -> str:
@@ -396,8 +413,8 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     gap = f" | tau minus {args.compare}'s (90% interval, paired)" if base is not None else ""
     lines += [
         "| signal | networks | epochs trained | validations | core-s of the whole training "
-        f"| Kendall tau (90% interval) | Spearman rho{gap} |",
-        "|---|---|---|---|---|---|---|" + ("---|" if gap else ""),
+        f"| Kendall tau (90% interval) | Spearman rho | regret of the top pick{gap} |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if gap else ""),
     ]
     size = {"values": {g: count_params_of(g) for g in genomes}, "epochs": 0, "validations": 0, "core_seconds": 0}
     scores: dict[str, tuple[float, float]] = {}  # signal: (tau, upper end of the paired gap's interval)
@@ -410,7 +427,7 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
         lo, hi = bootstrap_tau(x, y)
         row = (
             f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.3g} "
-            f"| {tau(x, y):.2f} ({lo:.2f} to {hi:.2f}) | {stats.spearmanr(x, y).statistic:.2f} |"
+            f"| {tau(x, y):.2f} ({lo:.2f} to {hi:.2f}) | {stats.spearmanr(x, y).statistic:.2f} | {regret(x, y):.3f} |"
         )
         if base is not None:
             x3, b3, y3 = (both.join(base, how="inner")[c].to_numpy() for c in ("x", "base", "y"))
