@@ -157,7 +157,7 @@ def test_only_a_continuable_schedule_may_end_its_rungs_early():
     problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, lambda g: {})
     ev = FakeEvaluator({})
     ev.task = EvalTask("synthetic:70", WSD)
-    assert make_strategy("halving", ev, problem).rungs == (1,)
+    assert make_strategy("halving", ev, problem).rungs == (2,)
     with pytest.raises(ValueError, match="the last rung must be at most 12 epochs"):
         make_strategy("halving", ev, problem, rungs=(1, 13))
 

@@ -45,12 +45,12 @@ class Options:
     eta: float = setting(3.0, "promote 1/eta of the networks per rung")
 
 
-# the rungs on a continuable schedule, before the finalists' top rung: one epoch and its cool-down ranked
-# the rank-fidelity benchmark's networks like a 30-epoch training with Kendall tau 0.74 at 1.25 epochs a
-# network; adding rungs, compared across rungs as they are here, ranked them worse (rungs 1,3: 0.60; 2,4:
-# 0.73 at 3.1 epochs), because Pareto promotion lifts small networks by their extra training
-# (benchmarks/results/fidelity_full_cpu.md)
-CONTINUABLE_RUNGS = (1,)
+# the rungs on a continuable schedule, before the finalists' top rung: two epochs and a cool-down ranked the
+# rank-fidelity benchmark's 24 networks like a 30-epoch training with Kendall tau 0.78 (0.66-0.89) at 2.25
+# epochs a network (one epoch: 0.69); more rungs, compared across rungs as they are here, ranked them worse
+# (rungs 2,4 eta 3: 0.72 at 3 epochs; 1,3: 0.62), as Pareto promotion lifts small networks by their extra
+# training alone (benchmarks/results/fidelity_full_cpu.md)
+CONTINUABLE_RUNGS = (2,)
 
 
 class Halving(Strategy):
