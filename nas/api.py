@@ -23,7 +23,7 @@ from nas import config as runconfig
 from nas import rundir
 from nas.config import RunConfig
 from nas.errors import NasError, RunDirError, SettingError
-from nas.evolve.runner import RULE_METRIC, Callback
+from nas.evolve.runner import Callback
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
@@ -214,23 +214,23 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     checkpoint = rundir.read_checkpoint(run_dir)
     done = checkpoint["generation"] + 1 if checkpoint else 0
     todo = search_cfg.population * (search_cfg.generations + 1 - done)
-    finalists = search_cfg.finalists if search_cfg.champion_rule in RULE_METRIC else 0
-    log.info(estimate(task, todo, ev.jobs, strategy.epochs_per_network(), finalists, strategy.final_epochs()))
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
+    log.info(estimate(task, todo, ev.jobs, strategy.epochs_per_network(), runner.finalists, strategy.final_epochs()))
     try:
         state = runner.run()
     finally:
         strategy.close()
-    if state.champion and (state.champion.get("finalist") or {}).get("checkpoint"):
-        _report_champion(run_dir, task)
+    _report_champion(run_dir, task)
     return Result(run_dir, state.generation, state.front, state.champion, state.progress, state.seconds)
 
 
 def _report_champion(run_dir: Path, task) -> None:
-    """The champion left the search fully trained (the top rung): save it and write its test report, as
-    ``train.py`` would, continuing the search's training instead of repeating it."""
-    from nas.training.final import train_final
+    """Where the champion left the search fully trained (the top rung): save it and write its test report,
+    as ``train.py`` would, continuing the search's training instead of repeating it."""
+    from nas.training.final import searched_checkpoint, train_final
 
+    if searched_checkpoint(run_dir) is None:
+        return
     report = train_final(run_dir, recipe="searched", epochs=task.fidelity.epochs, seed=task.seed, device=task.device)
     log.info(f"champion fully trained by the search: test accuracy {report['ten_crop']['acc']:.4f} ten-crop")
 

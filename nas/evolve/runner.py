@@ -107,9 +107,14 @@ class Runner:
             cb.start_run(self.run_dir, self.config.generations, state)
         for generation in range(state.generation + 1, self.config.generations + 1):
             self._generation(generation, state)
-        if self.config.finalists and state.champion and self.config.champion_rule in RULE_METRIC:
+        if self.finalists and state.champion:
             self._finalists(state)
         return state
+
+    @property
+    def finalists(self) -> int:
+        """Front members trained again after the last generation (none where the champion rule is no metric)."""
+        return self.config.finalists if self.config.champion_rule in RULE_METRIC else 0
 
     def _finalists(self, state: State) -> None:
         """Brief training ranks the top of a front least reliably: its best few train again, longer."""

@@ -57,7 +57,8 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
     """The recipe's config and the name the report gives it.
 
     ``auto`` takes the tuned recipe only where tuning confirmed it at full length (``tuned.json``'s
-    confirmation), else the default, and says why."""
+    confirmation), else the default, and says why; in a run without tuning whose search trained its champion
+    fully, the search's own settings (``searched``)."""
     tuned_path = run_dir / rundir.TUNED
     if recipe in RECIPES:
         return RECIPES[recipe], recipe
@@ -67,7 +68,9 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
     if recipe == "searched" or (recipe == "auto" and searched_state and not tuned_path.exists()):
         if searched_state is None:
             raise RunDirError(f"{run_dir / rundir.CHAMPION}: the search did not train its champion fully")
-        saved = torch.load(searched_state, map_location="cpu", weights_only=True)["config"]
+        saved = _saved_config(searched_state)
+        if saved is None:
+            raise RunDirError(f"{searched_state}: the search's training of the champion is unreadable")
         return TrainConfig.from_dict(saved), "searched"
     if not tuned_path.exists():
         if recipe == "tuned":
@@ -93,14 +96,25 @@ def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str
         if not isinstance(run, dict) or run.get("genome") != genome or run.get("data") != data:
             continue
         checkpoint = run_dir / str(run.get("checkpoint"))
-        try:
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
-            if not training.changed_settings(saved, cfg):
-                return checkpoint
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, IndexError,
-                AttributeError) as exc:  # fmt: skip
-            log.warning(f"{checkpoint}: not continued, unreadable ({first_line(exc)})")
+        if _continues(checkpoint, cfg):
+            return checkpoint
     return None
+
+
+def _saved_config(checkpoint: Path) -> dict | None:
+    """The training settings a checkpoint was written under; None (and a warning) where it is unreadable."""
+    try:
+        return dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["config"])
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, IndexError,
+            AttributeError, ValueError) as exc:  # fmt: skip
+        log.warning(f"{checkpoint}: not continued, unreadable ({first_line(exc)})")
+        return None
+
+
+def _continues(checkpoint: Path, cfg: TrainConfig) -> bool:
+    """Whether a training of ``cfg`` may continue ``checkpoint``: it was written under the same settings."""
+    saved = _saved_config(checkpoint)
+    return saved is not None and not training.changed_settings(saved, cfg)
 
 
 def searched_checkpoint(run_dir: Path, genome: str | None = None, data: str | None = None) -> Path | None:
@@ -234,17 +248,12 @@ def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file
         if confirmed is not None:
             rundir.atomic_write(state_file, confirmed.read_bytes())
             log.info(f"{confirmed}: tuning's confirmation trained this recipe at full length; continued, not repeated")
-        elif searched_state is not None and _same_training(searched_state, cfg):
+        elif searched_state is not None and _continues(searched_state, cfg):
             rundir.atomic_write(state_file, searched_state.read_bytes())
             log.info(f"{searched_state}: the search trained this network with this recipe; continued, not repeated")
         else:
             return []
     return list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
-
-
-def _same_training(checkpoint: Path, cfg: TrainConfig) -> bool:
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
-    return not training.changed_settings(saved, cfg)
 
 
 def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metrics: dict, search: dict | None,

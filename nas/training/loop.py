@@ -499,5 +499,5 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write(path, buf.getvalue())
-    if cfg.scheduler == "wsd" and (epoch + 1) * loop.steps <= decay_start(cfg, loop.steps) < (epoch + 2) * loop.steps:
+    if in_stable_phase(cfg, loop.steps, epoch) and not in_stable_phase(cfg, loop.steps, epoch + 1):
         atomic_write(stable_copy(path), buf.getvalue())
