@@ -4,13 +4,15 @@ Default: for each baseline, ``--repeats`` separate latency phases (each the medi
 a search), their spread (max / min), and the same in torch eager. A spread near 1 means measured latency
 ranks networks by their cost, not by chance.
 
-``--table N``: N uniform samples of the default space within its FLOPs budget, predicted by a fresh
+``--table N``: N uniform samples of the default space within its latency budget (or, with ``--band LO,HI``,
+measured within LO-HI ms: where the budget bites), predicted by a fresh
 latency table (``nas.deploy.latency.LatencyTable``, its units measured now) and measured end to end in
 ``--repeats`` phases (median); Spearman's rho and Kendall's tau between prediction and measurement, the
 spread of their ratio, and FLOPs as a predictor for comparison.
 
     python benchmarks/bench_latency.py [--repeats 10]
     python benchmarks/bench_latency.py --table 40 --repeats 5
+    python benchmarks/bench_latency.py --table 40 --repeats 5 --band 0.5,1.5
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ EXTRA = {
 }
 
 
-def table_fidelity(n: int, repeats: int, seed: int = 0) -> str:
-    """Predicted against measured latency on ``n`` networks within the default space's budget."""
+def table_fidelity(n: int, repeats: int, seed: int = 0, band: tuple[float, float] | None = None) -> str:
+    """Predicted against measured latency on ``n`` networks within the default space's latency budget, or,
+    with ``band``, on ``n`` networks measured within that range of milliseconds (where the budget bites)."""
     import random
     import tempfile
     from pathlib import Path
@@ -46,12 +49,15 @@ def table_fidelity(n: int, repeats: int, seed: int = 0) -> str:
     from nas.genome.space import load_space, sample
 
     space, rng, genomes = load_space("default"), random.Random(seed), []
-    while len(genomes) < n:
-        g = sample(space, rng)
-        if count_flops(build(g)) <= space.max_mflops * 1e6:
-            genomes.append(g)
     torch.set_num_threads(1)
     table = LatencyTable(Path(tempfile.mkdtemp()) / "table.json")
+    lo_ms, hi_ms = band or (0.0, space.max_latency_ms)
+    while len(genomes) < n:  # by the prediction first, with a margin; the band is applied to measurements
+        g = sample(space, rng)
+        if not lo_ms / 1.5 <= table.predict(g) <= hi_ms * (1.5 if band else 1.0):
+            continue
+        if not band or lo_ms <= measure({"new": build(g).eval()})["new"] <= hi_ms:
+            genomes.append(g)
     predicted = np.array([table.predict(g) for g in genomes])
     models = {str(i): build(g).eval() for i, g in enumerate(genomes)}
     phases = [measure(models) for _ in range(repeats)]
@@ -64,7 +70,7 @@ def table_fidelity(n: int, repeats: int, seed: int = 0) -> str:
         for name, x in (("latency table", predicted), ("FLOPs", flops))
     ]
     lines = [
-        f"{n} uniform samples of the default space within {space.max_mflops:g} MFLOPs (seed {seed}); measured: "
+        f"{n} uniform samples of the default space measured within {lo_ms:g}-{hi_ms:g} ms (seed {seed}); measured: "
         f"median of {repeats} latency phases; table: {len(table.entries)} units measured once",
         "",
         "| predictor | Spearman rho | Kendall tau |",
@@ -81,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--table", type=int, default=0, help="validate the latency table on this many networks")
+    ap.add_argument("--band", help="with --table: networks measured within LO,HI ms (e.g. 0.5,1.5)")
     args = ap.parse_args(argv)
     if args.table:
-        print(table_fidelity(args.table, args.repeats))
+        band = tuple(float(x) for x in args.band.split(",")) if args.band else None
+        print(table_fidelity(args.table, args.repeats, band=band))
         return 0
     nets = {name: b.genome for name, b in load_baselines().items()} | {k: parse_genome(v) for k, v in EXTRA.items()}
     models = {name: build(g).eval() for name, g in nets.items()}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nas import config as runconfig
 from nas import rundir
-from nas.config import RunConfig
+from nas.config import ProblemConfig, RunConfig
 from nas.errors import NasError, RunDirError, SettingError
 from nas.evolve.runner import Callback
 
@@ -180,14 +180,10 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
 
     space = space_from_dict(dict(config.space), source=config.space_file)
     p, search_cfg, ev = config.problem, config.search, config.evaluation
-    table = None
-    if ev.latency_model == "table":
+    table = None  # the latency table predicts the latency objective, or the latency cap (even if measured)
+    if ev.latency_model == "table" or p.max_latency_ms is not None:
         table = LatencyTable(machine_table_path(), run_dir / rundir.LATENCY_TABLE)
     shape, classes = tuple(space.input_shape), space.num_classes
-    problem = Problem.create(
-        space, p.objectives, p.max_mflops, p.max_params, None, p.max_latency_ms,
-        (lambda g: table.predict(g, shape, classes)) if table else None,
-    )  # fmt: skip
     task = EvalTask(
         data=config.data,
         fidelity=Fidelity(**ev.fidelity),
@@ -208,8 +204,12 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
         ev.scheduler,
         LatencyConfig(backend=ev.latency_backend),
         state_dir=run_dir / rundir.STATES,
-        latency_table=table,
+        latency_table=table if ev.latency_model == "table" else None,
     )
+    problem = Problem.create(
+        space, p.objectives, p.max_mflops, p.max_params, None, p.max_latency_ms,
+        (lambda g: table.predict(g, shape, classes)) if table else None, _floor(p, evaluator), p.min_params,
+    )  # fmt: skip
     strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
     checkpoint = rundir.read_checkpoint(run_dir)
     done = checkpoint["generation"] + 1 if checkpoint else 0
@@ -222,6 +222,25 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
         strategy.close()
     _report_champion(run_dir, task)
     return Result(run_dir, state.generation, state.front, state.champion, state.progress, state.seconds)
+
+
+def _floor(problem: ProblemConfig, evaluator):
+    """The run's accuracy floor, from the data its candidates train and are validated on; logged."""
+    from nas.evolve.problem import accuracy_floor
+
+    fidelity, data = evaluator.task.fidelity, evaluator.data
+    train, val = (data[s].subset(n, evaluator.task.seed) for s, n in (("train", fidelity.train_images),
+                                                                        ("val", fidelity.val_images)))  # fmt: skip
+    floor = accuracy_floor(problem.accuracy_margin, problem.floor_after, val.class_counts().tolist(), len(train),
+                           len(data["train"]), fidelity.epochs)  # fmt: skip
+    margin = problem.accuracy_margin
+    if floor is not None:
+        log.info(f"accuracy floor: a network not above {floor.accuracy:.3f} validation accuracy from epoch "
+                 f"{floor.from_epoch} on is infeasible (the majority-class rate + {margin:g})")  # fmt: skip
+    elif margin is not None and margin > -1:
+        log.info(f"no accuracy floor: fidelity {fidelity.name} trains less than {problem.floor_after:g} epochs "
+                 "of Training: accuracy cannot yet tell slow learners from networks that learn nothing")  # fmt: skip
+    return floor
 
 
 def _report_champion(run_dir: Path, task) -> None:

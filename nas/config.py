@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import rundir
-from nas.errors import NasError, RunDirError, SettingError, SpaceError, check_positive
+from nas.errors import RunDirError, SettingError, SpaceError, check_positive
 from nas.evolve.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class, resolve_options
 from nas.evolve.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
 from nas.evolve.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
@@ -40,10 +40,22 @@ class ProblemConfig:
     objectives: tuple[str, ...] = setting(DEFAULT_OBJECTIVES, f"from {', '.join(OBJECTIVES)}")
     max_mflops: float | None = setting(None, "FLOPs cap per image, in place of the space's")
     max_params: float | None = setting(None, "parameter cap: larger networks are never trained")
-    max_latency_ms: float | None = setting(None, "predicted-latency cap (--latency-model table)")
+    max_latency_ms: float | None = setting(
+        None, "latency cap in ms, predicted by the machine's latency table, in place of the space's (default: 1)"
+    )
+    min_params: float | None = setting(None, "parameter floor: smaller networks are never trained (none by default)")
+    # the useful-accuracy floor (nas.evolve.problem.Floor); None in runs made before it existed
+    accuracy_margin: float | None = setting(
+        0.02, "a network not above the validation split's majority-class rate by this much is infeasible "
+        "(-1: no floor)",
+    )  # fmt: skip
+    floor_after: float = setting(2.0, "the floor judges a network once it has seen this many epochs of Training")
 
     def __post_init__(self) -> None:
-        check_positive(max_mflops=self.max_mflops, max_params=self.max_params, max_latency_ms=self.max_latency_ms)
+        check_positive(max_mflops=self.max_mflops, max_params=self.max_params, max_latency_ms=self.max_latency_ms,
+                       min_params=self.min_params, floor_after=self.floor_after)  # fmt: skip
+        if self.accuracy_margin is not None and not -1 <= self.accuracy_margin < 1:
+            raise SettingError(f"--accuracy-margin must be in [-1, 1), got {self.accuracy_margin:g}")
         parse_objectives(self.objectives)
 
 
@@ -56,6 +68,11 @@ class SearchConfig:
     algorithm: str = setting(DEFAULT_ALGORITHM, "the search algorithm (nas.evolve.algorithms)", choices=ALGORITHMS)
     seed: int = setting(0, "the same seed gives the same search")
     options: dict = setting(help="the algorithm's own settings (its Options)", flag=False, factory=dict)
+    seed_networks: str = setting(
+        "baselines", "networks generation 0 starts from where the caps admit them: baselines "
+        "(search_spaces/baselines.toml), none, or a file of genomes, one a line",
+    )  # fmt: skip
+    seeds: dict = setting(help="the seed networks by name, read when the run is created", flag=False, factory=dict)
     champion_rule: str = setting(
         "max-acc", "the champion: the best validation accuracy or macro-F1 on the front, or the knee",
         choices=CHAMPION_RULES,
@@ -200,8 +217,8 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
     """The resolved configuration of a new run from ``settings`` (field names of any section; the rest
     keep their declared defaults), checked before anything is written."""
     from nas.data import resolve_data_path
-    from nas.evolve.problem import Problem
-    from nas.genome.space import load_space, resolve_space_path
+    from nas.evolve.problem import Problem, resolve_caps
+    from nas.genome.space import load_space, resolve_space_path, seed_networks
 
     loaded = load_space(space)  # the space first: its errors before the settings', as always
     _check_shape(loaded)
@@ -212,13 +229,16 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
     if isinstance(by_section["problem"].get("objectives"), str):
         by_section["problem"]["objectives"] = tuple(by_section["problem"]["objectives"].split(","))
     sections = {name: SECTIONS[name](**values) for name, values in by_section.items()}
-    built = Problem.create(loaded, sections["problem"].objectives, sections["problem"].max_mflops,
-                           sections["problem"].max_params)  # fmt: skip
+    p = sections["problem"]
+    caps = resolve_caps(loaded, p.max_mflops, p.max_params, p.max_latency_ms, p.min_params)
+    # what the strategy's options are checked against (no latency is predicted yet: the table is the run's)
+    built = Problem(loaded, parse_objectives(p.objectives), {k: v for k, v in caps.items() if k != "latency_ms"})
     search = sections["search"]
     return RunConfig(
-        search=replace(search, options=asdict(resolve_options(search.algorithm, search.options))),
-        problem=_resolve_problem(sections["problem"], built),
-        evaluation=_resolve_evaluation(sections["evaluation"], search, sections["problem"], built),
+        search=replace(search, options=asdict(resolve_options(search.algorithm, search.options)),
+                       seeds=seed_networks(search.seed_networks)),
+        problem=_resolve_problem(p, caps),
+        evaluation=_resolve_evaluation(sections["evaluation"], search, built),
         data=resolve_data_path(data),
         space=loaded.to_dict(),
         space_file=str(resolve_space_path(space)),
@@ -240,17 +260,18 @@ def _check_shape(space) -> None:
         )
 
 
-def _resolve_problem(problem: ProblemConfig, built) -> ProblemConfig:
-    """The caps as the problem applies them: the space's FLOPs cap unless one was given."""
+def _resolve_problem(problem: ProblemConfig, caps: dict[str, float]) -> ProblemConfig:
+    """The caps as the problem applies them: the space's budgets unless the run gave its own."""
     return replace(
         problem,
-        objectives=tuple(o.name for o in built.objectives),
-        max_mflops=built.caps["flops"] / 1e6 if "flops" in built.caps else None,
-        max_params=built.caps.get("params"),
+        objectives=tuple(o.name for o in parse_objectives(problem.objectives)),
+        max_mflops=caps["flops"] / 1e6 if "flops" in caps else None,
+        max_params=caps.get("params"),
+        max_latency_ms=caps.get("latency_ms"),
     )
 
 
-def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, problem: ProblemConfig, built) -> EvaluationConfig:
+def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, built) -> EvaluationConfig:
     """The fidelity spelled out, the strategy's options with their defaults, the workers and the numerics."""
     from types import SimpleNamespace
 
@@ -258,8 +279,6 @@ def _resolve_evaluation(ev: EvaluationConfig, search: SearchConfig, problem: Pro
     from nas.evolve.strategies import make_strategy
     from nas.training.loop import resolve_device
 
-    if problem.max_latency_ms is not None and ev.latency_model != "table":
-        raise NasError("--max-latency-ms needs the latency known before training: --latency-model table")
     try:
         get_fidelity(search.finalist_fidelity)
     except SettingError as exc:
@@ -321,6 +340,8 @@ def migrate(stored: dict, path: Path) -> dict:
     missing = [k for k in REQUIRED if not isinstance(stored.get(k), dict)]
     if missing or not isinstance(stored.get("data"), str):
         raise RunDirError(f"{path}: unreadable run configuration (no {', '.join(missing) or 'data'} section)")
+    stored["search"] = _upgrade_seeds(dict(stored["search"]))
+    stored["problem"] = {"accuracy_margin": None, **stored["problem"]}  # no floor before it existed
     ev = dict(stored["evaluation"])
     ev.setdefault("latency_model", "measured")
     ev.setdefault("numerics", "auto" if ev.get("bf16_above_mflops") is not None else "fp32")
@@ -330,6 +351,18 @@ def migrate(stored: dict, path: Path) -> dict:
         ev.setdefault("class_balance", fidelity.get("class_balance", "none"))
     stored["evaluation"] = ev
     return stored
+
+
+def _upgrade_seeds(search: dict) -> dict:
+    """Runs before seeded first generations were a search setting (2026-12-05): NSGA-II's and aging's option
+    ``seed_baselines`` (default off) said whether the hand-made baselines joined generation 0."""
+    if "seed_networks" in search:
+        return search
+    from nas.genome.space import seed_networks
+
+    options = dict(search.get("options") or {})
+    spec = "baselines" if options.pop("seed_baselines", False) else "none"
+    return search | {"options": options, "seed_networks": spec, "seeds": seed_networks(spec)}
 
 
 def _upgrade_engine(config: dict, path: Path) -> dict:

@@ -57,6 +57,9 @@ RECORD_FIELDS = (
     "seed",
 )
 
+# a network's lineage in a search: the seed network it descends from (if any) and after how many breedings
+LINEAGE_FIELDS = ("origin", "variations")
+
 
 def record_fields() -> tuple[str, ...]:
     """The tables' columns: the record's fields, and the column of every declared objective."""
@@ -249,12 +252,15 @@ def write_tables(run_dir: Path, rows: list[dict], records: dict[str, dict], fron
     import pandas as pd
 
     def csv(frame: pd.DataFrame, name: str) -> None:
+        if "variations" in frame:  # a count, or empty where the network descends from no seed
+            frame["variations"] = frame["variations"].astype("Int64")
         atomic_write(Path(run_dir) / name, frame.to_csv(index=False))
 
     columns = record_fields()
     table = [{**{k: records[r["cache_key"]].get(k) for k in columns}, **r} for r in rows]
-    csv(pd.DataFrame(table, columns=["generation", "cached", *columns]), EVALUATIONS)
-    csv(pd.DataFrame([{k: r.get(k) for k in columns} for r in front], columns=list(columns)), PARETO)
+    csv(pd.DataFrame(table, columns=["generation", "cached", *columns, *LINEAGE_FIELDS]), EVALUATIONS)
+    front_columns = [*columns, *LINEAGE_FIELDS]
+    csv(pd.DataFrame([{k: r.get(k) for k in front_columns} for r in front], columns=front_columns), PARETO)
     csv(pd.DataFrame(progress), PROGRESS)
 
 

@@ -29,6 +29,8 @@ SEARCHES = {
 # test_evolve's searches (its module fixture ``uninterrupted`` is the first of these)
 ARGS = ["--space", "tiny", "--population", "8", "--generations", "2", "--fidelity", "cheap", "--jobs", "2"]
 ARGS += ["--seed", "7"]
+# what the code of 2026-12-05 did, before the accuracy floor and the seeded first generation (issue #34)
+ARGS += ["--accuracy-margin", "-1", "--seed-networks", "none"]
 COLUMNS = ["generation", "cached", "genome", "status", "val_acc", "val_f1", "params", "flops", "latency_ms", "epochs"]
 # what a resume reads (the tables it writes anew from the checkpoint and the cache)
 RUN_FILES = ("config.json", "cache.jsonl", "checkpoint.json", "champion.json", "latency_table.json")

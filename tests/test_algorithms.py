@@ -122,8 +122,8 @@ def test_draw_is_uniform_sampling_or_an_optuna_encoding():
 def test_alternatives_refuse_penalty_mode_and_options_of_others(synthetic_csv, tmp_path, capsys):
     assert _evolve(tmp_path / "r", synthetic_csv, "--algorithm", "random", "--mode", "penalty") == 2
     assert "--mode penalty is the penalised GA" in capsys.readouterr().err.strip().splitlines()[-1]
-    assert _evolve(tmp_path / "s", synthetic_csv, "--algorithm", "random", "--seed-baselines") == 2
-    assert "algorithm 'random' has no option(s) ['seed_baselines']" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert _evolve(tmp_path / "s", synthetic_csv, "--algorithm", "random", "--sample-size", "3") == 2
+    assert "algorithm 'random' has no option(s) ['sample_size']" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "s").exists()
 
 

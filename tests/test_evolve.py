@@ -31,6 +31,10 @@ ARGS = [
     "2",
     "--seed",
     "7",
+    "--accuracy-margin",  # what the reference of 2026-12-05 did (tests/reference.py)
+    "-1",
+    "--seed-networks",
+    "none",
 ]
 
 
@@ -314,3 +318,43 @@ def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(
     assert main(["train", "--run", str(run), "--epochs", "6"]) == 0  # the seed: the search's own (7)
     again = json.loads((run / "report.json").read_text())
     assert trained == [] and again["ten_crop"] == report["ten_crop"] and again["recipe"] == "searched"
+
+
+def test_a_default_search_starts_from_the_baselines_that_fit_marked_as_seeds_and_resume_keeps_them(
+    synthetic_csv, tmp_path
+):
+    run = tmp_path / "seeded"
+    args = ("--data", str(synthetic_csv), "--space", "default", "--population", "4", "--jobs", "2", *FAST)
+    assert main(["evolve", "--run-dir", str(run), *args, "--generations", "0"]) == 0  # the defaults otherwise
+    config = json.loads((run / "config.json").read_text())
+    assert config["search"]["seed_networks"] == "baselines" and "cnn4" in config["search"]["seeds"]
+    assert config["problem"]["max_latency_ms"] == 1.0 and config["problem"]["max_mflops"] is None
+    first = pd.read_csv(run / "evaluations.csv")
+    seeds = first[first["origin"].notna()]
+    assert sorted(seeds["origin"]) == ["cnn4", "mini_xception"] and (seeds["variations"] == 0).all()
+    assert (seeds["generation"] == 0).all() and (seeds["status"] == "ok").all()  # vgg and mobilenetv2: over 1 ms
+    assert main(["evolve", "--resume", str(run), "--generations", "2"]) == 0
+    resumed = pd.read_csv(run / "evaluations.csv")
+    assert resumed[resumed["generation"] == 0][["genome", "origin", "variations"]].equals(
+        first[["genome", "origin", "variations"]]
+    )
+    cached = [json.loads(line) for line in (run / "cache.jsonl").read_text().splitlines()]
+    cnn4 = [r for r in cached if r["genome"] == config["search"]["seeds"]["cnn4"]]  # lines: its record, updated
+    assert len({(r["cache_key"], r["train_seconds"]) for r in cnn4}) == 1  # trained once, resumed or not
+    descendants = resumed[(resumed["generation"] > 0) & resumed["origin"].notna()]
+    assert (descendants["variations"] >= 0).all()
+    front = pd.read_csv(run / "pareto.csv")
+    champion = json.loads((run / "champion.json").read_text())
+    assert {"origin", "variations"} <= set(front.columns) and "origin" in champion
+
+
+def test_seed_networks_from_a_file_and_bad_lines_named(synthetic_csv, tmp_path, capsys):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("# mine\nconv_k3_c8_s1_relu_bn | gap\n\nconv_k3_c4_s2_relu_bn | pool_max | gap\n")
+    assert _evolve(tmp_path / "r", synthetic_csv, "--seed-networks", str(seeds), "--generations", "0", *FAST) == 0
+    evals = pd.read_csv(tmp_path / "r" / "evaluations.csv")
+    assert sorted(evals["origin"].dropna()) == ["seeds.txt:2", "seeds.txt:4"]
+    seeds.write_text("conv_k3_c8_s1_relu_bn | gap\nconv_k3_c8 | gap\n")
+    assert _evolve(tmp_path / "bad", synthetic_csv, "--seed-networks", str(seeds), *FAST) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: {seeds}:2: not a genome")
+    assert not (tmp_path / "bad").exists()

@@ -15,7 +15,7 @@ import pytest
 from nas import rundir
 from nas.errors import SettingError
 from nas.evolve import objectives as objs
-from nas.evolve.problem import Problem
+from nas.evolve.problem import Floor, Problem
 from nas.evolve.runner import Callback, Runner, SearchConfig
 from nas.evolve.strategies import Request, Strategy
 from nas.genome.grammar import Genome
@@ -80,17 +80,19 @@ class FakeStrategy(Strategy):
         if int(genome.key[6:8], 16) < 12:  # about one in twenty diverges
             return record | {"status": "failed", "error": "diverged: fake"}
         acc = 0.15 + 0.6 * (1 - math.exp(-costs["params"] / 4000)) * (0.7 + 0.3 * noise)
-        return record | {"status": "ok", "val_acc": acc, "val_f1": acc * 0.9, "latency_ms": costs["flops"] / 1e6}
+        return record | {"status": "ok", "val_acc": acc, "val_f1": acc * 0.9, "latency_ms": costs["flops"] / 1e6,
+                         "epochs": 2}  # fmt: skip
 
 
 def run(
-    tmp_path, algorithm="nsga2", generations=4, space=TINY, caps=None, seed=3, population=8, finalists=0, **options
-):
-    problem = Problem(space, objs.parse_objectives("acc,params"), caps or {}, fake_costs)
+    tmp_path, algorithm="nsga2", generations=4, space=TINY, caps=None, seed=3, population=8, finalists=0,
+    floor=None, seeds=None, **options,
+):  # fmt: skip
+    problem = Problem(space, objs.parse_objectives("acc,params"), caps or {}, fake_costs, floor=floor)
     tmp_path.mkdir(parents=True, exist_ok=True)
     cache = Cache(tmp_path / "cache.jsonl")
     strategy = FakeStrategy(cache, problem)
-    config = SearchConfig(generations, population, algorithm, seed, options, finalists=finalists)
+    config = SearchConfig(generations, population, algorithm, seed, options, finalists=finalists, seeds=seeds or {})
     state = Runner(problem, strategy, cache, config, tmp_path).run()
     return state, strategy
 
@@ -373,3 +375,61 @@ def test_an_objective_declared_once_runs_on_every_algorithm(algorithm, tmp_path,
     assert state.progress[-1]["hypervolume"] > 0
     if algorithm == "surrogate":
         assert any(p["predictor_tau"] is not None for p in state.progress)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS + ["optuna"])
+def test_a_network_under_the_accuracy_floor_is_never_on_the_front_nor_the_champion(algorithm, tmp_path):
+    state, _ = run(tmp_path, algorithm, generations=3, floor=Floor(0.45, 2))
+    records = Cache(tmp_path / "cache.jsonl").records
+    trained = [records[r["cache_key"]] for r in state.rows if records[r["cache_key"]]["status"] == "ok"]
+    assert any(r["val_acc"] <= 0.45 for r in trained), "the floor should bite in this test"
+    assert state.front and all(r["val_acc"] > 0.45 for r in state.front) and state.champion["val_acc"] > 0.45
+    unjudged, _ = run(tmp_path / "early", algorithm, generations=3, floor=Floor(0.45, 3))  # after the 2 epochs
+    assert any(r["val_acc"] <= 0.45 for r in unjudged.front)
+
+
+def test_the_surrogate_never_chooses_a_child_it_predicts_under_the_floor(tmp_path, monkeypatch):
+    from nas.evolve.algorithms.surrogate import SurrogateNSGA2
+
+    generations = []  # the predictions of each generation the predictor chose
+    tell = SurrogateNSGA2.tell
+    monkeypatch.setattr(SurrogateNSGA2, "tell", lambda self, evs: generations.append(list(self.predicted.values()))
+                        or tell(self, evs))  # fmt: skip
+    run(tmp_path, "surrogate", generations=5, floor=Floor(0.6, 2), warmup=8)
+    chosen = [g for g in generations if g]
+    assert chosen and any(len(g) < 8 for g in chosen)  # too few children predicted above it: a smaller generation
+    assert all(sum(p <= 0.6 for p in g) <= 2 for g in chosen)  # only the exploration share (2 of 8) may be under
+
+
+SEEDS = {"big": "conv_k3_c16_s1_relu_bn | conv_k3_c16_s1_relu_bn | gap", "small": "conv_k3_c4_s2_relu_bn | gap"}
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "surrogate", "ga", "aging", "optuna"])
+def test_the_first_generation_starts_from_the_seeds_and_their_descendants_say_so(algorithm, tmp_path):
+    state, _ = run(tmp_path, algorithm, generations=3, seeds=SEEDS)
+    first = [r for r in state.rows if r["generation"] == 0]
+    assert {r["origin"]: r["variations"] for r in first if r["origin"]} == {"big": 0, "small": 0}
+    later = [r for r in state.rows if r["generation"] > 0 and r["origin"]]
+    if algorithm != "optuna":  # Optuna's sampler breeds without telling from whom
+        assert later and all(r["variations"] >= 1 or r["cached"] for r in later)
+    champion = state.champion
+    assert "origin" in champion and "variations" in champion
+
+
+def test_a_lineage_counts_breedings_from_the_seed_through_the_first_parent_with_one():
+    from nas.evolve.algorithms import Proposal
+    from nas.genome.grammar import parse_genome
+
+    runner = Runner(Problem(TINY, objs.parse_objectives("acc,params")), None, Cache(), SearchConfig())
+    a, b, c, d = (parse_genome(g) for g in (*SEEDS.values(), "conv_k3_c8_s1_relu_bn | gap", "pool_max | gap"))
+    runner.lineage = {a.key: {"origin": "big", "variations": 2}, b.key: {"origin": "", "variations": None}}
+    assert runner._descent(Proposal(c, (b, a))) == {"origin": "big", "variations": 3}
+    assert runner._descent(Proposal(a, (a,))) == {"origin": "big", "variations": 2}  # a parent given back
+    assert runner._descent(Proposal(d, (b,))) == {"origin": "", "variations": None}
+    assert runner._descent(Proposal(d, (), origin="mine")) == {"origin": "mine", "variations": 0}
+
+
+def test_random_search_ignores_the_seeds_and_says_so(tmp_path, caplog):
+    state, _ = run(tmp_path, "random", generations=1, seeds=SEEDS)
+    assert not any(r["origin"] for r in state.rows)
+    assert "random search ignores the seed networks" in caplog.text

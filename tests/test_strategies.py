@@ -6,7 +6,7 @@ from nas.evolve import objectives as objs
 from nas.evolve import worker
 from nas.evolve.evaluate import Evaluator
 from nas.evolve.fidelity import Fidelity
-from nas.evolve.problem import Problem
+from nas.evolve.problem import Floor, Problem
 from nas.evolve.strategies import Request, make_strategy
 from nas.evolve.worker import EvalTask
 from nas.genome.grammar import parse_genome
@@ -192,3 +192,23 @@ def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_tw
     main = [e for e in trained if e != "killed"]
     assert sorted(main) == sorted(list(range(2, 12)) * 2)  # each finalist's epochs 3-12 once: none twice
     assert [f["epochs"] for f in finals] == [12, 12] and not list((tmp_path / "states").glob("*-live*"))
+
+
+def test_a_network_under_the_floor_is_never_promoted_at_any_rung():
+    genomes = [str(parse_genome(g)) for g in GENOMES]
+    # a trade-off front (the smaller, the less accurate): promotion by crowding keeps its ends, the smallest too;
+    # the fake accuracy at a rung is the table's times the rung's share of 4 epochs
+    table = {g: (0.6 - 0.04 * i, 10 ** (6 - i)) for i, g in enumerate(genomes)}
+    table[genomes[-1]] = (0.04, 10)  # under the floor at every rung
+    objectives = objs.parse_objectives("acc,params")
+    promoted = {}
+    for floor in (None, Floor(0.135, 1)):  # at rung 1 only two networks are above it: fewer than the 3 slots
+        ev = FakeEvaluator(table)
+        problem = Problem(TINY, objectives, {}, lambda g: {}, floor=floor)
+        make_strategy("halving", ev, problem, rungs=(1, 2, 4), eta=2).evaluate(
+            [Request(parse_genome(g)) for g in genomes]
+        )
+        promoted[floor] = [([g for g, _ in rung], until) for rung, until in zip(ev.asked[1:], (1, 2))]
+    assert genomes[-1] in promoted[None][0][0] and len(promoted[None][0][0]) == 3  # its size alone promotes it
+    for networks, judged_at in promoted[Floor(0.135, 1)]:
+        assert networks and all(table[g][0] * judged_at / 4 > 0.135 for g in networks)

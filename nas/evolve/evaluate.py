@@ -72,6 +72,11 @@ class Evaluator:
         self.latency_table = latency_table
         self._client = None
 
+    @property
+    def data(self) -> fer.FerData:
+        """The training and validation splits the candidates train and are validated on (subsets of them)."""
+        return self._data
+
     def with_fidelity(self, fidelity: Fidelity) -> Evaluator:
         """The same evaluator (cache, workers, latency) training at another fidelity."""
         other = Evaluator(replace(self.task, fidelity=fidelity), self.cache, self.jobs, self.backend, self.scheduler,

@@ -27,7 +27,9 @@ CAP_UNITS = {
     "flops": (1e6, "MFLOPs", ".3g", "g"),
     "params": (1.0, "parameters", ",.0f", ",.0f"),
     "latency_ms": (1.0, "ms (predicted)", ".3g", "g"),
+    "min_params": (1.0, "parameters", ",.0f", ",.0f"),
 }
+MINIMUMS = {"min_params": "params"}  # caps that are lower bounds: cap name -> the cost it bounds
 
 
 def network_costs(space: SearchSpace) -> Callable[[Genome], Costs | None]:
@@ -74,12 +76,62 @@ class Evaluation:
         return tuple(self.objectives[o.name] for o in objectives)
 
 
+def resolve_caps(
+    space: SearchSpace,
+    max_mflops: float | None,
+    max_params: float | None,
+    max_latency_ms: float | None,
+    min_params: float | None = None,
+) -> dict[str, float]:
+    """The caps a run applies, in the package's units: each of the space's budgets unless the run gives its own."""
+    mflops = max_mflops if max_mflops is not None else space.max_mflops
+    latency_ms = max_latency_ms if max_latency_ms is not None else space.max_latency_ms
+    caps = {"flops": mflops * 1e6} if mflops else {}
+    if max_params:
+        caps["params"] = float(max_params)
+    if latency_ms:
+        caps["latency_ms"] = float(latency_ms)
+    if min_params:
+        caps["min_params"] = float(min_params)
+    return caps
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The useful-accuracy floor: a network whose validation accuracy, measured after at least ``from_epoch``
+    epochs of the run's schedule, is not above ``accuracy`` is infeasible (it has learnt next to nothing)."""
+
+    accuracy: float  # the validation split's majority-class rate plus a margin
+    from_epoch: int
+
+    def applies(self, epochs: float | None) -> bool:
+        return epochs is not None and epochs >= self.from_epoch
+
+
+def accuracy_floor(margin: float | None, after: float, val_counts, train_images: int, all_train_images: int,
+                   epochs: int) -> Floor | None:  # fmt: skip
+    """The floor of a run: the validation split's majority-class rate (``val_counts``: images per class) plus
+    ``margin``, judged from the epoch of the schedule (``epochs``, over ``train_images`` a epoch) at which a
+    network has seen ``after`` epochs' worth of all of Training (``all_train_images``). None where there is
+    no margin, or no rung of the schedule reaches that point: measured before it, accuracy does not tell a
+    slow learner from a network that learns nothing (benchmarks/results/floor.md)."""
+    if margin is None or margin <= -1:  # runs made before the floor; -1: none asked for
+        return None
+    from_epoch = max(1, math.ceil(after * all_train_images / max(1, train_images) - 1e-9))
+    if from_epoch > epochs:
+        return None
+    return Floor(max(val_counts) / max(1, sum(val_counts)) + margin, from_epoch)
+
+
 @dataclass
 class Problem:
-    """Space + objectives + caps (``{"flops": 60e6, "params": 2e5}``); ``costs`` may be replaced (tests).
+    """Space + objectives + caps (``{"flops": 60e6, "params": 2e5}``) + the accuracy floor; ``costs`` may be
+    replaced (tests).
 
     ``latency_fn`` predicts a network's latency (``nas.deploy.latency.LatencyTable``): with it, latency too is a
-    cost known before training, and may be capped.
+    cost known before training, and may be capped. The caps are known before training, the floor only after:
+    a network under it is infeasible as one over a cap is (constrained domination: the worst value on every
+    objective, so it never beats a feasible network, is never promoted, never on the front).
     """
 
     space: SearchSpace
@@ -87,6 +139,7 @@ class Problem:
     caps: dict[str, float] = field(default_factory=dict)
     costs_fn: Callable[[Genome], Costs | None] | None = None
     latency_fn: Callable[[Genome], float] | None = None
+    floor: Floor | None = None
     _costs: dict[str, Costs | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,15 +163,12 @@ class Problem:
         costs_fn: Callable[[Genome], Costs | None] | None = None,
         max_latency_ms: float | None = None,
         latency_fn: Callable[[Genome], float] | None = None,
+        floor: Floor | None = None,
+        min_params: float | None = None,
     ) -> Problem:
-        """The problem of a run: the space's own FLOPs budget unless ``max_mflops`` replaces it."""
-        mflops = max_mflops if max_mflops is not None else space.max_mflops
-        caps = {"flops": mflops * 1e6} if mflops else {}
-        if max_params:
-            caps["params"] = float(max_params)
-        if max_latency_ms:
-            caps["latency_ms"] = float(max_latency_ms)
-        return cls(space, objs.parse_objectives(objectives), caps, costs_fn, latency_fn)
+        """The problem of a run: the space's own budgets (FLOPs, latency), each unless the run gives its own."""
+        caps = resolve_caps(space, max_mflops, max_params, max_latency_ms, min_params)
+        return cls(space, objs.parse_objectives(objectives), caps, costs_fn, latency_fn, floor)
 
     def costs(self, genome: Genome, latency: bool = False) -> Costs | None:
         """Memoised per network: searches ask about the same genomes again and again. The predicted
@@ -132,8 +182,13 @@ class Problem:
         return costs
 
     def excess(self, costs: Mapping[str, float]) -> dict[str, float]:
-        """Per cap, how far ``costs`` exceed it as a share of the cap (negative: within it)."""
-        return {name: costs[name] / cap - 1.0 for name, cap in self.caps.items() if costs.get(name) is not None}
+        """Per cap, how far ``costs`` break it as a share of the cap (negative: within it)."""
+        out = {}
+        for name, cap in self.caps.items():
+            value = costs.get(MINIMUMS.get(name, name))
+            if value is not None:
+                out[name] = 1.0 - value / cap if name in MINIMUMS else value / cap - 1.0
+        return out
 
     def violation(self, costs: Mapping[str, float] | None) -> float:
         """0 within every cap; otherwise the summed relative excess (pymoo's G > 0); inf if unbuildable."""
@@ -149,15 +204,31 @@ class Problem:
         """Why a genome is not trained, in the units users set the caps in."""
         if costs is None:
             return "cannot be built"
-        over = []
-        for name, cap in self.caps.items():
-            if costs.get(name, 0) > cap:
+        over, under = [], []
+        for name, excess in self.excess(costs).items():
+            if excess > 0:
                 scale, unit, value_format, cap_format = CAP_UNITS[name]
-                value, limit = format(costs[name] / scale, value_format), format(cap / scale, cap_format)
-                over.append(f"{value} {unit}, over the run's budget of {limit} {unit}")
-        return "over budget: " + "; ".join(over)
+                value = format(costs[MINIMUMS.get(name, name)] / scale, value_format)
+                limit = format(self.caps[name] / scale, cap_format)
+                if name in MINIMUMS:
+                    under.append(f"{value} {unit}, under the run's minimum of {limit} {unit}")
+                else:
+                    over.append(f"{value} {unit}, over the run's budget of {limit} {unit}")
+        return "; ".join([f"over budget: {'; '.join(over)}"] * bool(over) + under)
+
+    def below_floor(self, accuracy: float, epochs: float | None) -> bool:
+        """Whether a validation accuracy measured after ``epochs`` of the schedule is under the floor."""
+        return self.floor is not None and self.floor.applies(epochs) and accuracy <= self.floor.accuracy
+
+    def shortfall(self, record: dict) -> float:
+        """How far a trained network is under the floor, as a share of it (0: not under it, or not yet judged)."""
+        if record.get("status") != "ok" or not self.below_floor(record["val_acc"], record.get("epochs")):
+            return 0.0
+        return 1e-6 + (self.floor.accuracy - record["val_acc"]) / self.floor.accuracy
 
     def evaluation(self, genome: Genome, record: dict) -> Evaluation:
-        """Wrap a record: objectives by name (each one's worst unless the network trained) and the violation."""
-        values = objs.values(record, self.objectives)
-        return Evaluation(genome, record, {o.name: v for o, v in zip(self.objectives, values)}, self.violation(record))
+        """Wrap a record: objectives by name (each one's worst unless the network trained and is feasible) and
+        the violation (over the caps, or under the floor)."""
+        violation = self.violation(record) + self.shortfall(record)
+        values = objs.values(record, self.objectives) if violation <= 0 else [o.worst for o in self.objectives]
+        return Evaluation(genome, record, {o.name: v for o, v in zip(self.objectives, values)}, violation)

@@ -92,7 +92,9 @@ class Runner:
             resolve_options(config.algorithm, config.options),
             seed=config.seed,
             workdir=self.run_dir,
+            seeds={name: parse_genome(genome) for name, genome in config.seeds.items()},
         )
+        self.lineage: dict[str, dict] = {}  # genome key -> origin (a seed network's name) and variations since
 
     def run(self) -> State:
         """Run (or continue) the search to ``config.generations``; returns the final state."""
@@ -129,7 +131,7 @@ class Runner:
         _, _, brief, final = max(scored, key=lambda s: s[:2])
         rule = choose_champion(state.front, c, self.problem.objectives)["rule"]
         state.champion = {
-            **brief,
+            **self.with_lineage(brief),
             "rule": f"{rule}, then the best of the top {len(contenders)} at fidelity {c.finalist_fidelity}",
             "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")}
             | self._checkpoint_of(brief["genome"]),
@@ -156,7 +158,8 @@ class Runner:
         proposals = [p if isinstance(p, Proposal) else Proposal(p) for p in self.algorithm.ask(self.config.population)]
         evaluations = self._evaluate(proposals, generation, state.rows)
         self.algorithm.tell(evaluations)
-        state.front = objs.pareto_front(state.front + [ev.record for ev in evaluations], self.problem.objectives)
+        feasible = [ev.record for ev in evaluations if ev.feasible]  # under the floor: never on the front
+        state.front = objs.pareto_front(state.front + feasible, self.problem.objectives)
         unmeasured = [r for r in state.front if r.get("measured_latency_ms") is None]
         if unmeasured:  # what the user sees on the front is measured (the objective may be predicted)
             measured = {r["cache_key"]: r for r in self.strategy.measure(unmeasured)}
@@ -190,10 +193,28 @@ class Runner:
         for i, record in zip(where, self.strategy.evaluate(requests, self._on_record)):
             records[i] = record
         seen = {r["cache_key"] for r in rows}
-        for key in (r["cache_key"] for r in records):
-            rows.append({"generation": generation, "cache_key": key, "cached": key in seen})
-            seen.add(key)
+        for p, r in zip(proposals, records):
+            lineage = self.lineage.setdefault(p.genome.key, self._descent(p))
+            rows.append({"generation": generation, "cache_key": r["cache_key"], "cached": r["cache_key"] in seen,
+                         **lineage})  # fmt: skip
+            seen.add(r["cache_key"])
         return [self.problem.evaluation(p.genome, r) for p, r in zip(proposals, records)]
+
+    def _descent(self, proposal: Proposal) -> dict:
+        """A new network's lineage: the seed network it descends from (its first parent's with one), if any,
+        and how many breedings (crossover, mutation) it is from it; a seed is its own origin."""
+        if proposal.origin:
+            return {"origin": proposal.origin, "variations": 0}
+        for parent in proposal.parents:
+            known = self.lineage.get(parent.key, {})
+            if known.get("origin"):
+                step = 0 if parent.key == proposal.genome.key else 1  # a slot with no child repeats its parent
+                return {"origin": known["origin"], "variations": known["variations"] + step}
+        return {"origin": "", "variations": None}
+
+    def with_lineage(self, record: dict) -> dict:
+        """The record with its network's lineage in this search (``origin``, ``variations``)."""
+        return record | self.lineage.get(record.get("key"), {"origin": "", "variations": None})
 
     def _on_record(self, record: dict, cached: bool) -> None:
         for cb in self.callbacks:
@@ -240,10 +261,12 @@ class Runner:
 
     def _write(self, state: State) -> None:
         champion = choose_champion(state.front, self.config, self.problem.objectives)
+        champion = champion and self.with_lineage(champion)
         state.champion = champion or state.champion
         if self.run_dir is None:
             return
-        rundir.write_tables(self.run_dir, state.rows, self.cache.records, state.front, state.progress)
+        front = [self.with_lineage(r) for r in state.front]
+        rundir.write_tables(self.run_dir, state.rows, self.cache.records, front, state.progress)
         if champion:
             rundir.write_json(self.run_dir / rundir.CHAMPION, champion)
 
@@ -260,6 +283,9 @@ class Runner:
                 return self.cache.get(key)
 
             by_genome = {(record := cached(row["cache_key"]))["key"]: record for row in checkpoint["rows"]}
+            for row in checkpoint["rows"]:
+                lineage = {"origin": row.get("origin", ""), "variations": row.get("variations")}
+                self.lineage.setdefault(cached(row["cache_key"])["key"], lineage)
 
             def lookup(genome: Genome) -> Evaluation:
                 return self.problem.evaluation(genome, by_genome[genome.key])

@@ -55,7 +55,9 @@ class SearchSpace:
     max_flat_features: int
     options: dict[str, dict[str, tuple]]
     source: str = ""
-    max_mflops: float | None = None  # the space's FLOPs budget: a run's constraint unless the run sets its own
+    # the space's budgets, each a run's constraint unless the run sets its own (nas.evolve.problem)
+    max_mflops: float | None = None
+    max_latency_ms: float | None = None  # predicted by the machine's latency table
 
     @property
     def body_kinds(self) -> tuple[str, ...]:
@@ -64,13 +66,15 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``config.json``: enough to rebuild the space."""
         top = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "source")}
-        if top["max_mflops"] is None:
-            del top["max_mflops"]
+        for budget in BUDGET_KEYS:
+            if top[budget] is None:
+                del top[budget]
         top["readout"] = list(self.readout)
         top["input_shape"] = list(self.input_shape)
         return top | {k: {f: list(v) for f, v in opts.items()} for k, opts in self.options.items()}
 
 
+BUDGET_KEYS = ("max_mflops", "max_latency_ms")  # optional top-level keys: a space's budgets
 _TOP_KEYS = {
     "name": str,
     "input_shape": list,
@@ -91,9 +95,10 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
 
     readout = _check_top(raw, fail)
     options = {kind: _section(kind, cls, raw[kind], fail) for kind, cls in GENE_CLASSES.items() if kind in raw}
-    max_mflops = raw.get("max_mflops")
-    if max_mflops is not None and (not isinstance(max_mflops, (int, float)) or max_mflops <= 0):
-        raise fail(f"'max_mflops' must be a positive number, got {max_mflops!r}")
+    budgets = {key: raw.get(key) for key in BUDGET_KEYS}
+    for key, value in budgets.items():
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
+            raise fail(f"{key!r} must be a positive number, got {value!r}")
     if not any(k in options for k in _PADDING_KINDS):
         raise fail("the space needs one of the sections " + ", ".join(f"[{k}]" for k in _PADDING_KINDS))
     if raw["max_dense"] > 0 and "dense" not in options:
@@ -109,7 +114,7 @@ def space_from_dict(raw: dict[str, Any], source: str = "<dict>") -> SearchSpace:
         max_flat_features=raw["max_flat_features"],
         options=options,
         source=source,
-        max_mflops=max_mflops,
+        **budgets,
     )
 
 
@@ -120,7 +125,7 @@ def _check_top(raw: dict[str, Any], fail) -> tuple[str, ...]:
             raise fail(f"missing key {key!r}")
         if not isinstance(raw[key], typ) or isinstance(raw[key], bool):
             raise fail(f"{key!r} must be {typ.__name__}, got {raw[key]!r}")
-    unknown = set(raw) - set(_TOP_KEYS) - set(GENE_CLASSES) - {"max_mflops"}
+    unknown = set(raw) - set(_TOP_KEYS) - set(GENE_CLASSES) - set(BUDGET_KEYS)
     if unknown:
         raise fail(f"unknown key(s) {sorted(unknown)}; block sections are {sorted(GENE_CLASSES)}")
     shape = raw["input_shape"]
@@ -223,6 +228,35 @@ def load_baselines(path: str | Path = SPACES_DIR / "baselines.toml") -> dict[str
         except (TypeError, KeyError, GenomeError) as exc:
             raise SpaceError(f"{path}: baseline [{name}]: {exc}") from None
     return out
+
+
+SEED_CHOICES = ("baselines", "none")  # or a file of genomes
+
+
+def seed_networks(spec: str) -> dict[str, str]:
+    """The networks a search's first generation starts from, by name: the hand-made ``baselines``, ``none``,
+    or a text file of genomes, one a line (blank lines and ``#`` comments skipped), named ``<file>:<line>``."""
+    if spec == "none":
+        return {}
+    if spec == "baselines":
+        return {name: str(b.genome) for name, b in load_baselines().items()}
+    path = Path(spec)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        choices = " or ".join(SEED_CHOICES)
+        raise SpaceError(f"--seed-networks: not {choices}, and {path} cannot be read ({exc})") from None
+    seeds = {}
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            try:
+                seeds[f"{path.name}:{number}"] = str(parse_genome(text))
+            except GenomeError as exc:
+                raise SpaceError(f"{path}:{number}: not a genome ({exc})") from None
+    if not seeds:
+        raise SpaceError(f"{path}: no genome in it (one a line)")
+    return seeds
 
 
 # ---------------------------------------------------------------- shapes and validation
@@ -407,6 +441,18 @@ def draw(space: SearchSpace, choose: Chooser) -> Genome:
     head = [_chosen_gene("dense", space, choose, f"d{i}") for i in range(n_dense)]
     readout = Readout(choose("readout", space.readout))
     return repair(Genome((*body, readout, *head)), space)
+
+
+def choices(genome: Genome, space: SearchSpace) -> dict[str, Any]:
+    """The named choices with which ``draw`` gives ``genome`` (a genome of ``space`` as ``repair`` leaves
+    it): its encoding for an Optuna trial."""
+    named: dict[str, Any] = {"blocks": len(genome.body), "dense": len(genome.head), "readout": genome.readout.op}
+    for i, gene in enumerate(genome.body):
+        named[f"b{i}"] = gene.kind
+        named |= {f"b{i}_{gene.kind}_{f}": getattr(gene, f) for f in space.options[gene.kind]}
+    for i, gene in enumerate(genome.head):
+        named |= {f"d{i}_{f}": getattr(gene, f) for f in space.options["dense"]}
+    return named
 
 
 def sample(space: SearchSpace, rng: random.Random) -> Genome:

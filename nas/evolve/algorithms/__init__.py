@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +30,7 @@ class Proposal:
 
     genome: Genome
     parents: tuple[Genome, ...] = ()
+    origin: str = ""  # the seed network's name, for a seed of the first generation
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class Algorithm(ABC):
 
     ``rng`` is the algorithm's own generator (the runner checkpoints its state); DEAP's operators use
     the global ``random``, which the runner seeds and checkpoints too. ``workdir`` is the run directory,
-    for algorithms that keep state in files of their own (Optuna's study), or None.
+    for algorithms that keep state in files of their own (Optuna's study), or None. ``seeds``: networks by
+    name that the first generation starts from (``nas.evolve.algorithms.variation.seeded`` keeps those the
+    problem admits); an algorithm without a population says that it ignores them.
     """
 
     name: ClassVar[str]
@@ -62,10 +65,11 @@ class Algorithm(ABC):
         options: Any = None,
         seed: int = 0,
         workdir: Path | None = None,
+        seeds: Mapping[str, Genome] | None = None,
     ) -> None:
         self.problem, self.population_size, self.rng, self.seed = problem, population, rng, seed
         self.options = options if options is not None else self.Options()
-        self.workdir = workdir
+        self.workdir, self.seeds = workdir, dict(seeds or {})
         self._last: list[Evaluation] = []
 
     @abstractmethod

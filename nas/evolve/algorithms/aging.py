@@ -24,7 +24,6 @@ class Options(Variation):
     cx_prob: float = setting(0.0, "probability of crossover (aging: none, mutation only, as in the paper)")
     mut_prob: float = setting(1.0, "probability that a child is mutated")
     sample_size: int = setting(4, "networks sampled for each tournament")
-    seed_baselines: bool = setting(False, "generation 0 starts from the hand-made baselines that fit the caps")
 
 
 class RegularizedEvolution(Algorithm):
@@ -38,7 +37,7 @@ class RegularizedEvolution(Algorithm):
 
     def ask(self, n: int) -> list[Proposal | Genome]:
         if not self._last:
-            return initial(self.problem, self.rng, n, self.options.seed_baselines)
+            return initial(self.problem, self.rng, n, self.seeds)
         objectives = self.problem.objectives
         parents = []
         for _ in range(n):

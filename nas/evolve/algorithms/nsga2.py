@@ -19,12 +19,11 @@ from nas.evolve.algorithms import Algorithm, Lookup, Proposal
 from nas.evolve.algorithms.variation import Variation, breed, initial
 from nas.evolve.problem import Evaluation
 from nas.genome.grammar import Genome, parse_genome
-from nas.settings import setting
 
 
 @dataclass(frozen=True)
 class Options(Variation):
-    seed_baselines: bool = setting(False, "generation 0 starts from the hand-made baselines that fit the caps")
+    """NSGA-II's settings: how it breeds."""
 
 
 def creator_classes(objectives: tuple[objs.Objective, ...]):
@@ -60,7 +59,7 @@ class NSGA2(Algorithm):
 
     def ask(self, n: int) -> list[Proposal | Genome]:
         if not self.pop:
-            return initial(self.problem, self.rng, n, self.options.seed_baselines)
+            return initial(self.problem, self.rng, n, self.seeds)
         parents = [Genome(tuple(ind)) for ind in self._parents()]
         return breed(parents, self.problem, self.rng, self.options)
 

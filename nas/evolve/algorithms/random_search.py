@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from nas.evolve.algorithms import Algorithm, Lookup, Proposal
 from nas.evolve.algorithms.variation import fresh
 from nas.evolve.problem import Evaluation
 from nas.genome.grammar import Genome, parse_genome
+
+log = logging.getLogger(__name__)
 
 
 class RandomSearch(Algorithm):
@@ -14,6 +18,8 @@ class RandomSearch(Algorithm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.seen: set[str] = set()  # genome keys of every network evaluated so far
+        if self.seeds:
+            log.warning("random search ignores the seed networks (--seed-networks): every generation is uniform")
 
     def ask(self, n: int) -> list[Proposal | Genome]:
         return fresh(self.problem, self.rng, set(self.seen), n)

@@ -6,7 +6,8 @@ variation, under the caps), predicts their accuracy with a random forest refitte
 far (``nas.evolve.predictor``), ranks them as NSGA-II's survival would on the predicted accuracy and the costs
 known before training (latency stands in by FLOPs, which rank it with Spearman rho 0.996 here, so the pool
 needs no latency measurements), and trains the best; ``explore`` of the slots go to children drawn at
-random from the rest, so the predictor keeps seeing where it is wrong. Until ``warmup`` networks have
+random from the rest, so the predictor keeps seeing where it is wrong. Children predicted under the
+problem's accuracy floor are not trained at all. Until ``warmup`` networks have
 trained it is plain NSGA-II. Each generation it logs the predictor's Kendall tau on the networks it then
 saw trained (``predictor_tau`` in progress.csv).
 """
@@ -42,7 +43,7 @@ class SurrogateNSGA2(nsga2.NSGA2):
         self.tau: float | None = None
 
     def ask(self, n: int) -> list[Proposal | Genome]:
-        trained = [ev for ev in self.history if ev.ok]
+        trained = [ev for ev in self.history if _trained(ev)]  # under the floor too: the predictor learns from them
         if not self.pop or len(trained) < self.options.warmup:
             return super().ask(n)
         seen, pool = {ev.key for ev in self.history}, {}
@@ -60,9 +61,15 @@ class SurrogateNSGA2(nsga2.NSGA2):
         )
         costs = [self.problem.costs(c.genome) for c in candidates]
         mean, _ = predictor.predict([features(c.genome, k, epochs) for c, k in zip(candidates, costs)])
-        order = objs.preference(*self._ranking_points(mean, costs))
+        # the predictor never chooses a child it predicts under the accuracy floor: those come last, and only
+        # the exploration share (drawn at random, to show the predictor where it is wrong) may reach them
+        useful = [i for i, m in enumerate(mean) if not self.problem.below_floor(m, epochs)]
+        points, objectives = self._ranking_points([mean[i] for i in useful], [costs[i] for i in useful])
+        order = [useful[i] for i in objs.preference(points, objectives)]
         explore = round(self.options.explore * n)
-        chosen = order[: n - explore] + self.rng.sample(order[n - explore :], explore)
+        exploit = order[: n - explore]
+        rest = order[len(exploit) :] + sorted(set(range(len(candidates))) - set(useful))
+        chosen = exploit + self.rng.sample(rest, min(explore, len(rest)))
         self.predicted = {candidates[i].genome.key: float(mean[i]) for i in chosen}
         return [candidates[i] for i in chosen]
 
@@ -80,7 +87,7 @@ class SurrogateNSGA2(nsga2.NSGA2):
         from scipy.stats import kendalltau
 
         self.history += evaluations
-        known = [ev for ev in evaluations if ev.ok and ev.key in self.predicted]
+        known = [ev for ev in evaluations if _trained(ev) and ev.key in self.predicted]
         pairs = [(self.predicted[ev.key], ev.record["val_acc"]) for ev in known]
         self.tau = float(kendalltau(*zip(*pairs)).statistic) if len(pairs) >= 3 else None
         self.predicted = {}
@@ -95,3 +102,7 @@ class SurrogateNSGA2(nsga2.NSGA2):
     def load_state_dict(self, state: dict, lookup: Lookup) -> None:
         super().load_state_dict(state, lookup)
         self.history = [lookup(parse_genome(g)) for g in state["history"]]
+
+
+def _trained(ev: Evaluation) -> bool:
+    return ev.record.get("status") == "ok"

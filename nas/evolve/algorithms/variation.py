@@ -7,6 +7,7 @@ the affordable part of the space), and a child over budget is bred again.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from nas.evolve.algorithms import Proposal
 from nas.evolve.problem import Problem
 from nas.genome.grammar import Genome
-from nas.genome.space import crossover, load_baselines, mutate, repair, sample
+from nas.genome.space import crossover, mutate, repair, sample
 from nas.settings import setting
+
+log = logging.getLogger(__name__)
 
 VARY_TRIES = 20  # breedings per child slot before an over-budget child gives way to its parent
 
@@ -62,12 +65,31 @@ def fresh(problem: Problem, rng: random.Random, seen: set[str], n: int) -> list[
     return genomes
 
 
-def initial(problem: Problem, rng: random.Random, n: int, seed_baselines: bool = False) -> list[Genome]:
-    """A first population: the hand-made baselines that fit (if asked), then uniform samples."""
+def seeded(problem: Problem, seeds: dict[str, Genome]) -> list[Proposal]:
+    """The seed networks that join a first generation: those in the space as they are (a network that repair
+    would change is not the seed any more) and within the caps; the others are logged and left out."""
+    joining = []
+    for name, genome in seeds.items():
+        if repair(genome, problem.space) != genome:
+            log.info(f"seed network {name} is not in space {problem.space.name!r}: left out")
+        elif not problem.admits(genome):
+            log.info(f"seed network {name} is {problem.rejection(genome, problem.costs(genome))}: left out")
+        else:
+            joining.append(Proposal(genome, origin=name))
+    return joining
+
+
+def initial(problem: Problem, rng: random.Random, n: int, seeds: dict[str, Genome]) -> list[Proposal | Genome]:
+    """A first population: the seed networks that fit (``seeded``), then uniform samples."""
     seen: set[str] = set()
-    baselines = (repair(b.genome, problem.space) for b in load_baselines().values()) if seed_baselines else ()
-    genomes = new_admitted(baselines, problem, seen, n)
-    return genomes + fresh(problem, rng, seen, n - len(genomes))
+    joining = []
+    for proposal in seeded(problem, seeds):
+        if proposal.genome.key not in seen and len(joining) < n:
+            joining.append(proposal)
+            seen.add(proposal.genome.key)
+    if joining:
+        log.info(f"generation 0 starts from {len(joining)} seed network(s): {', '.join(p.origin for p in joining)}")
+    return joining + fresh(problem, rng, seen, n - len(joining))
 
 
 def breed(parents: list[Genome], problem: Problem, rng: random.Random, how: Variation) -> list[Proposal]:

@@ -99,7 +99,7 @@ class Halving(Strategy):
             last = depth == len(self.rungs) - 1
             jobs = [Job(str(genomes[k]), until=until, keep_state=not last or self.open_ended) for k in alive]
             records |= dict(zip(alive, self.evaluator.evaluate(jobs)))
-            ok = [k for k in alive if records[k]["status"] == "ok"]
+            ok = [k for k in alive if self.problem.evaluation(genomes[k], records[k]).ok]  # under the floor: not
             promoted = [] if last else self._promote(ok, genomes, records)
             for k in alive:
                 if k not in promoted:

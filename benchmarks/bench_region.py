@@ -1,0 +1,85 @@
+"""Where the search looks: the same search with the default region (the 1 ms latency budget, the accuracy
+floor, the seeded first generation) and with the old one (60 MFLOPs, no floor, random first generation).
+
+Runs each arm with ``scripts/evolve.py`` (same seed, data, population, generations and evaluation
+strategy; a finished arm is read, an unfinished one resumed), then prints one table: the trainings spent
+on networks that learnt nothing (validation accuracy not above the floor's 0.269 on PublicTest, the
+majority-class rate plus 0.02, whichever arm) and on networks under 1,000 parameters, the front's
+accuracy and measured latency ranges, whether the front descends from a seed, and the wall time.
+
+    python benchmarks/bench_region.py --data $FER2013 --generations 10 --out runs/bench-region
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {  # the default region, and the old one
+    "region": [],
+    "old": ["--max-mflops", "60", "--max-latency-ms", "1000", "--accuracy-margin", "-1", "--seed-networks",
+                   "none"],
+}  # fmt: skip
+FLOOR = 895 / 3589 + 0.02  # PublicTest's majority-class rate plus the default margin
+
+
+def run_arm(run_dir: Path, data: str, generations: int, extra: list[str]) -> None:
+    """Start the arm, or resume it to ``generations``; nothing is trained twice."""
+    if (run_dir / "config.json").exists():
+        cmd = ["--resume", str(run_dir), "--generations", str(generations)]
+    else:
+        cmd = ["--data", data, "--run-dir", str(run_dir), "--generations", str(generations), *extra]
+    subprocess.run([sys.executable, str(ROOT / "scripts/evolve.py"), "-q", *cmd], check=True)
+
+
+def row(name: str, run_dir: Path) -> dict:
+    evals = pd.read_csv(run_dir / "evaluations.csv")
+    front = pd.read_csv(run_dir / "pareto.csv")
+    progress = pd.read_csv(run_dir / "progress.csv")
+    trained = evals[(evals["status"] == "ok") & ~evals["cached"]]
+    seeded = front["origin"].notna().sum() if "origin" in front else 0
+    champion = json.loads((run_dir / "champion.json").read_text())
+    return {
+        "arm": name,
+        "networks trained": len(trained),
+        "not above the floor": f"{(trained['val_acc'] <= FLOOR).sum()} ({(trained['val_acc'] <= FLOOR).mean():.0%})",
+        "under 1,000 params": f"{(trained['params'] < 1000).sum()} ({(trained['params'] < 1000).mean():.0%})",
+        "over budget (untrained)": int((evals["status"] == "failed").sum()),
+        "front": len(front),
+        "front acc": f"{front['val_acc'].min():.3f}-{front['val_acc'].max():.3f}",
+        "front ms (measured)": f"{front['measured_latency_ms'].min():.3f}-{front['measured_latency_ms'].max():.3f}",
+        "front from a seed": int(seeded),
+        "champion": f"{champion['val_acc']:.3f}, {champion['params']:,} params, "
+        f"{champion.get('measured_latency_ms') or champion['latency_ms']:.3f} ms"
+        + (f", {champion['origin']} +{champion['variations']}" if champion.get("origin") else ""),
+        "wall min": round(progress["seconds"].iloc[-1] / 60, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--generations", type=int, default=10)
+    p.add_argument("--out", type=Path, default=Path("runs/bench-region"))
+    p.add_argument("--arms", default=",".join(ARMS), help="which arms to run (comma-separated names)")
+    p.add_argument("--extra", default="--finalists 0", help="flags for both arms")
+    a = p.parse_args(argv)
+    rows = []
+    for name in a.arms.split(","):
+        run_dir = a.out / name
+        run_arm(run_dir, a.data, a.generations, ARMS[name] + a.extra.split())
+        rows.append(row(name, run_dir))
+    print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+    for r in rows:
+        print("| " + " | ".join(map(str, r.values())) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
