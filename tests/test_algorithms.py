@@ -143,3 +143,23 @@ def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, caps
     trained = {p: p.read_text() for p in out.glob("*/cache.jsonl")}
     assert bench.main(["--quick", "--out", str(out)]) == 0  # finished runs are skipped, not trained again
     assert {p: p.read_text() for p in out.glob("*/cache.jsonl")} == trained
+
+
+@pytest.mark.bench
+def test_region_benchmark_runs_both_arms_and_resumes_them(synthetic_csv, tmp_path, capsys):
+    bench = load_benchmark("bench_region")
+    args = ["--data", str(synthetic_csv), "--generations", "0", "--out", str(tmp_path)]
+    extra = "--finalists 0 --population 4 --fidelity 140x1b32 --strategy scratch --jobs 2"
+    assert bench.main([*args, "--extra", extra]) == 0
+    table = capsys.readouterr().out
+    assert "| region | 4 |" in table and "| old | 4 |" in table  # four networks trained in each arm
+    trained = (tmp_path / "region" / "cache.jsonl").read_text()
+    assert bench.main([*args, "--extra", extra, "--generations", "1"]) == 0  # resumed, generation 0 not again
+    assert (tmp_path / "region" / "cache.jsonl").read_text().startswith(trained)
+
+
+@pytest.mark.bench
+def test_floor_benchmark_reads_the_committed_fidelity_results(capsys):
+    load_benchmark("bench_floor").main([])
+    out = capsys.readouterr().out
+    assert "| full, epoch 2 + cool-down | 0.284 | 1 (0) | 1 (0) |" in out
