@@ -233,6 +233,7 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
     caps = resolve_caps(loaded, p.max_mflops, p.max_params, p.max_latency_ms, p.min_params)
     # what the strategy's options are checked against (no latency is predicted yet: the table is the run's)
     built = Problem(loaded, parse_objectives(p.objectives), {k: v for k, v in caps.items() if k != "latency_ms"})
+    _check_feasible(built)
     search = sections["search"]
     return RunConfig(
         search=replace(search, options=asdict(resolve_options(search.algorithm, search.options)),
@@ -247,6 +248,30 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
         command=" ".join(sys.argv),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )  # fmt: skip
+
+
+FEASIBILITY_DRAWS = 200  # uniform samples that must hold one network within the caps (each ~10-60 ms to count)
+
+
+def _check_feasible(problem) -> None:
+    """Caps that no network of the space meets are an error now, not a search of rejected networks: some of
+    ``FEASIBILITY_DRAWS`` uniform samples must be within them (the first usually is)."""
+    import random
+
+    from nas.genome.space import sample
+
+    if not problem.caps:
+        return
+    rng, drawn = random.Random(0), []
+    for _ in range(FEASIBILITY_DRAWS):
+        genome = sample(problem.space, rng)
+        if problem.admits(genome):
+            return
+        drawn.append(problem.costs(genome))
+    nearest = min((c for c in drawn if c), key=problem.violation, default=None)
+    reason = problem.rejection(genome, nearest) if nearest else "none could be built"
+    raise SettingError(f"no network of space {problem.space.name!r} is within the caps: none of {FEASIBILITY_DRAWS} "
+                       f"uniform samples is (the nearest: {reason.removeprefix('over budget: ')})")  # fmt: skip
 
 
 def _check_shape(space) -> None:

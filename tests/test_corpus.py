@@ -360,6 +360,8 @@ FLAG_CASES = [
     flag("objectives-twice", "--objectives", "acc,params,acc", says="--objectives"),
     flag("max-mflops-0", "--max-mflops", "0"),
     flag("max-params-neg", "--max-params", "-5"),
+    flag("caps-admit-nothing", "--max-params", "1", says="no network of space 'tiny' is within the caps"),
+    flag("min-over-max", "--max-params", "5000", "--min-params", "6000", says="no network of space 'tiny'"),
     flag("time-limit-0", "--time-limit", "0"),
     flag("jobs-0", "--jobs", "0"),
     flag("jobs-neg", "--jobs", "-2"),
