@@ -109,6 +109,15 @@ def test_wsd_warms_up_holds_and_decays_to_zero():
     assert wsd_factor(cfg, 10, 100) == 0.0
 
 
+@pytest.mark.parametrize("decay, halfway", [("sqrt", 1 - 0.5**0.5), ("cosine", 0.5), ("linear", 0.5)])
+def test_a_wsd_decay_takes_its_shape_from_the_stable_rate_to_zero(decay, halfway):
+    cfg = TrainConfig(scheduler="wsd", epochs=10, warmup_epochs=0.1, cooldown=0.5, decay=decay)
+    assert wsd_factor(cfg, 10, 49) == 1.0 and wsd_factor(cfg, 10, 75) == pytest.approx(halfway)
+    assert wsd_factor(cfg, 10, 100) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="decay 'step' not in"):
+        TrainConfig(scheduler="wsd", decay="step")
+
+
 def test_a_wsd_training_continues_from_its_stable_state_to_a_longer_one(splits, tmp_path):
     """The state before a 5-epoch wsd training's decay is the 4th epoch of a 10-epoch one: continued to 10
     epochs, it trains exactly what a straight 10-epoch training does, repeating no epoch."""

@@ -30,6 +30,12 @@ from nas.training import metrics
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none")
+# the shapes of a wsd decay: the learning rate's share left when a share t of the decay is done
+DECAYS = {
+    "sqrt": lambda t: 1 - math.sqrt(t),
+    "cosine": lambda t: 0.5 * (1 + math.cos(math.pi * t)),
+    "linear": lambda t: 1 - t,
+}
 STEPWISE = ("onecycle", "wsd")  # schedulers stepped after every batch, the others after every epoch
 # how the loss answers FER2013's imbalance (disgust is 1.5% of Training): not at all, cross-entropy weighted
 # by inverse class frequency, or balanced softmax (Ren et al. 2020: the log prior added to the logits in
@@ -60,10 +66,11 @@ class TrainConfig:
     step_size: int = 10
     step_gamma: float = 0.1
     # wsd (warmup-stable-decay): a linear warm-up over ``warmup_epochs``, then the constant ``lr``, then a
-    # decay to zero (1 - sqrt) over the last ``cooldown`` share of the epochs. Up to the decay, a training is
-    # a valid prefix of any longer one: it can be continued to more epochs (Hägele et al. 2024)
+    # decay to zero shaped ``decay`` over the last ``cooldown`` share of the epochs. Up to the decay, a
+    # training is a valid prefix of any longer one: it can be continued to more epochs (Hägele et al. 2024)
     warmup_epochs: float = 0.3
     cooldown: float = 0.2
+    decay: str = "sqrt"  # 1 - sqrt(t) (Hägele et al.), cosine or linear, t the share of the decay done
     batch_size: int = 128
     epochs: int = 10
     label_smoothing: float = 0.0
@@ -91,6 +98,8 @@ class TrainConfig:
             raise SettingError(f"class_balance {self.class_balance!r} not in {CLASS_BALANCE}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise SettingError("need epochs >= 1, batch_size >= 1 and lr > 0")
+        if self.decay not in DECAYS:
+            raise SettingError(f"decay {self.decay!r} not in {tuple(DECAYS)}")
         if not 0 <= self.cooldown <= 1 or self.warmup_epochs < 0:
             raise SettingError(f"need 0 <= cooldown <= 1 (got {self.cooldown}) and warmup_epochs >= 0")
         if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1:
@@ -189,7 +198,7 @@ def wsd_factor(cfg: TrainConfig, steps_per_epoch: int, step: int) -> float:
     warm = max(1, round(cfg.warmup_epochs * steps_per_epoch))
     start, total = decay_start(cfg, steps_per_epoch), cfg.epochs * steps_per_epoch
     if step >= start:
-        return max(0.0, 1 - math.sqrt((step - start) / max(1, total - start)))
+        return max(0.0, DECAYS[cfg.decay](min(1.0, (step - start) / max(1, total - start))))
     return min(1.0, (step + 1) / warm)
 
 
