@@ -212,6 +212,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     )  # fmt: skip
     strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
     checkpoint = rundir.read_checkpoint(run_dir)
+    _check_same_data(run_dir, checkpoint, cache, evaluator.fingerprint)
     done = checkpoint["generation"] + 1 if checkpoint else 0
     todo = search_cfg.population * (search_cfg.generations + 1 - done)
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
@@ -222,6 +223,18 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
         strategy.close()
     _report_champion(run_dir, task)
     return Result(run_dir, state.generation, state.front, state.champion, state.progress, state.seconds)
+
+
+def _check_same_data(run_dir: Path, checkpoint: dict | None, cache, fingerprint: str) -> None:
+    """A resumed run must train on the data it started with: its front would otherwise mix two data sets."""
+    if not checkpoint:
+        return
+    rows = checkpoint.get("rows") if isinstance(checkpoint.get("rows"), list) else []
+    keys = [r.get("cache_key") for r in rows if isinstance(r, dict)]
+    started = {cache.get(k).get("data") for k in keys if k in cache} - {None, fingerprint}
+    if started:
+        raise RunDirError(f"{run_dir / rundir.CONFIG}: its data is not the data this run started with (content "
+                          f"{fingerprint}, not {sorted(started)[0]}); resume with the original data")  # fmt: skip
 
 
 def _floor(problem: ProblemConfig, evaluator):

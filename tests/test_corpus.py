@@ -459,7 +459,22 @@ RUN_CASES = [
         resume_after(lambda r: write(r / "checkpoint.json", '{"generation": "two"}')),
         ("checkpoint.json",),
     ),
+    Case(
+        "resume-other-data",
+        resume_after(replace_json("config.json", lambda d: d | {"data": "synthetic:300"})),
+        ("config.json", "not the data this run started with"),
+    ),
     Case("resume-cache-no-key", resume_after(cache_line(b'{"genome": "gap"}')), ("cache.jsonl",)),
+    Case(
+        "resume-latency-table-negative",
+        resume_after(lambda r: write(r / "latency_table.json", '{"entries": {"__call__": -0.01}}')),
+        ("latency_table.json", "__call__"),
+    ),
+    Case(
+        "resume-latency-table-text",
+        resume_after(lambda r: write(r / "latency_table.json", '{"entries": {"__call__": "fast"}}')),
+        ("latency_table.json", "__call__"),
+    ),
     Case("resume-cache-not-utf8", resume_after(cache_line(b'{"key": "\xff\xfe"}')), ("cache.jsonl",)),
     Case("resume-cache-a-list", resume_after(cache_line(b"[1, 2, 3]")), ("cache.jsonl",)),
     Case("resume-generations-neg", resume_after(lambda r: None, "-3"), ("--generations",)),

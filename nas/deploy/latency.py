@@ -13,7 +13,7 @@ the same phase, which stays comparable across machines and runs.
 from __future__ import annotations
 
 import io
-import json
+import math
 import statistics
 import time
 import warnings
@@ -139,7 +139,7 @@ class LatencyTable:
         self.entries: dict[str, float] = {}
         for path in (machine, run):  # the run's own entries win
             if path is not None and path.exists():
-                self.entries |= json.loads(path.read_text())["entries"]
+                self.entries |= _read_entries(path)
 
     def units(self, genome, input_shape: tuple[int, int, int], num_classes: int) -> dict[str, Callable[[], tuple]]:
         """Unit key -> a function building (module, input shape), for every unit of ``genome``."""
@@ -173,10 +173,26 @@ class LatencyTable:
             if path is not None:
                 from nas.rundir import write_json
 
-                known = json.loads(path.read_text())["entries"] if path.exists() else {}
+                known = _read_entries(path) if path.exists() else {}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 new = {k: self.entries[k] for k in missing}
                 write_json(path, {"format": "fer-nas-latency/1", "entries": known | new})
+
+
+def _read_entries(path: Path) -> dict[str, float]:
+    """A latency table's entries: unit -> milliseconds, each a finite positive number; anything else is one
+    line naming the file and the entry (a damaged table would make every prediction of a run wrong)."""
+    from nas.errors import RunDirError
+    from nas.rundir import read_json
+
+    table = read_json(path, "latency table")
+    entries = table.get("entries") if isinstance(table, dict) else None
+    if not isinstance(entries, dict):
+        raise RunDirError(f"{path}: not a latency table (no 'entries' table of unit -> milliseconds)")
+    for unit, ms in entries.items():
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < math.inf:
+            raise RunDirError(f"{path}: entry {unit!r} must be a positive number of milliseconds, got {ms!r}")
+    return entries
 
 
 def _unit(genes: list, shape: tuple, num_classes: int | None) -> tuple[nn.Module, tuple]:
