@@ -49,7 +49,7 @@ def row(name: str, run_dir: Path) -> dict:
         "networks trained": len(trained),
         "not above the floor": f"{(trained['val_acc'] <= FLOOR).sum()} ({(trained['val_acc'] <= FLOOR).mean():.0%})",
         "under 1,000 params": f"{(trained['params'] < 1000).sum()} ({(trained['params'] < 1000).mean():.0%})",
-        "over budget (untrained)": int((evals["status"] == "failed").sum()),
+        "over budget (untrained)": int(evals["error"].fillna("").str.startswith("over budget").sum()),
         "front": len(front),
         "front acc": f"{front['val_acc'].min():.3f}-{front['val_acc'].max():.3f}",
         "front ms (measured)": f"{front['measured_latency_ms'].min():.3f}-{front['measured_latency_ms'].max():.3f}",

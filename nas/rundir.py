@@ -17,10 +17,11 @@ import os
 import platform
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import RunDirError
+from nas.errors import RunDirError, SettingError
 
 # the files of a run directory, named once
 CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
@@ -186,6 +187,8 @@ def read_json(path: str | Path, what: str = "JSON file") -> dict:
         raise RunDirError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path}: unreadable {what} ({exc})") from None
+    except RecursionError:
+        raise RunDirError(f"{path}: unreadable {what} (nested too deep)") from None
     if not isinstance(payload, dict):
         raise RunDirError(f"{path}: unreadable {what} (not a JSON object)")
     return payload
@@ -268,15 +271,45 @@ def write_checkpoint(run_dir: Path, checkpoint: dict) -> None:
     write_json(Path(run_dir) / CHECKPOINT, {"format": CHECKPOINT_FORMAT, **checkpoint})
 
 
+@dataclass(frozen=True)
+class _Checkpoint:
+    """What a checkpoint holds, by type (``nas.evolve.runner`` writes it): read back through this schema."""
+
+    format: str
+    generation: int
+    rng: dict
+    algorithm: dict
+    rows: tuple[dict, ...]
+    progress: tuple[dict, ...]
+    archive: tuple[str, ...]
+    seconds: float
+
+
 def read_checkpoint(run_dir: Path) -> dict | None:
     """The last checkpoint, or None when the run stopped before its first one (then it restarts from
-    generation 0, and its cache spares it every training already done)."""
+    generation 0, and its cache spares it every training already done). Every field is checked by its type,
+    each row too: a damaged checkpoint is one line naming the file and the field."""
+    from nas.settings import typed
+
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
     checkpoint = read_json(path, "checkpoint")
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise RunDirError(f"{path}: unreadable checkpoint (format {checkpoint.get('format')!r})")
+    missing = [f for f in _Checkpoint.__dataclass_fields__ if f not in checkpoint]
+    if missing:
+        raise RunDirError(f"{path}: unreadable checkpoint (no {', '.join(missing)})")
+    try:
+        typed(_Checkpoint, checkpoint, str(path))
+    except SettingError as exc:
+        raise RunDirError(f"{path}: unreadable checkpoint ({str(exc).removeprefix(f'{path}: ')})") from None
+    bad = [
+        r for r in checkpoint["rows"] if not isinstance(r.get("cache_key"), str) or type(r.get("generation")) is not int
+    ]
+    if checkpoint["generation"] < 0 or not math.isfinite(checkpoint["seconds"]) or bad:
+        what = f"row {bad[0]!r}" if bad else f"generation {checkpoint['generation']}, seconds {checkpoint['seconds']}"
+        raise RunDirError(f"{path}: unreadable checkpoint ({what})")
     return checkpoint
 
 

@@ -464,6 +464,26 @@ RUN_CASES = [
         resume_after(replace_json("config.json", lambda d: d | {"data": "synthetic:300"})),
         ("config.json", "not the data this run started with"),
     ),
+    Case(
+        "resume-checkpoint-generation-text",
+        resume_after(replace_json("checkpoint.json", lambda d: d | {"generation": "1"})),
+        ("checkpoint.json", "generation"),
+    ),
+    Case(
+        "resume-checkpoint-row-without-key",
+        resume_after(replace_json("checkpoint.json", lambda d: d | {"rows": [{"generation": 0}]})),
+        ("checkpoint.json", "row"),
+    ),
+    Case(
+        "resume-checkpoint-no-rows",
+        resume_after(replace_json("checkpoint.json", drop("rows"))),
+        ("checkpoint.json", "rows"),
+    ),
+    Case(
+        "resume-config-nested-deep",
+        resume_after(lambda r: write(r / "config.json", "[" * 100_000 + "]" * 100_000)),
+        ("config.json", "nested too deep"),
+    ),
     Case("resume-cache-no-key", resume_after(cache_line(b'{"genome": "gap"}')), ("cache.jsonl",)),
     Case(
         "resume-latency-table-negative",
