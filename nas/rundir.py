@@ -197,6 +197,32 @@ def read_json(path: str | Path, what: str = "JSON file") -> dict:
 # ---------------------------------------------------------------- the evaluation cache
 
 
+# a record's figures and their ranges: a value outside them was not written by a training
+_UNBOUNDED = ("params", "flops", "latency_ms", "measured_latency_ms", "epochs")
+_RANGES = {"val_acc": (0.0, 1.0), "val_f1": (0.0, 1.0)} | {field: (0.0, math.inf) for field in _UNBOUNDED}
+
+
+def _record_problem(rec: dict) -> str | None:
+    """What makes a cache line no record of its key's training: a genome other than the key's (the key
+    begins with the genome's hash), or a figure that is no finite number in its range."""
+    from nas.errors import GenomeError
+    from nas.genome.grammar import parse_genome
+
+    genome_key = rec["cache_key"].split("|", 1)[0]
+    if "genome" in rec and not genome_key.startswith("invalid-"):  # a string that never parsed has its own key
+        try:
+            if not isinstance(rec.get("genome"), str) or parse_genome(rec["genome"]).key != genome_key:
+                return f"its genome is not the one of its cache key {genome_key}"
+        except GenomeError:
+            return f"its genome {rec.get('genome')!r} does not parse"
+    for field, (lo, hi) in _RANGES.items():
+        value = rec.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not lo <= value <= hi or not math.isfinite(value)):  # fmt: skip
+            return f"{field} {value!r} is not a number in [{lo:g}, {hi:g}]"
+    return None
+
+
 class Cache:
     """Evaluation records by cache key, persisted as JSON lines (append-only; the last line wins).
 
@@ -229,6 +255,9 @@ class Cache:
             return
         if not isinstance(rec, dict) or not isinstance(rec.get("cache_key"), str):
             raise RunDirError(f"{self.path}:{n}: not an evaluation record (no cache_key); remove the line and resume")
+        problem = _record_problem(rec)
+        if problem:
+            raise RunDirError(f"{self.path}:{n}: {problem}; remove the line and resume")
         self.records[rec["cache_key"]] = rec
 
     def __contains__(self, key: str) -> bool:

@@ -441,6 +441,17 @@ def cache_line(line: bytes) -> Callable[[Path], None]:
     return edit
 
 
+def edit_last_record(**changes) -> Callable[[Path], None]:
+    """Append the cache's last record again, changed: the last line wins, so the change is what is read."""
+
+    def edit(run: Path) -> None:
+        record = json.loads((run / "cache.jsonl").read_text().splitlines()[-1]) | changes
+        with open(run / "cache.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    return edit
+
+
 RUN_CASES = [
     Case("resume-missing", lambda w, t: ["evolve", "--resume", str(t / "none")], ("{tmp}/none", "not a run directory")),
     Case("resume-a-file", lambda w, t: ["evolve", "--resume", str(write(t / "f", "x"))], ("{tmp}/f",)),
@@ -485,6 +496,13 @@ RUN_CASES = [
         ("config.json", "nested too deep"),
     ),
     Case("resume-cache-no-key", resume_after(cache_line(b'{"genome": "gap"}')), ("cache.jsonl",)),
+    Case(
+        "resume-cache-other-genome",
+        resume_after(edit_last_record(genome="conv_k3_c4_s1_relu_bn | gap")),
+        ("cache.jsonl", "not the one of its cache key"),
+    ),  # fmt: skip
+    Case("resume-cache-accuracy-inf", resume_after(edit_last_record(val_acc=float("inf"))), ("cache.jsonl", "val_acc")),
+    Case("resume-cache-params-text", resume_after(edit_last_record(params="many")), ("cache.jsonl", "params")),
     Case(
         "resume-latency-table-negative",
         resume_after(lambda r: write(r / "latency_table.json", '{"entries": {"__call__": -0.01}}')),
