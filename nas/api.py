@@ -229,8 +229,7 @@ def _check_same_data(run_dir: Path, checkpoint: dict | None, cache, fingerprint:
     """A resumed run must train on the data it started with: its front would otherwise mix two data sets."""
     if not checkpoint:
         return
-    rows = checkpoint.get("rows") if isinstance(checkpoint.get("rows"), list) else []
-    keys = [r.get("cache_key") for r in rows if isinstance(r, dict)]
+    keys = [row["cache_key"] for row in checkpoint["rows"]]  # rows checked by rundir.read_checkpoint
     started = {cache.get(k).get("data") for k in keys if k in cache} - {None, fingerprint}
     if started:
         raise RunDirError(f"{run_dir / rundir.CONFIG}: its data is not the data this run started with (content "
