@@ -248,6 +248,20 @@ def test_the_champion_is_the_best_finalist_after_a_longer_training(tmp_path):
     assert [f["genome"] for f in champion["finalists"]] == strategy.finalized
 
 
+def test_a_resume_that_fails_leaves_the_finalists_champion_in_place(tmp_path, monkeypatch):
+    run(tmp_path, "nsga2", generations=2, finalists=3)
+    before = (tmp_path / "champion.json").read_text()
+    assert "finalist" in json.loads(before)
+
+    def disk_full(self, requests, on_record=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FakeStrategy, "evaluate", disk_full)
+    with pytest.raises(OSError):
+        run(tmp_path, "nsga2", generations=3, finalists=3)
+    assert (tmp_path / "champion.json").read_text() == before
+
+
 def test_the_champion_rules_pick_by_accuracy_by_macro_f1_or_the_knee_within_the_budgets():
     from nas.evolve.runner import choose_champion
 

@@ -104,7 +104,9 @@ class Runner:
             state = State()
         else:
             state = self._restore(checkpoint)
-            self._write(state)  # tables and champion, as of the checkpoint (a crash may have cut them short)
+            # the tables as of the checkpoint (a crash may have cut them short); the champion file only if
+            # missing: the one there may be the finalists' choice, and a resume that fails must not replace it
+            self._write(state, champion_file=not (self.run_dir / rundir.CHAMPION).exists())
         for cb in self.callbacks:
             cb.start_run(self.run_dir, self.config.generations, state)
         for generation in range(state.generation + 1, self.config.generations + 1):
@@ -259,7 +261,7 @@ class Runner:
             )
         self._write(state)
 
-    def _write(self, state: State) -> None:
+    def _write(self, state: State, champion_file: bool = True) -> None:
         champion = choose_champion(state.front, self.config, self.problem.objectives)
         champion = champion and self.with_lineage(champion)
         state.champion = champion or state.champion
@@ -267,7 +269,7 @@ class Runner:
             return
         front = [self.with_lineage(r) for r in state.front]
         rundir.write_tables(self.run_dir, state.rows, self.cache.records, front, state.progress)
-        if champion:
+        if champion and champion_file:
             rundir.write_json(self.run_dir / rundir.CHAMPION, champion)
 
     def _restore(self, checkpoint: dict) -> State:
