@@ -241,10 +241,11 @@ def _floor(problem: ProblemConfig, evaluator):
     from nas.evolve.problem import accuracy_floor
 
     fidelity, data = evaluator.task.fidelity, evaluator.data
-    train, val = (data[s].subset(n, evaluator.task.seed) for s, n in (("train", fidelity.train_images),
-                                                                        ("val", fidelity.val_images)))  # fmt: skip
-    floor = accuracy_floor(problem.accuracy_margin, problem.floor_after, val.class_counts().tolist(), len(train),
-                           len(data["train"]), fidelity.epochs)  # fmt: skip
+    val = data["val"].subset(fidelity.val_images, evaluator.task.seed)  # the images candidates are validated on
+    all_train = len(data["train"])
+    train_images = min(fidelity.train_images or all_train, all_train)  # as many as Split.subset takes
+    floor = accuracy_floor(problem.accuracy_margin, problem.floor_after, val.class_counts().tolist(), train_images,
+                           all_train, fidelity.epochs)  # fmt: skip
     margin = problem.accuracy_margin
     if floor is not None:
         log.info(f"accuracy floor: a network not above {floor.accuracy:.3f} validation accuracy from epoch "

@@ -7,7 +7,19 @@ from hypothesis import strategies as st
 
 from nas.errors import GenomeError, SpaceError
 from nas.genome.grammar import Conv, Dense, Genome, InvertedResidual, Pool, Readout, parse_genome
-from nas.genome.space import crossover, is_valid, load_space, mutate, problems, repair, sample, validate
+from nas.genome.space import (
+    choices,
+    crossover,
+    draw,
+    is_valid,
+    load_baselines,
+    load_space,
+    mutate,
+    problems,
+    repair,
+    sample,
+    validate,
+)
 
 DEFAULT = load_space("default")
 TINY = load_space("tiny")
@@ -130,3 +142,11 @@ def test_operators_are_deterministic_given_the_rng():
         return [str(g := mutate(g, DEFAULT, rng)) for _ in range(50)]
 
     assert run(3) == run(3) and run(3) != run(4)
+
+
+def test_a_genomes_choices_draw_it_again_so_optuna_can_be_seeded_with_it():
+    space, rng = load_space("default"), random.Random(0)
+    genomes = [b.genome for b in load_baselines().values()] + [sample(space, rng) for _ in range(50)]
+    for genome in (g for g in genomes if repair(g, space) == g):
+        named = choices(genome, space)
+        assert draw(space, lambda name, options, named=named: named[name]) == genome

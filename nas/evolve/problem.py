@@ -69,8 +69,13 @@ class Evaluation:
         return self.violation <= 0.0
 
     @property
+    def trained(self) -> bool:
+        """Trained to a measured accuracy, feasible or not (under the accuracy floor, say)."""
+        return self.record.get("status") == "ok"
+
+    @property
     def ok(self) -> bool:
-        return self.feasible and self.record.get("status") == "ok"
+        return self.feasible and self.trained
 
     def values(self, objectives: tuple[objs.Objective, ...]) -> tuple[float, ...]:
         return tuple(self.objectives[o.name] for o in objectives)

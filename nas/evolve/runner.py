@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # the rules that take the front member best on one validation figure (macro-F1 weighs the rare classes in);
 # the other of nas.config.CHAMPION_RULES is the knee
 RULE_METRIC = {"max-acc": "val_acc", "max-f1": "val_f1"}
+NO_LINEAGE = {"origin": "", "variations": None}  # a network that descends from no seed network
 
 
 class Callback:
@@ -212,11 +213,11 @@ class Runner:
             if known.get("origin"):
                 step = 0 if parent.key == proposal.genome.key else 1  # a slot with no child repeats its parent
                 return {"origin": known["origin"], "variations": known["variations"] + step}
-        return {"origin": "", "variations": None}
+        return dict(NO_LINEAGE)
 
     def with_lineage(self, record: dict) -> dict:
         """The record with its network's lineage in this search (``origin``, ``variations``)."""
-        return record | self.lineage.get(record.get("key"), {"origin": "", "variations": None})
+        return record | self.lineage.get(record.get("key"), NO_LINEAGE)
 
     def _on_record(self, record: dict, cached: bool) -> None:
         for cb in self.callbacks:
@@ -284,10 +285,11 @@ class Runner:
                     raise RunDirError(f"{path}: evaluation {key} is missing from {rundir.CACHE}")
                 return self.cache.get(key)
 
-            by_genome = {(record := cached(row["cache_key"]))["key"]: record for row in checkpoint["rows"]}
+            by_genome = {}
             for row in checkpoint["rows"]:
-                lineage = {"origin": row.get("origin", ""), "variations": row.get("variations")}
-                self.lineage.setdefault(cached(row["cache_key"])["key"], lineage)
+                record = cached(row["cache_key"])
+                by_genome[record["key"]] = record
+                self.lineage.setdefault(record["key"], {f: row.get(f, NO_LINEAGE[f]) for f in NO_LINEAGE})
 
             def lookup(genome: Genome) -> Evaluation:
                 return self.problem.evaluation(genome, by_genome[genome.key])

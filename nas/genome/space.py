@@ -421,6 +421,15 @@ def _chosen_gene(kind: str, space: SearchSpace, choose: Chooser, prefix: str) ->
     return GENE_CLASSES[kind](**{f: choose(f"{prefix}_{f}", v) for f, v in space.options[kind].items()})
 
 
+def _body_prefix(i: int, kind: str) -> str:
+    """The choice names of body block ``i`` of ``kind`` (``draw`` and ``choices``)."""
+    return f"b{i}_{kind}"
+
+
+def _dense_prefix(i: int) -> str:
+    return f"d{i}"
+
+
 def _random_gene(kind: str, space: SearchSpace, rng: random.Random) -> Gene:
     return _chosen_gene(kind, space, lambda _name, options: rng.choice(options), kind)
 
@@ -436,9 +445,9 @@ def draw(space: SearchSpace, choose: Chooser) -> Genome:
     body = []
     for i in range(n_body):
         kind = choose(f"b{i}", space.body_kinds)
-        body.append(_chosen_gene(kind, space, choose, f"b{i}_{kind}"))
+        body.append(_chosen_gene(kind, space, choose, _body_prefix(i, kind)))
     n_dense = choose("dense", tuple(range(space.max_dense + 1))) if "dense" in space.options else 0
-    head = [_chosen_gene("dense", space, choose, f"d{i}") for i in range(n_dense)]
+    head = [_chosen_gene("dense", space, choose, _dense_prefix(i)) for i in range(n_dense)]
     readout = Readout(choose("readout", space.readout))
     return repair(Genome((*body, readout, *head)), space)
 
@@ -449,9 +458,9 @@ def choices(genome: Genome, space: SearchSpace) -> dict[str, Any]:
     named: dict[str, Any] = {"blocks": len(genome.body), "dense": len(genome.head), "readout": genome.readout.op}
     for i, gene in enumerate(genome.body):
         named[f"b{i}"] = gene.kind
-        named |= {f"b{i}_{gene.kind}_{f}": getattr(gene, f) for f in space.options[gene.kind]}
+        named |= {f"{_body_prefix(i, gene.kind)}_{f}": getattr(gene, f) for f in space.options[gene.kind]}
     for i, gene in enumerate(genome.head):
-        named |= {f"d{i}_{f}": getattr(gene, f) for f in space.options["dense"]}
+        named |= {f"{_dense_prefix(i)}_{f}": getattr(gene, f) for f in space.options["dense"]}
     return named
 
 

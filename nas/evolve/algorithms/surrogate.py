@@ -43,7 +43,7 @@ class SurrogateNSGA2(nsga2.NSGA2):
         self.tau: float | None = None
 
     def ask(self, n: int) -> list[Proposal | Genome]:
-        trained = [ev for ev in self.history if _trained(ev)]  # under the floor too: the predictor learns from them
+        trained = [ev for ev in self.history if ev.trained]  # under the floor too: the predictor learns from them
         if not self.pop or len(trained) < self.options.warmup:
             return super().ask(n)
         seen, pool = {ev.key for ev in self.history}, {}
@@ -87,7 +87,7 @@ class SurrogateNSGA2(nsga2.NSGA2):
         from scipy.stats import kendalltau
 
         self.history += evaluations
-        known = [ev for ev in evaluations if _trained(ev) and ev.key in self.predicted]
+        known = [ev for ev in evaluations if ev.trained and ev.key in self.predicted]
         pairs = [(self.predicted[ev.key], ev.record["val_acc"]) for ev in known]
         self.tau = float(kendalltau(*zip(*pairs)).statistic) if len(pairs) >= 3 else None
         self.predicted = {}
@@ -102,7 +102,3 @@ class SurrogateNSGA2(nsga2.NSGA2):
     def load_state_dict(self, state: dict, lookup: Lookup) -> None:
         super().load_state_dict(state, lookup)
         self.history = [lookup(parse_genome(g)) for g in state["history"]]
-
-
-def _trained(ev: Evaluation) -> bool:
-    return ev.record.get("status") == "ok"
