@@ -24,6 +24,7 @@ from nas import rundir
 from nas.config import ProblemConfig, RunConfig
 from nas.errors import NasError, RunDirError, SettingError
 from nas.evolve.runner import Callback
+from nas.settings import typed
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
@@ -275,13 +276,14 @@ def tune(
 ) -> dict:
     """Tune the champion's (or ``genome``'s) training recipe with Optuna; returns ``tuned.json``'s contents.
 
-    ``study``: trials, epochs, train_images, pruner, storage, resume, seed, device (see ``nas.training.tuning.tune``);
-    ``confirmation``: the fields of ``nas.training.tuning.Confirmation`` (best, epochs, patience, core_hours, margin).
+    ``study``: the fields of ``nas.training.options.StudyOptions``; ``confirmation``: those of
+    ``ConfirmOptions`` (best, epochs, patience, core_hours, margin).
     """
     from nas.training import tuning
     from nas.training.final import target
 
-    confirm = tuning.Confirmation(**(confirmation or {}))  # its settings checked before anything is read
+    confirm = typed(tuning.Confirmation, confirmation or {}, "tune")  # checked before anything is read
+    typed(tuning.StudyOptions, study, "tune")
     run_dir, genome, data = target(run_dir, genome, None, data)
     study = tuning.tune(genome, data, run_dir, confirmation=confirm, **study)
     return rundir.read_json(run_dir / rundir.TUNED, "tuned recipe") | {"n_trials": len(study.trials)}

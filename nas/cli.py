@@ -180,48 +180,31 @@ def cmd_report(args) -> int:
 
 
 def _tune_parser(sub) -> None:
+    """The flags of ``tune``: the study's and the confirmation's options, as declared (``nas.training.options``)."""
+    from nas.settings import add_flags
+    from nas.training.options import ConfirmOptions, StudyOptions
+
     p = sub.add_parser(
         "tune", parents=[_COMMON], formatter_class=_Help, help="tune the champion's training with Optuna"
     )
     p.add_argument("--run", required=True, help="run directory (its champion.json gives the genome)")
     p.add_argument("--genome", default=None, help="tune this genome instead of the champion")
     p.add_argument("--data", default=None, help="default: the run's data")
-    p.add_argument("--trials", type=int, default=30, help="training recipes to try")
-    p.add_argument("--epochs", type=int, default=6, help="epochs per trial")
-    p.add_argument("--train-images", type=int, default=10_000, help="stratified Training subset per trial (0: all)")
-    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median", help="stops hopeless trials")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL (default sqlite:///<run>/tune.db)")
-    p.add_argument("--resume", action="store_true", help="continue an existing study")
-    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    c = p.add_argument_group("confirmation: the default and the best recipes again at full length")
-    c.add_argument(
-        "--confirm", type=int, default=2, help="best recipes to confirm (0: none; then train.py keeps the default)"
-    )
-    c.add_argument("--confirm-epochs", type=int, default=100, help="the full length, as train.py's --epochs")
-    c.add_argument("--confirm-patience", type=int, default=0, help="as train.py's --patience")
-    c.add_argument(
-        "--confirm-core-hours", type=float, default=3.0, help="cap on the estimated cost; fewer recipes if over"
-    )
-    c.add_argument(
-        "--confirm-margin",
-        type=float,
-        default=0.01,
-        help="PublicTest accuracy a tuned recipe must win by (one seed each; two seeds of one recipe: 0.016 apart)",
-    )
+    seen: set[str] = set()
+    add_flags(p, StudyOptions, seen)
+    add_flags(p.add_argument_group("confirmation: the default and the best recipes again at full length"),
+              ConfirmOptions, seen)  # fmt: skip
     p.set_defaults(func=cmd_tune)
 
 
 def cmd_tune(args) -> int:
     from nas import api
+    from nas.settings import given
+    from nas.training.options import ConfirmOptions, StudyOptions
 
     tuned = api.tune(
-        args.run, args.genome, args.data, trials=args.trials, epochs=args.epochs,
-        train_images=args.train_images or None, pruner=args.pruner, storage=args.storage, resume=args.resume,
-        seed=args.seed, device=args.device,
-        confirmation=dict(best=args.confirm, epochs=args.confirm_epochs, patience=args.confirm_patience,
-                          core_hours=args.confirm_core_hours, margin=args.confirm_margin),
-    )  # fmt: skip
+        args.run, args.genome, args.data, confirmation=given(args, ConfirmOptions), **given(args, StudyOptions)
+    )
     adopted = "adopted" if tuned["confirmation"]["adopted"] else "not adopted"
     print(
         f"{tuned['n_trials']} trials {tuned['trials']}; best validation accuracy {tuned['value']:.4f} with "
@@ -232,6 +215,10 @@ def cmd_tune(args) -> int:
 
 
 def _train_parser(sub) -> None:
+    """The flags of ``train``: what to train, and the full training's options (``nas.training.options``)."""
+    from nas.settings import add_flags
+    from nas.training.options import FinalOptions
+
     p = sub.add_parser(
         "train", parents=[_COMMON], formatter_class=_Help, help="train the champion fully and report on the test split"
     )
@@ -239,45 +226,26 @@ def _train_parser(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--genome", default=None, help="train this genome instead of the champion")
     g.add_argument("--baseline", default=None, help="train a baseline (mini_xception, ...) with the same recipe")
-    r = p.add_mutually_exclusive_group()
-    r.add_argument(
-        "--recipe", default="auto", choices=["auto", "tuned", "searched", "default", "vgg"],  # loop.RECIPES
-        help="auto: the tuned recipe where tuning confirmed it at full length, else the search's own training "
-        "of the champion where the search trained it fully (searched), else the default",
-    )  # fmt: skip
-    r.add_argument("--untuned", action="store_const", dest="recipe", const="default", help="same as --recipe default")
-    p.add_argument(
-        "--class-balance", choices=["none", "weighted", "softmax"], default=None,  # nas.training.loop.CLASS_BALANCE
-        help="loss for the class imbalance: inverse-frequency weights or balanced softmax (default: the recipe's)",
-    )  # fmt: skip
-    p.add_argument("--ema", type=float, default=None, help="moving average of the weights, decay per step (0: off)")
-    p.add_argument("--label-smoothing", type=float, default=None, help="default: the recipe's")
     p.add_argument("--data", default=None, help="default: the run's data")
-    p.add_argument("--epochs", type=int, default=100, help="the length of the schedule")
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=0,
-        help="stop after this many epochs without a better validation accuracy (0: never; one-cycle plans the "
-        "whole length, and stopping at 10 cost 1.8 points on mini-Xception); the best epoch is kept either way",
-    )
-    p.add_argument("--seed", type=int, default=None, help="initialisation and data order (default: the recipe's, 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    add_flags(p, FinalOptions, set())
+    p.add_argument("--untuned", action="store_true", help="same as --recipe default")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
     from nas import api
     from nas.evolve.progress import EpochBar
+    from nas.settings import given
+    from nas.training.options import FinalOptions
 
-    bar = EpochBar(args.epochs, show=not args.quiet)
+    options = given(args, FinalOptions)
+    if args.untuned:
+        if options.get("recipe", "default") != "default":
+            raise NasError(f"--untuned and --recipe {options['recipe']} exclude each other")
+        options["recipe"] = "default"
+    bar = EpochBar(options.get("epochs", FinalOptions().epochs), show=not args.quiet)
     try:
-        r = api.train(
-            args.run, genome=args.genome, baseline=args.baseline, recipe=args.recipe, data=args.data,
-            epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device, out=args.out,
-            on_epoch=bar, class_balance=args.class_balance, ema=args.ema, label_smoothing=args.label_smoothing,
-        )  # fmt: skip
+        r = api.train(args.run, genome=args.genome, baseline=args.baseline, data=args.data, on_epoch=bar, **options)
     finally:
         bar.close()
     print(

@@ -24,6 +24,7 @@ from nas.evolve.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class
 from nas.evolve.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
 from nas.evolve.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 from nas.settings import check_choices, merged, setting, typed
+from nas.training.options import CLASS_BALANCE
 
 CHAMPION_RULES = ("max-acc", "max-f1", "knee")  # nas.evolve.runner's champion rules
 BACKENDS, LATENCY_BACKENDS, LATENCY_MODELS = ("loky", "dask"), ("onnx", "torch"), ("table", "measured")
@@ -109,7 +110,7 @@ class EvaluationConfig:
     fidelity: str | dict = setting("default", FIDELITY_HELP)
     class_balance: str = setting(
         "none", "the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
-        choices=("none", "weighted", "softmax"),  # nas.training.loop.CLASS_BALANCE
+        choices=CLASS_BALANCE,
     )  # fmt: skip
     jobs: int | None = setting(None, "parallel training workers (default: one per core)")
     threads_per_job: int | None = setting(None, flag=False)  # the cores over the workers, fixed at creation

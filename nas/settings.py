@@ -17,15 +17,18 @@ from typing import Any
 
 from nas.errors import SettingError
 
-_NO_FLAG = "no_flag"
+_NO_FLAG, _FLAG = "no_flag", "flag"
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Iterable[str] | None = None,
-            flag: bool = True, factory: Callable[[], Any] | None = None) -> Any:  # fmt: skip
+            flag: bool | str = True, factory: Callable[[], Any] | None = None) -> Any:  # fmt: skip
     """A dataclass field of a setting: its default (or ``factory``), its help, its choices (a registry's
     dict stays live: what is registered later is a choice too); ``flag=False`` for a setting the command
-    line does not take (derived, or given another way)."""
-    metadata = {"help": help, "choices": choices, _NO_FLAG: not flag}
+    line does not take (derived, or given another way), a string for a flag of another name than the
+    field's (``"--confirm-epochs"`` for the confirmation's ``epochs``)."""
+    metadata = {"help": help, "choices": choices, _NO_FLAG: flag is False}
+    if isinstance(flag, str):
+        metadata[_FLAG] = flag
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -46,6 +49,15 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def flag_of(f: dataclasses.Field) -> str:
+    """The flag that sets field ``f``: its own name, or the one its declaration gives."""
+    return f.metadata.get(_FLAG) or flag_name(f.name)
+
+
+def _dest(f: dataclasses.Field) -> str:
+    return flag_of(f).removeprefix("--").replace("-", "_")
+
+
 def default_of(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
@@ -62,20 +74,20 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
     own default."""
     hints = typing.get_type_hints(cls)
     for f in flag_fields(cls):
-        if f.name in seen:  # two declarations of one name: the command line could not tell them apart
+        if _dest(f) in seen:  # two declarations of one name: the command line could not tell them apart
             raise ValueError(f"setting {f.name!r} of {cls.__name__} is declared twice")
-        seen.add(f.name)
+        seen.add(_dest(f))
         kind, default = hints[f.name], default_of(f)
         text = f.metadata.get("help", "")
-        if default is not None and default != () and "(default" not in text:
+        if default is not None and default is not False and default != () and "(default" not in text:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             text = f"{text} (default: {shown})" if text else f"default: {shown}"
         if _base(kind) is bool:
-            parser.add_argument(flag_name(f.name), action="store_true", default=None, help=text)
+            parser.add_argument(flag_of(f), action="store_true", default=None, help=text)
         else:
             choices = f.metadata.get("choices")
-            parser.add_argument(flag_name(f.name), type=_parser(kind), default=None, choices=choices, help=text,
-                                metavar=None if choices else f.name.upper())  # fmt: skip
+            parser.add_argument(flag_of(f), type=_parser(kind), default=None, choices=choices, help=text,
+                                metavar=None if choices else _dest(f).upper())  # fmt: skip
 
 
 def merged(options: dict[str, type]) -> type:
@@ -101,7 +113,7 @@ def merged(options: dict[str, type]) -> type:
 
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The flags of ``cls`` the user gave, as field values."""
-    return {f.name: getattr(args, f.name) for f in flag_fields(cls) if getattr(args, f.name, None) is not None}
+    return {f.name: getattr(args, _dest(f)) for f in flag_fields(cls) if getattr(args, _dest(f), None) is not None}
 
 
 def _base(kind: Any) -> Any:
@@ -196,12 +208,12 @@ def _describe(kind: Any) -> str:
     return names.get(typing.get_origin(kind) or kind, getattr(kind, "__name__", str(kind)))
 
 
-def choice(value: str, choices: Iterable[str], name: str) -> None:
-    """A setting's value must be one of its choices; the error names it as a flag."""
+def choice(value: str | None, choices: Iterable[str], flag: str) -> None:
+    """A setting's value must be one of its choices (or None, "the default's"); the error names its flag."""
     choices = tuple(choices)
-    if value not in choices:
+    if value is not None and value not in choices:
         allowed = " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
-        raise SettingError(f"{flag_name(name)} must be {allowed}, got {value!r}")
+        raise SettingError(f"{flag} must be {allowed}, got {value!r}")
 
 
 def check_choices(settings: Any) -> None:
@@ -209,4 +221,4 @@ def check_choices(settings: Any) -> None:
     registry's names (a dict of choices) are checked by the registry, which says more."""
     for f in dataclasses.fields(settings):
         if f.metadata.get("choices") is not None and not isinstance(f.metadata["choices"], dict):
-            choice(getattr(settings, f.name), f.metadata["choices"], f.name)
+            choice(getattr(settings, f.name), f.metadata["choices"], flag_of(f))

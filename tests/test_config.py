@@ -64,6 +64,41 @@ def test_every_default_is_declared_once_and_the_api_and_the_flags_take_it():
         config.create("synthetic:70", "tiny", generation=3)
 
 
+def test_the_tune_and_train_flags_are_their_options_declared_once(tmp_path, capsys):
+    """tune's and train's flags derive from nas.training.options; the functions that run them hold no second
+    default, and a value out of range names its own flag (the confirmation's flags included)."""
+    import inspect
+
+    import nas.training.final
+    import nas.training.tuning
+    from nas.cli import build_parser
+    from nas.settings import given
+    from nas.training.options import ConfirmOptions, FinalOptions, StudyOptions
+
+    assert not {"trials", "epochs", "pruner"} & set(inspect.signature(nas.training.tuning.tune).parameters)
+    assert not {"epochs", "patience", "recipe"} & set(inspect.signature(nas.training.final.train_final).parameters)
+    args = build_parser().parse_args(
+        ["tune", "--run", "r", "--confirm-epochs", "7", "--epochs", "3", "--train-images", "0"]
+    )
+    assert given(args, ConfirmOptions) == {"epochs": 7} and given(args, StudyOptions) == {
+        "epochs": 3,
+        "train_images": 0,
+    }
+    assert StudyOptions(train_images=0).train_images is None and StudyOptions().trials == 30
+    args = build_parser().parse_args(["train", "--run", "r", "--ema", "0.9"])
+    assert FinalOptions(**given(args, FinalOptions)).changes() == {"ema": 0.9}
+    for argv, message in [
+        (["tune", "--run", str(tmp_path), "--confirm-epochs", "0"], "--confirm-epochs must be >= 1, got 0"),
+        (["tune", "--run", str(tmp_path), "--trials", "0"], "--trials must be >= 1, got 0"),
+        (["train", "--run", str(tmp_path), "--patience", "-1"], "--patience must be >= 0, got -1"),
+        (["train", "--run", str(tmp_path), "--untuned", "--recipe", "vgg"], "--untuned and --recipe vgg exclude"),
+    ]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err.strip().splitlines()[-1], argv
+    with pytest.raises(SettingError, match="--class-balance must be one of none, weighted, softmax, got 'x'"):
+        FinalOptions(class_balance="x")
+
+
 @pytest.mark.parametrize(
     ("section", "value", "message"),
     [

@@ -85,8 +85,10 @@ def test_no_import_cycle_inside_the_package():
 
 def test_the_cli_only_parses_flags_and_calls_the_api():
     nas_modules = {n for n in _imports(PACKAGE / "cli.py") if n.startswith("nas.") and n in set(MODULES.values())}
-    # demo: DemoConfig's defaults for --help; config and settings: the declared settings the flags derive from
-    allowed = {"nas.api", "nas.errors", "nas.evolve.progress", "nas.deploy.demo", "nas.config", "nas.settings"}
+    # demo: DemoConfig's defaults for --help; config, training.options and settings: the declared settings
+    # the flags derive from
+    allowed = {"nas.api", "nas.errors", "nas.evolve.progress", "nas.deploy.demo", "nas.config", "nas.settings",
+               "nas.training.options"}  # fmt: skip
     assert nas_modules <= allowed, sorted(nas_modules - allowed)
 
 
@@ -133,14 +135,15 @@ def test_the_clis_literal_choices_are_the_librarys_names():
     from nas.config import CHAMPION_RULES
     from nas.evolve.algorithms import ALGORITHMS
     from nas.evolve.runner import RULE_METRIC
-    from nas.training.loop import CLASS_BALANCE, RECIPES
+    from nas.training.loop import RECIPES
+    from nas.training.options import CLASS_BALANCE, RECIPE_NAMES
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     choices = {(c, a.dest): list(a.choices) for c, p in sub.choices.items() for a in p._actions if a.choices}
     assert set(choices["evolve", "algorithm"]) == set(ALGORITHMS)
     assert choices["evolve", "champion_rule"] == list(CHAMPION_RULES) and set(CHAMPION_RULES) == {*RULE_METRIC, "knee"}
     assert choices["evolve", "class_balance"] == choices["train", "class_balance"] == list(CLASS_BALANCE)
-    assert choices["train", "recipe"] == ["auto", "tuned", "searched", *RECIPES]
+    assert choices["train", "recipe"] == ["auto", "tuned", "searched", *RECIPES] and tuple(RECIPES) == RECIPE_NAMES
 
 
 def test_the_readme_is_a_front_door_and_every_link_in_the_docs_resolves():

@@ -132,6 +132,27 @@ def test_ga_keeps_its_elites_and_breeds_the_rest(tmp_path):
     assert per_gen == [6, 4, 4]  # two elites survive untouched, four children
 
 
+def test_the_penalised_ga_keeps_as_elites_the_best_penalised_networks_not_the_most_accurate():
+    from nas.evolve.algorithms.ga import Options, PenalizedGA, penalized_fitness
+
+    problem = Problem(TINY, objs.parse_objectives("acc,params,latency"), {}, fake_costs)
+    options = Options(penalty="linear", penalty_per_doubling=0.1, target_params=300, target_latency_ms=1.0)
+    ga = PenalizedGA(problem, 6, random.Random(0), options)
+    records = {}
+    for genome in _samples(problem, 40):
+        record = FakeStrategy._record(genome, genome.key, fake_costs(genome))
+        if record["status"] == "ok":
+            records[genome.key] = problem.evaluation(genome, record)
+    first, children = list(records.values())[:6], list(records.values())[6:10]
+    ga.tell(first)
+    ga.tell(children)
+    penalised = sorted(first, key=lambda ev: -penalized_fitness(ev.record, options, latency=True))
+    accurate = sorted(first, key=lambda ev: -ev.record["val_acc"])
+    kept = {ev.key for ev in ga.population}
+    assert {ev.key for ev in penalised[:2]} != {ev.key for ev in accurate[:2]}, "the targets should bite"
+    assert kept == {ev.key for ev in penalised[:2] + children}
+
+
 def test_nsga2_wants_a_population_divisible_by_four(tmp_path):
     with pytest.raises(ValueError, match="population must be a multiple of 4"):
         run(tmp_path, "nsga2", population=6)

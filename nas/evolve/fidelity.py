@@ -31,7 +31,7 @@ class Fidelity:
     # validation on PublicTest after every epoch (about a quarter of a brief training's time), or only
     # where a decision needs it: at the end of the schedule, or of a successive-halving rung
     validate_every_epoch: bool = False
-    class_balance: str = "none"  # the loss's answer to the class imbalance (nas.training.loop.CLASS_BALANCE)
+    class_balance: str = "none"  # the loss's answer to the class imbalance (nas.training.options.CLASS_BALANCE)
     # a proxy network: every block's channel count times ``width`` (EcoNAS's reduced-channel proxy); the
     # objectives (parameters, FLOPs, latency) are always the real network's, only its training is cheaper
     width: float = 1.0

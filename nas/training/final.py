@@ -26,9 +26,11 @@ from nas.deploy.latency import measure
 from nas.errors import RunDirError, SettingError, first_line
 from nas.genome.build import build, count_flops, count_params
 from nas.genome.grammar import parse_genome
+from nas.settings import typed
 from nas.training import loop as training
 from nas.training.loop import RECIPES, TrainConfig, resolve_device
 from nas.training.numerics import fastest
+from nas.training.options import FinalOptions
 from nas.training.report import test_report, write_history
 
 log = logging.getLogger(__name__)
@@ -149,27 +151,26 @@ def train_final(
     run_dir: str | Path,
     genome: str | None = None,
     baseline: str | None = None,
-    recipe: str = "auto",
     data: str | None = None,
-    epochs: int = 100,
-    patience: int = 0,
-    seed: int | None = None,
-    device: str = "auto",
-    out: str | Path | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
-    **changes,
+    **settings,
 ) -> dict:
     """Train the champion (or ``genome``, or a ``baseline``) fully; returns the test report.
 
-    ``recipe``: auto, tuned or a name of ``training.RECIPES``; ``changes``: TrainConfig fields to set on
-    top of it (label_smoothing, class_balance, ema, ...). ``on_epoch(epoch, row)`` sees every epoch.
+    ``settings``: the fields of ``FinalOptions`` (recipe, epochs, patience, seed, device, out, and the
+    class_balance, ema, label_smoothing set on top of the recipe), and any other ``TrainConfig`` field to
+    set on top of it. ``on_epoch(epoch, row)`` sees every epoch.
     """
-    if epochs < 1 or patience < 0:
-        raise SettingError(f"--epochs must be >= 1 (got {epochs}) and --patience >= 0 (got {patience})")
+    own = {f.name for f in fields(FinalOptions)}
+    if settings.get("out") is not None:  # a Path as well as its text
+        settings["out"] = str(settings["out"])
+    o = typed(FinalOptions, {k: v for k, v in settings.items() if k in own}, "train")
+    changes = o.changes() | {k: v for k, v in settings.items() if k not in own}
+    device = o.device
     resolve_device(device)
     run_dir, genome, data = target(run_dir, genome, baseline, data)
-    cfg, recipe_name = _recipe(run_dir, genome, recipe, changes, epochs, patience, seed, device)
-    name, out = _destination(run_dir, recipe, baseline, out)
+    cfg, recipe_name = _recipe(run_dir, genome, o.recipe, changes, o.epochs, o.patience, o.seed, device)
+    name, out = _destination(run_dir, o.recipe, baseline, o.out)
     dataset = fer.load(data, ("train", "val"))
     test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
     search = rundir.search_cost(run_dir) if not baseline and searched(run_dir, genome) else None

@@ -27,6 +27,7 @@ from nas.data import Split, normalize
 from nas.errors import NasError, SettingError
 from nas.rundir import atomic_write
 from nas.training import metrics
+from nas.training.options import CLASS_BALANCE
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none")
@@ -37,10 +38,6 @@ DECAYS = {
     "linear": lambda t: 1 - t,
 }
 STEPWISE = ("onecycle", "wsd")  # schedulers stepped after every batch, the others after every epoch
-# how the loss answers FER2013's imbalance (disgust is 1.5% of Training): not at all, cross-entropy weighted
-# by inverse class frequency, or balanced softmax (Ren et al. 2020: the log prior added to the logits in
-# training only, so the trained logits estimate the balanced posterior)
-CLASS_BALANCE = ("none", "weighted", "softmax")
 
 
 class Diverged(RuntimeError):

@@ -26,8 +26,10 @@ from nas.errors import NasError, SettingError, first_line
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import make_dir, read_json, write_json
-from nas.training.loop import CLASS_BALANCE, RECIPES, TrainConfig, resolve_device, train
+from nas.settings import typed
+from nas.training.loop import RECIPES, TrainConfig, resolve_device, train
 from nas.training.numerics import fastest
+from nas.training.options import CLASS_BALANCE, PRUNERS, ConfirmOptions, StudyOptions
 
 log = logging.getLogger(__name__)
 
@@ -118,63 +120,48 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise SettingError(f"--pruner: unknown pruner {name!r}; choose median, hyperband or none")
+    raise SettingError(f"--pruner: unknown pruner {name!r}; choose {', '.join(PRUNERS)}")
 
 
-def tune(
-    genome: str,
-    data_path: str,
-    run_dir: Path,
-    trials: int = 30,
-    epochs: int = 6,
-    train_images: int | None = 10_000,
-    pruner: str = "median",
-    storage: str | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    device: str = "auto",
-    confirmation: Confirmation | None = None,
-) -> optuna.Study:
+def tune(genome: str, data_path: str, run_dir: Path, confirmation: Confirmation | None = None, **study) -> optuna.Study:
     """Run (or continue) the study, confirm its best recipes at full length, and write ``tuned.json`` and
     its plots into ``run_dir``.
 
-    ``confirmation``: how the best recipes are confirmed at full length (default: ``Confirmation()``).
-    Every setting, the genome and the data are checked before the study is created; a study this call
-    created that ends without a finished trial is deleted again, so a retry is not told it exists."""
-    if trials < 1 or epochs < 1:
-        raise SettingError(f"--trials (got {trials}) and --epochs (got {epochs}) must be >= 1")
-    confirmation = confirmation or Confirmation()
-    if train_images is not None and train_images < 0:
-        raise SettingError(f"--train-images must be >= 0 (0: all), got {train_images}")
-    resolve_device(device)
+    ``study``: the fields of ``StudyOptions`` (trials, epochs, train_images, pruner, storage, resume, seed,
+    device); ``confirmation``: how the best recipes are confirmed at full length (default:
+    ``Confirmation()``). Every setting, the genome and the data are checked before the study is created; a
+    study this call created that ends without a finished trial is deleted again, so a retry is not told it
+    exists."""
+    o, confirmation = typed(StudyOptions, study, "tune"), confirmation or Confirmation()
+    resolve_device(o.device)
     model_genome = parse_genome(genome)
     dataset = fer.load(data_path, ("train", "val"))
-    train_split, val_split = dataset["train"].subset(train_images, seed), dataset["val"]
+    train_split, val_split = dataset["train"].subset(o.train_images, o.seed), dataset["val"]
     db = Path(run_dir) / rundir.TUNE_STUDY
-    made_db = storage is None and not db.exists()
-    storage = storage or f"sqlite:///{db}"
-    study = _study(f"tune-{model_genome.key}", storage, seed, trials, pruner, epochs, resume)
+    made_db = o.storage is None and not db.exists()
+    storage = o.storage or f"sqlite:///{db}"
+    study = _study(f"tune-{model_genome.key}", storage, o)
     default = default_params()
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
         study.enqueue_trial(default)
     study.set_user_attr("genome", genome)
-    study.set_user_attr("epochs", epochs)
-    study.set_user_attr("train_images", train_images)
+    study.set_user_attr("epochs", o.epochs)
+    study.set_user_attr("train_images", o.train_images)
     study.set_user_attr("full_train_images", len(dataset["train"]))
     try:
-        _optimize(study, model_genome, train_split, val_split, trials, epochs, seed, device, Path(run_dir))
+        _optimize(study, model_genome, train_split, val_split, o.trials, o.epochs, o.seed, o.device, Path(run_dir))
     except BaseException:
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             optuna.delete_study(study_name=study.study_name, storage=storage)
             if made_db:
                 db.unlink(missing_ok=True)
         raise
-    trainer = _full_length_trainer(model_genome, dataset, seed, device, Path(run_dir))
-    confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{seed}|{dataset.fingerprint}")
+    trainer = _full_length_trainer(model_genome, dataset, o.seed, o.device, Path(run_dir))
+    confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{o.seed}|{dataset.fingerprint}")
     return study
 
 
-def _study(name: str, storage: str, seed: int, trials: int, pruner: str, epochs: int, resume: bool) -> optuna.Study:
+def _study(name: str, storage: str, o: StudyOptions) -> optuna.Study:
     """The study, new (or continued with ``resume``); a storage it cannot open is a setting's error."""
     try:
         return optuna.create_study(
@@ -182,9 +169,9 @@ def _study(name: str, storage: str, seed: int, trials: int, pruner: str, epochs:
             storage=storage,
             direction="maximize",
             # TPE's first trials are random; a short study still gets some guided ones
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3))),
-            pruner=make_pruner(pruner, epochs),
-            load_if_exists=resume,
+            sampler=optuna.samplers.TPESampler(seed=o.seed, n_startup_trials=max(3, min(10, o.trials // 3))),
+            pruner=make_pruner(o.pruner, o.epochs),
+            load_if_exists=o.resume,
         )
     except optuna.exceptions.DuplicatedStudyError:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
@@ -254,27 +241,13 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
 
 
 @dataclass(frozen=True)
-class Confirmation:
+class Confirmation(ConfirmOptions):
     """A short budget rewards recipes that converge fast (a study's best recipe at 3 epochs lost to the
     default at 10): the default and the study's ``best`` few recipes train again at full length, and the
     tuned recipe is adopted only if it beats the default there. Capped in core-hours, estimated from the
     trials' own speed; results are kept in ``confirm.json`` as they come, so an interrupted tune resumes.
     One seed each: a tuned recipe must win by more than ``margin`` (PublicTest accuracy), since two seeds of
     the default recipe on mini-Xception ended 1.6 points apart here; a smaller win is noise."""
-
-    best: int = 2
-    epochs: int = 100
-    patience: int = 0
-    core_hours: float = 3.0
-    margin: float = 0.01
-
-    def __post_init__(self) -> None:
-        if min(self.best, self.patience, self.core_hours, self.margin) < 0 or self.epochs < 1:
-            raise SettingError(
-                "need --confirm >= 0, --confirm-epochs >= 1, --confirm-patience >= 0, --confirm-core-hours >= 0, "
-                f"--confirm-margin >= 0 (got {self.best}, {self.epochs}, {self.patience}, {self.core_hours:g}, "
-                f"{self.margin:g})"
-            )
 
     def candidates(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
         """The best distinct finished recipes that are not the default, by name."""

@@ -1,0 +1,103 @@
+"""The settings of the two commands that follow a search, declared once as ``nas.config`` declares a
+search's: the Optuna study of the champion's recipe and its confirmation at full length (``tune``), and the
+full training with its test report (``train``). The flags and their help derive from these fields
+(``nas.settings.add_flags``); ``nas.training.tuning`` and ``nas.training.final`` take them. Torch-free, so
+that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas.errors import SettingError
+from nas.settings import check_choices, setting
+
+# how the loss answers FER2013's imbalance (disgust is 1.5% of Training): not at all, cross-entropy weighted
+# by inverse class frequency, or balanced softmax (Ren et al. 2020: the log prior added to the logits in
+# training only, so the trained logits estimate the balanced posterior)
+CLASS_BALANCE = ("none", "weighted", "softmax")
+RECIPE_NAMES = ("default", "vgg")  # nas.training.loop.RECIPES' names (a test keeps them equal)
+# auto: the tuned recipe where tuning confirmed it at full length, else the search's own training of the
+# champion where the search trained it fully (searched), else the default
+CHAMPION_RECIPES = ("auto", "tuned", "searched")
+PRUNERS = ("median", "hyperband", "none")
+
+
+def _at_least(minimum: float, **values: float | None) -> None:
+    for flag, value in values.items():
+        if value is not None and value < minimum:
+            raise SettingError(f"--{flag.replace('_', '-')} must be >= {minimum:g}, got {value:g}")
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """The Optuna study: how many recipes, each trained how long on how much of Training."""
+
+    trials: int = setting(30, "training recipes to try")
+    epochs: int = setting(6, "epochs per trial")
+    train_images: int | None = setting(10_000, "stratified Training subset per trial (0 or none: all)")
+    pruner: str = setting("median", "stops hopeless trials", choices=PRUNERS)
+    storage: str | None = setting(None, "Optuna RDB URL (default sqlite:///<run>/tune.db)")
+    resume: bool = setting(False, "continue an existing study")
+    seed: int = setting(0, "the sampler's seed")
+    device: str = setting("auto", "auto, cpu or cuda")
+
+    def __post_init__(self) -> None:
+        _at_least(1, trials=self.trials, epochs=self.epochs)
+        _at_least(0, train_images=self.train_images)
+        check_choices(self)
+        if self.train_images == 0:  # "all", as the flag's help says
+            object.__setattr__(self, "train_images", None)
+
+
+@dataclass(frozen=True)
+class ConfirmOptions:
+    """The confirmation at full length of the default and the study's best recipes (``tuning.Confirmation``)."""
+
+    best: int = setting(2, "best recipes to confirm (0: none; then train.py keeps the default)", flag="--confirm")
+    epochs: int = setting(100, "the full length, as train.py's --epochs", flag="--confirm-epochs")
+    patience: int = setting(0, "as train.py's --patience", flag="--confirm-patience")
+    core_hours: float = setting(3.0, "cap on the estimated cost; fewer recipes if over", flag="--confirm-core-hours")
+    margin: float = setting(
+        0.01,
+        "PublicTest accuracy a tuned recipe must win by (one seed each; two seeds of one recipe: 0.016 apart)",
+        flag="--confirm-margin",
+    )
+
+    def __post_init__(self) -> None:
+        _at_least(0, confirm=self.best, confirm_patience=self.patience, confirm_core_hours=self.core_hours,
+                  confirm_margin=self.margin)  # fmt: skip
+        _at_least(1, confirm_epochs=self.epochs)
+
+
+@dataclass(frozen=True)
+class FinalOptions:
+    """The champion's (or a genome's, or a baseline's) full training: which recipe, how long, where to."""
+
+    recipe: str = setting("auto", "the training recipe (auto: tuned if confirmed, else searched, else default)",
+                          choices=(*CHAMPION_RECIPES, *RECIPE_NAMES))  # fmt: skip
+    class_balance: str | None = setting(
+        None, "loss for the class imbalance: inverse-frequency weights or balanced softmax (default: the recipe's)",
+        choices=CLASS_BALANCE,
+    )  # fmt: skip
+    ema: float | None = setting(None, "moving average of the weights, decay per step (0: off; default: the recipe's)")
+    label_smoothing: float | None = setting(None, "default: the recipe's")
+    epochs: int = setting(100, "the length of the schedule")
+    patience: int = setting(
+        0,
+        "stop after this many epochs without a better validation accuracy (0: never; one-cycle plans the whole "
+        "length, and stopping at 10 cost 1.8 points on mini-Xception); the best epoch is kept either way",
+    )
+    seed: int | None = setting(None, "initialisation and data order (default: the recipe's, 0)")
+    device: str = setting("auto", "auto, cpu or cuda")
+    out: str | None = setting(None, "output folder (default: the run directory)")
+
+    def __post_init__(self) -> None:
+        _at_least(1, epochs=self.epochs)
+        _at_least(0, patience=self.patience)
+        check_choices(self)
+
+    def changes(self) -> dict:
+        """The training settings given on top of the recipe."""
+        given = {"class_balance": self.class_balance, "ema": self.ema, "label_smoothing": self.label_smoothing}
+        return {k: v for k, v in given.items() if v is not None}
