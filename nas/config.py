@@ -117,7 +117,9 @@ class EvaluationConfig:
     backend: str = setting("loky", "parallel training workers", choices=BACKENDS)
     scheduler: str | None = setting(None, "Dask scheduler address (with --backend dask)")
     device: str = setting("auto", "auto, cpu or cuda")
-    time_limit: float | None = setting(900, "seconds of training per candidate")
+    time_limit: float | None = setting(
+        900, "seconds of training per candidate and rung (not the finalists' full training)"
+    )
     latency_backend: str = setting("onnx", "runtime the latency is of", choices=LATENCY_BACKENDS)
     latency_model: str = setting(
         "table", "table: the objective is predicted from per-block latencies measured once per machine "

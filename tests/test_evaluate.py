@@ -52,6 +52,8 @@ def test_nan_and_time_limit_are_recorded(synthetic_csv, tmp_path):
     (rec,) = Evaluator(slow_task).evaluate(GOOD[:1])
     assert rec["status"] == "timeout"
     assert rec.get("val_acc") is None and rec["error"].startswith("time limit reached")
+    (rec,) = Evaluator(slow_task).evaluate([Job(GOOD[0], resumable=True)])  # the top rung: a full training
+    assert rec["status"] == "ok" and rec["epochs"] == FID.epochs
 
 
 def test_cache_prevents_retraining_and_survives_restart(task, tmp_path, monkeypatch):

@@ -77,6 +77,7 @@ def train_candidate(
     keep_state: bool = False,
     dataset: fer.FerData | None = None,
     live: str | None = None,
+    limited: bool = True,
 ) -> dict:
     """Train one candidate briefly and return its record; never raises.
 
@@ -87,6 +88,8 @@ def train_candidate(
     carries the new state under ``"state"``. ``dataset``: the loaded data, sent by the client (Dask
     workers need no access to ``task.data``); without it the worker loads ``task.data`` itself. ``live``: a
     file to checkpoint in after every epoch; where it exists, it is continued (it is further than ``state``).
+    ``limited``: the task's time limit applies (not to the top rung, the finalists' full training: their
+    speed is known from their first rung, and the limit guards brief trainings).
     """
     torch.set_num_threads(task.threads or _worker_threads())
     record: dict = {"genome": genome_text, "status": "ok", "error": "", "fidelity": task.fidelity.name}
@@ -103,7 +106,7 @@ def train_candidate(
         train_split = dataset["train"].subset(task.fidelity.train_images, task.seed)
         val_split = dataset["val"].subset(task.fidelity.val_images, task.seed)
         model, trained_flops = _network(genome, task, record)
-        deadline = t0 + task.time_limit if task.time_limit else None
+        deadline = t0 + task.time_limit if task.time_limit and limited else None
         cfg = task.fidelity.train_config(task.seed).replace(cpu_bf16=task.bf16(trained_flops))
         gpu = resolve_device(task.device).type == "cuda"
         record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
@@ -156,7 +159,7 @@ def _failure(exc: Exception) -> dict:
 def _train_job(key: str, job: Job, task: EvalTask, state: bytes | None, dataset: fer.FerData | None = None,
                live: str | None = None) -> dict:  # fmt: skip
     """A worker's whole task: train, and label the record with its cache key."""
-    record = train_candidate(job.genome, task, job.until, state, job.keep_state, dataset, live)
+    record = train_candidate(job.genome, task, job.until, state, job.keep_state, dataset, live, not job.resumable)
     return record | {"cache_key": key}
 
 
