@@ -286,7 +286,7 @@ def tune(
     typed(tuning.StudyOptions, study, "tune")
     run_dir, genome, data = target(run_dir, genome, None, data)
     study = tuning.tune(genome, data, run_dir, confirmation=confirm, **study)
-    return rundir.read_json(run_dir / rundir.TUNED, "tuned recipe") | {"n_trials": len(study.trials)}
+    return tuning.read_tuned(run_dir / rundir.TUNED) | {"n_trials": len(study.trials)}
 
 
 def train(run_dir: str | Path, **kwargs) -> dict:

@@ -558,6 +558,33 @@ def unlink(name: str) -> Callable[[Path], None]:
     return lambda run: (run / name).unlink()
 
 
+def tuned_file(change: Callable[[dict], dict]) -> Callable[[Path], None]:
+    """A tuned.json as tuning writes it (the default recipe, adopted), then ``change``d."""
+    from dataclasses import asdict
+
+    from nas.training.loop import TrainConfig
+
+    tuned = {"value": 0.5, "params": {}, "train_config": asdict(TrainConfig()), "budget": {"epochs": 6},
+             "confirmation": {"adopted": True, "verdict": "won", "runs": {}}}  # fmt: skip
+    return lambda run: write(run / "tuned.json", json.dumps(change(tuned)))
+
+
+def _train_config(**changes) -> Callable[[dict], dict]:
+    return lambda t: t | {"train_config": t["train_config"] | changes}
+
+
+TUNED_DAMAGE = {  # the field named in the error, and how tuned.json is damaged
+    "budget-epochs-text": ("budget.epochs", lambda t: t | {"budget": {"epochs": "6"}}),
+    "budget-missing": ("budget.epochs", drop("budget")),
+    "train-config-list": ("train_config must be a table", lambda t: t | {"train_config": [1]}),
+    "lr-text": ("lr must be a number", _train_config(lr="abc")),
+    "lr-negative": ("lr > 0", _train_config(lr=-1.0)),
+    "augment-text": ("augment must be a number", _train_config(augment="strong")),
+    "runs-list": ("runs are tables", lambda t: t | {"confirmation": {"adopted": True, "runs": [1]}}),
+    "adopted-text": ("confirmation.adopted", lambda t: t | {"confirmation": {"adopted": "yes"}}),
+}
+
+
 TRAIN_TUNE_CASES = [
     Case("train-run-missing", lambda w, t: ["train", "--run", str(t / "none")], ("{tmp}/none",)),
     Case("train-no-champion", train_run(unlink("champion.json")), ("champion.json",)),
@@ -567,6 +594,10 @@ TRAIN_TUNE_CASES = [
     ),
     Case("train-config-corrupt", train_run(lambda r: write(r / "config.json", rand_bytes(50))), ("config.json",)),
     Case("train-tuned-corrupt", train_run(lambda r: write(r / "tuned.json", "{")), ("tuned.json",)),
+    *(
+        Case(f"train-tuned-{k}", train_run(tuned_file(change)), ("tuned.json", says))
+        for k, (says, change) in TUNED_DAMAGE.items()
+    ),
     Case(
         "train-progress-corrupt",
         train_run(lambda r: write(r / "progress.csv", "gen,evals\n0,sixteen\n")),
@@ -708,6 +739,66 @@ DEMO_CASES = [
         "demo-model-json-corrupt",
         demo(model=export_copy(lambda e: write(e / "model.json", "{"))),
         ("{tmp}/export/model.json",),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-three-classes",
+        demo(model=export_copy(replace_json("model.json", lambda i: i | {"class_names": ["a", "b", "c"]}))),
+        ("{tmp}/export/model.onnx", "gives 7 outputs, model.json names 3 classes"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-class-repeated",
+        demo(model=export_copy(replace_json("model.json", lambda i: i | {"class_names": ["a"] * 7}))),
+        ("{tmp}/export/model.json", "class_names repeats"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-input-shape-other",
+        demo(
+            model=export_copy(
+                replace_json("model.json", lambda i: i | {"input": i["input"] | {"shape": [1, 1, 40, 40]}})
+            )
+        ),
+        ("{tmp}/export/model.onnx", "does not take the input"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-input-shape-text",
+        demo(model=export_copy(replace_json("model.json", lambda i: i | {"input": i["input"] | {"shape": "48x48"}}))),
+        ("{tmp}/export/model.json", "input.shape"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-std-zero",
+        demo(
+            model=export_copy(
+                replace_json("model.json", lambda i: i | {"input": i["input"] | {"normalize": {"mean": 0.5, "std": 0}}})
+            )
+        ),
+        ("{tmp}/export/model.json", "positive std"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-file-outside",
+        demo(
+            model=export_copy(
+                replace_json("model.json", lambda i: i | {"files": i["files"] | {"onnx": "../model.onnx"}})
+            )
+        ),
+        ("{tmp}/export/model.json", "plain file names"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-not-a-table",
+        demo(model=export_copy(replace_json("model.json", lambda i: [i]))),
+        ("{tmp}/export/model.json", "not a table"),
+        ("o.png",),
+    ),
+    Case(
+        "demo-model-json-nested-deep",
+        demo(model=export_copy(lambda e: write(e / "model.json", "[" * 100_000 + "]" * 100_000))),
+        ("{tmp}/export/model.json", "RecursionError"),
         ("o.png",),
     ),
     Case(

@@ -9,6 +9,7 @@ deployment needs. Every problem with the files is one line naming the file.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ class Classifier:
         if not file.exists():
             raise NasError(f"{file}: model file not found")
         self._run = _onnx_runner(file, threads) if backend == "onnx" else _torchscript_runner(file, threads)
+        _check_model(file, self._run, self.info)
 
     def predict_proba(self, faces: np.ndarray) -> np.ndarray:
         """(N, 1, H, W) uint8 face crops -> (N, classes) probabilities, all faces in one batch."""
@@ -54,20 +56,60 @@ class Classifier:
 
 
 def _read_info(path: Path) -> dict:
-    """``model.json``, checked for what the classifier reads from it."""
+    """``model.json``, each field the classifier reads checked by its type and range: a damaged description
+    is one line naming the file and the field, never a wrong answer later."""
     if not path.exists():
         raise NasError(f"{path}: model description not found (export the model with scripts/export.py)")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-        norm = info["input"]["normalize"]
-        ok = isinstance(info["class_names"], list) and {"onnx", "torchscript"} <= set(info["files"])
-        ok = ok and len(info["input"]["shape"]) == 4
-        ok = ok and isinstance(norm["mean"], (int, float)) and isinstance(norm["std"], (int, float))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise NasError(f"{path}: unreadable model description ({type(exc).__name__}: {exc})") from None
-    if not ok:
-        raise NasError(f"{path}: unreadable model description (class_names, files or input.normalize malformed)")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise NasError(f"{path}: unreadable model description ({type(exc).__name__}: {first_line(exc)})") from None
+    problem = _info_problem(info)
+    if problem:
+        raise NasError(f"{path}: unreadable model description ({problem})")
     return info
+
+
+def _info_problem(info: object) -> str | None:
+    """What is wrong with a ``model.json``'s contents, named by field; None when nothing is."""
+    if not isinstance(info, dict):
+        return "not a table"
+    names, files = info.get("class_names"), info.get("files")
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
+        return "class_names must be a list of at least two names"
+    if len(set(names)) != len(names):
+        return "class_names repeats a name"
+    if not isinstance(files, dict) or not all(isinstance(files.get(k), str) for k in ("onnx", "torchscript")):
+        return "files must name the onnx and torchscript files"
+    if any(Path(files[k]).name != files[k] or files[k] in ("", ".", "..") for k in ("onnx", "torchscript")):
+        return "files must be plain file names inside the model's folder"
+    model_input = info.get("input")
+    shape = model_input.get("shape") if isinstance(model_input, dict) else None
+    if not isinstance(shape, list) or len(shape) != 4 or not all(type(v) is int and 0 < v <= 4096 for v in shape):
+        return "input.shape must be 4 positive integers (N, C, H, W)"
+    if shape[1] != 1:
+        return f"input.shape must have 1 channel (grey faces), got {shape[1]}"
+    norm = model_input.get("normalize")
+    mean, std = (norm.get("mean"), norm.get("std")) if isinstance(norm, dict) else (None, None)
+    if not all(type(v) in (int, float) and math.isfinite(v) for v in (mean, std)) or not std > 0:
+        return "input.normalize needs a finite mean and a positive std"
+    return None
+
+
+def _check_model(file: Path, run, info: dict) -> None:
+    """The model file must answer the description: a face of ``input.shape`` in, one logit a class out."""
+    shape = info["input"]["shape"]
+    try:
+        out = run(np.zeros([1, *shape[1:]], np.float32))
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime and TorchScript raise types of their own
+        raise NasError(
+            f"{file}: does not take the input model.json describes {shape} ({first_line(exc)[:160]})"
+        ) from None
+    if np.ndim(out) != 2 or np.shape(out)[1] != len(info["class_names"]):
+        raise NasError(
+            f"{file}: gives {np.shape(out)[-1] if np.ndim(out) else 0} outputs, model.json names "
+            f"{len(info['class_names'])} classes"
+        )
 
 
 def ort_session(model_bytes_or_path: bytes | str, threads: int = 1):

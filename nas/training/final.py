@@ -73,14 +73,14 @@ def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig,
         saved = _saved_config(searched_state)
         if saved is None:
             raise RunDirError(f"{searched_state}: the search's training of the champion is unreadable")
-        return TrainConfig.from_dict(saved), "searched"
+        return TrainConfig.from_dict(saved, str(searched_state)), "searched"
     if not tuned_path.exists():
         if recipe == "tuned":
             raise RunDirError(f"{tuned_path}: no tuned recipe; run scripts/tune.py --run {run_dir} first")
         return RECIPES["default"], "default"
     from nas.training.tuning import tuned_config
 
-    tuned = rundir.read_json(tuned_path, "tuned recipe")
+    tuned = training.read_tuned(tuned_path)
     verdict = (tuned.get("confirmation") or {}).get("verdict", "never confirmed at full length")
     if recipe == "auto" and not (tuned.get("confirmation") or {}).get("adopted"):
         log.info(f"{tuned_path}: not adopted ({verdict}); training with the default recipe")
@@ -93,9 +93,9 @@ def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str
     (``tuned.json``), which the final training continues instead of training the same thing again (about
     an hour here)."""
     path = run_dir / rundir.TUNED
-    runs = ((rundir.read_json(path, "tuned recipe") if path.exists() else {}).get("confirmation") or {}).get("runs")
-    for run in (runs or {}).values() if isinstance(runs, dict) else ():
-        if not isinstance(run, dict) or run.get("genome") != genome or run.get("data") != data:
+    runs = ((training.read_tuned(path) if path.exists() else {}).get("confirmation") or {}).get("runs")
+    for run in (runs or {}).values():
+        if run.get("genome") != genome or run.get("data") != data:
             continue
         checkpoint = run_dir / str(run.get("checkpoint"))
         if _continues(checkpoint, cfg):

@@ -24,8 +24,9 @@ from torch.nn import functional as F
 from torch.optim import swa_utils
 
 from nas.data import Split, normalize
-from nas.errors import NasError, SettingError
-from nas.rundir import atomic_write
+from nas.errors import NasError, RunDirError, SettingError
+from nas.rundir import atomic_write, read_json
+from nas.settings import typed
 from nas.training import metrics
 from nas.training.options import CLASS_BALANCE
 
@@ -107,12 +108,15 @@ class TrainConfig:
         return TrainConfig(**(asdict(self) | {k: v for k, v in changes.items() if k in known}))
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """A config written by this or an earlier version (``class_weighted`` became ``class_balance``)."""
+    def from_dict(cls, d: dict, where: str = "training settings") -> TrainConfig:
+        """A config written by this or an earlier version (``class_weighted`` became ``class_balance``; a
+        setting since removed is dropped), each field checked by its type: a damaged file is one line naming
+        ``where`` and the field."""
         d = dict(d)
         if "class_weighted" in d:
             d.setdefault("class_balance", "weighted" if d.pop("class_weighted") else "none")
-        return cls().replace(**d)
+        known = {f.name for f in fields(cls)}
+        return typed(cls, {k: v for k, v in d.items() if k in known}, where)
 
 
 # Final-training recipes, by name. "vgg" is Khaireddin & Chen's (2021) FER2013 recipe as far as this loop
@@ -507,3 +511,26 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
     atomic_write(path, buf.getvalue())
     if in_stable_phase(cfg, loop.steps, epoch) and not in_stable_phase(cfg, loop.steps, epoch + 1):
         atomic_write(stable_copy(path), buf.getvalue())
+
+
+def read_tuned(path: Path) -> dict:
+    """``tuned.json`` (written by ``nas.training.tuning``), checked field by field: a damaged file is one
+    line naming it and the field, not a traceback in the middle of a training."""
+    tuned = read_json(path, "tuned recipe")
+    budget, confirmation = tuned.get("budget"), tuned.get("confirmation") or {}
+    runs = confirmation.get("runs", {}) if isinstance(confirmation, dict) else None
+    if not isinstance(budget, dict) or type(budget.get("epochs")) is not int or budget["epochs"] < 1:
+        problem = "budget.epochs must be a positive integer"
+    elif not isinstance(tuned.get("train_config"), dict):
+        problem = "train_config must be a table"
+    elif not isinstance(runs, dict) or not all(isinstance(r, dict) for r in runs.values()):
+        problem = "confirmation must be a table whose runs are tables"
+    elif not isinstance(confirmation.get("adopted", False), bool):
+        problem = "confirmation.adopted must be true or false"
+    else:
+        try:
+            TrainConfig.from_dict(tuned["train_config"], "train_config")
+            return tuned
+        except SettingError as exc:
+            problem = str(exc)
+    raise RunDirError(f"{path}: unreadable tuned recipe ({problem})")

@@ -27,7 +27,7 @@ from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import make_dir, read_json, write_json
 from nas.settings import typed
-from nas.training.loop import RECIPES, TrainConfig, resolve_device, train
+from nas.training.loop import RECIPES, TrainConfig, read_tuned, resolve_device, train
 from nas.training.numerics import fastest
 from nas.training.options import CLASS_BALANCE, PRUNERS, ConfirmOptions, StudyOptions
 
@@ -100,7 +100,7 @@ def tuned_config(tuned: dict, epochs: int) -> TrainConfig:
     Step size and restart period are counted in epochs, so a schedule found in 3-epoch trials would
     decay every epoch of a 30-epoch run; they are stretched with the budget so the schedule keeps its shape.
     """
-    return stretched(TrainConfig.from_dict(tuned["train_config"]), tuned["budget"]["epochs"], epochs)
+    return stretched(TrainConfig.from_dict(tuned["train_config"], "tuned.json"), tuned["budget"]["epochs"], epochs)
 
 
 def stretched(cfg: TrainConfig, from_epochs: int, epochs: int) -> TrainConfig:
@@ -264,7 +264,7 @@ class Confirmation(ConfirmOptions):
         ``tuned.json`` (``confirmation``) and return it. ``identity`` (genome, seed, data) keeps the results
         of another network's confirmation in the same run directory from being taken for this one's."""
         tuned_path = run_dir / rundir.TUNED
-        tuned = read_json(tuned_path, "tuned recipe")
+        tuned = read_tuned(tuned_path)
         trials = self.candidates(study) if self.best else {}
         per_image = [t.user_attrs.get("core_seconds_per_image_epoch") for t in study.trials]
         per_image = sorted(x for x in per_image if x)
