@@ -312,7 +312,9 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
     model, state = load_checkpoint(checkpoint)
     out = Path(out) if out else checkpoint.parent / "export"
     report = checkpoint.parent / rundir.REPORT  # written beside model.pt by the final training
-    test = rundir.read_json(report, "test report") if report.exists() else None
+    from nas.training.report import read_report
+
+    test = read_report(report) if report.exists() else None
     return export_model(model, out, state.get("metrics"), test_report=test) | {"out": str(out)}
 
 

@@ -646,7 +646,36 @@ def truncated_checkpoint(w: World) -> Callable[[Path], object]:
     return lambda p: write(p, (w.run / "model.pt").read_bytes()[:2000])
 
 
+def export_with_report(change: Callable[[dict], object]) -> Callable[[World, Path], list[str]]:
+    """The trained model exported with its report.json beside it, ``change``d."""
+
+    def make(w: World, tmp: Path) -> list[str]:
+        write(tmp / "model.pt", (w.run / "model.pt").read_bytes())
+        write(tmp / "report.json", json.dumps(change(json.loads((w.run / "report.json").read_text()))))
+        return ["export", "--checkpoint", str(tmp / "model.pt"), "--out", str(tmp / "out")]
+
+    return make
+
+
+REPORT_DAMAGE = {  # the field named in the error, and how report.json is damaged
+    "acc-text": ("ten_crop needs acc and f1", lambda r: r | {"ten_crop": {"acc": "0.7", "f1": 0.6}}),
+    "acc-over-1": ("single_crop needs acc and f1", lambda r: r | {"single_crop": {"acc": 70.5, "f1": 0.6}}),
+    "crop-missing": ("ten_crop", drop("ten_crop")),
+    "images-negative": ("images must be a count", lambda r: r | {"images": -3}),
+    "per-class-list": ("per_class must be a table", lambda r: r | {"per_class": [1, 2]}),
+    "per-class-support-text": (
+        "per_class.angry",
+        lambda r: r | {"per_class": r["per_class"] | {"angry": r["per_class"]["angry"] | {"support": "ten"}}},
+    ),
+    "not-a-table": ("not a JSON object", lambda r: [r]),
+}
+
+
 EXPORT_CASES = [
+    *(
+        Case(f"export-report-{k}", export_with_report(change), ("{tmp}/report.json", says), ("out",))
+        for k, (says, change) in REPORT_DAMAGE.items()
+    ),
     Case("export-checkpoint-missing", lambda w, t: ["export", "--checkpoint", str(t / "no.pt")], ("{tmp}/no.pt",)),
     Case("export-run-without-model", lambda w, t: ["export", "--run", str(t)], ("{tmp}",)),
     Case(

@@ -31,7 +31,7 @@ from nas.training import loop as training
 from nas.training.loop import RECIPES, TrainConfig, resolve_device
 from nas.training.numerics import fastest
 from nas.training.options import FinalOptions
-from nas.training.report import test_report, write_history
+from nas.training.report import read_report, test_report, write_history
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,6 @@ def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metri
     }
     baselines = {}
     if out == run_dir:  # the champion's report shows the baselines and its genome's other recipes beside it
-        baselines = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("baselines/*/report.json"))}
-        baselines |= {
-            f"same genome, {p.parent.name}": json.loads(p.read_text()) for p in sorted(run_dir.glob("*/report.json"))
-        }
+        baselines = {p.parent.name: read_report(p) for p in sorted(run_dir.glob("baselines/*/report.json"))}
+        baselines |= {f"same genome, {p.parent.name}": read_report(p) for p in sorted(run_dir.glob("*/report.json"))}
     return test_report(model, test, out, extra, baselines) | {"out": str(out)}

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from nas.rundir import REPORT, REPORT_MD, atomic_write, search_sentence, write_json
+from nas.errors import RunDirError
+from nas.rundir import REPORT, REPORT_MD, atomic_write, read_json, search_sentence, write_json
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +160,37 @@ def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {int(m['support'])} |")
     lines += ["", "![confusion matrix](confusion.png)", ""]
     return "\n".join(lines)
+
+
+def read_report(path: Path) -> dict:
+    """A ``report.json`` (``test_report``'s), checked for the figures others read from it (the model card,
+    the champion's report beside its baselines): one line naming the file and the field, not a traceback."""
+    report = read_json(path, "test report")
+    problem = _report_problem(report)
+    if problem:
+        raise RunDirError(f"{path}: unreadable test report ({problem})")
+    return report
+
+
+def _report_problem(report: dict) -> str | None:
+    for crop in ("single_crop", "ten_crop"):
+        figures = report.get(crop)
+        if not isinstance(figures, dict) or not all(_share(figures.get(k)) for k in ("acc", "f1")):
+            return f"{crop} needs acc and f1 between 0 and 1"
+    if type(report.get("images", 0)) is not int or report.get("images", 0) < 0:
+        return "images must be a count"
+    per_class = report.get("per_class", {})
+    if not isinstance(per_class, dict) or not all(isinstance(c, dict) for c in per_class.values()):
+        return "per_class must be a table of tables"
+    for name, c in per_class.items():
+        if not all(_share(c.get(k)) for k in ("precision", "recall", "f1")) or not _count(c.get("support")):
+            return f"per_class.{name} needs precision, recall and f1 between 0 and 1 and a support count"
+    return None
+
+
+def _share(value: object) -> bool:
+    return type(value) in (int, float) and 0.0 <= value <= 1.0
+
+
+def _count(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0 and value == int(value)
