@@ -239,7 +239,23 @@ def _read_npz(path: Path, splits: tuple[str, ...]) -> dict:
             )
         if not np.isin(y, np.arange(len(CLASS_NAMES))).all():
             raise DataError(f"{path}: {s}_y has a label outside 0..{len(CLASS_NAMES) - 1}")
+        _check_grey_levels(path, f"{s}_x", x)
     return arrays
+
+
+def _check_grey_levels(path: Path, name: str, x: np.ndarray) -> None:
+    """Pixels are whole grey levels 0..255 (as FER2013 and ``save_npz`` have them): images scaled to [0, 1]
+    would become black and white, and wider integers would wrap, without a word."""
+    if x.dtype == np.uint8:
+        return
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{path}: {name} must hold grey levels 0..255, got dtype {x.dtype}")
+    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if not (low >= 0 and high <= 255) or (x.dtype.kind == "f" and not np.array_equal(x, np.round(x))):
+        hint = "; multiply images scaled to [0, 1] by 255" if x.dtype.kind == "f" and high <= 1 else ""
+        raise DataError(
+            f"{path}: {name} must hold whole grey levels 0..255, got {x.dtype} values in [{low:g}, {high:g}]{hint}"
+        )
 
 
 # ---------------------------------------------------------------- image folders

@@ -170,6 +170,20 @@ DATA_CASES = [
         ("r",),
     ),
     Case("data-folder-no-test", evolve_on(folder({"train/happy/a.png": None})), ("{tmp}/imgs",), ("r",)),
+    *(
+        Case(
+            f"data-npz-pixels-{k}",
+            evolve_on(npz_file(train_x=x, train_y=np.zeros(2, np.int64), val_x=x, val_y=np.zeros(2, np.int64))),
+            ("{tmp}/d.npz", "train_x", says),
+            ("r",),
+        )
+        for k, x, says in [
+            ("float-0-1", np.full((2, 48, 48), 0.5), "multiply images scaled to [0, 1] by 255"),
+            ("int16-wide", np.full((2, 48, 48), 300, np.int16), "values in [300, 300]"),
+            ("negative", np.full((2, 48, 48), -1, np.int32), "values in [-1, -1]"),
+            ("complex", np.zeros((2, 48, 48), np.complex64), "dtype complex64"),
+        ]
+    ),
     Case("data-npz-random", evolve_on(csv_file(rand_bytes(), "d.npz")), ("{tmp}/d.npz",), ("r",)),
     Case("data-npz-missing-split", evolve_on(npz_file(train_x=np.zeros((2, 48, 48)))), ("{tmp}/d.npz",), ("r",)),
     Case(
