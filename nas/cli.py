@@ -376,16 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _console(verbosity: int) -> None:
-    """The ``nas`` logger's lines on stderr: warnings only (-q), progress (default) or details (-v)."""
-    logger = logging.getLogger("nas")
-    handler = next((h for h in logger.handlers if isinstance(h, _Stderr)), None)
-    if handler is None:
-        handler = _Stderr()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    """The ``nas`` logger's lines on stderr: warnings only (-q), progress (default) or details (-v); Optuna's
+    lines (its trials) the same way, through the same handler (``nas.training.tuning`` turns Optuna's own
+    handler off), so -q quiets them too and a traceback it logs at debug level never reaches the console."""
+    handler = next((h for h in logging.getLogger("nas").handlers if isinstance(h, _Stderr)), None) or _Stderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler.setLevel(level)
-    logger.setLevel(min(level, logging.INFO))
+    for name in ("nas", "optuna"):
+        logger = logging.getLogger(name)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logging.getLogger("nas").setLevel(min(level, logging.INFO))
 
 
 def main(argv: list[str] | None = None) -> int:

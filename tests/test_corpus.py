@@ -955,3 +955,56 @@ def test_a_space_named_to_climb_out_still_runs_inside_runs(world, tmp_path, monk
                  "--fidelity", "140x1b32", "--strategy", "scratch", "--finalists", "0"]) == 0  # fmt: skip
     made = [p for p in (tmp_path / "runs").iterdir()]
     assert len(made) == 1 and made[0].name.endswith("-x-s0") and not (tmp_path / "x").exists()
+
+
+def _finished(w: World) -> Path:
+    """A run that went through every command: searched, tuned, trained and exported (made once)."""
+    run = w.root / "finished"
+    if not (run / "export" / "model.json").exists():
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(_evolved(w), run)
+        assert main(["tune", "--run", str(run), "--trials", "1", "--epochs", "1", "--confirm", "0"]) == 0
+        assert main(["train", "--run", str(run), "--epochs", "1"]) == 0
+        assert main(["export", "--run", str(run)]) == 0
+    return run
+
+
+COMMANDS = {
+    "resume": lambda run: ["evolve", "--resume", str(run), "--generations", "2"],
+    "report": lambda run: ["report", str(run)],
+    "tune": lambda run: ["tune", "--run", str(run), "--trials", "2", "--epochs", "1", "--confirm", "0", "--resume"],
+    "train": lambda run: ["train", "--run", str(run), "--epochs", "2"],
+    "export": lambda run: ["export", "--run", str(run)],
+}
+WRITES = {"resume": "cache.jsonl", "report": "pareto_params.png", "tune": "tuned.json", "train": "report.json",
+          "export": "export/model.json"}  # fmt: skip
+
+
+def _link_each_file_in_turn(w: World, tmp: Path, command: str, names: list[str], capsys) -> None:
+    """Each run file in turn a link to a file outside the run: ``command`` may refuse it or read through it,
+    never write through it."""
+    for i, name in enumerate(names):
+        run, outside = tmp / f"{i}" / "run", tmp / f"{i}" / "outside"
+        shutil.copytree(_finished(w), run)
+        outside.write_bytes((run / name).read_bytes())
+        (run / name).unlink()
+        (run / name).symlink_to(outside)
+        before = outside.read_bytes()
+        code = main(COMMANDS[command](run))
+        err = capsys.readouterr().err
+        assert code in (0, 2) and "Traceback" not in err, (name, err[-500:])
+        assert outside.read_bytes() == before, f"{command} wrote through a link at {name}"
+        shutil.rmtree(tmp / f"{i}")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_never_writes_through_a_link_at_the_file_it_writes(world, tmp_path, capsys, command):
+    _link_each_file_in_turn(world, tmp_path, command, [WRITES[command]], capsys)
+
+
+@pytest.mark.sweep
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_command_writes_through_a_link_at_any_file_of_a_finished_run(world, tmp_path, capsys, command):
+    names = sorted(str(p.relative_to(_finished(world))) for p in _finished(world).rglob("*") if p.is_file())
+    assert {"tuned.json", "report.json", "export/model.onnx", "checkpoint.json"} <= set(names)
+    _link_each_file_in_turn(world, tmp_path, command, names, capsys)

@@ -32,6 +32,8 @@ from nas.training.numerics import fastest
 from nas.training.options import CLASS_BALANCE, PRUNERS, ConfirmOptions, StudyOptions
 
 log = logging.getLogger(__name__)
+CONFIRMED = "confirm.json"  # the confirmation's results, kept as they come
+optuna.logging.disable_default_handler()  # its lines go through the command line's handler (nas.cli._console)
 
 
 def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
@@ -134,6 +136,8 @@ def tune(genome: str, data_path: str, run_dir: Path, confirmation: Confirmation 
     exists."""
     o, confirmation = typed(StudyOptions, study, "tune"), confirmation or Confirmation()
     resolve_device(o.device)
+    for name in (rundir.TUNED, rundir.TUNE_STUDY, CONFIRMED):  # before any work; sqlite would follow a link
+        rundir.no_link(Path(run_dir) / name)
     model_genome = parse_genome(genome)
     dataset = fer.load(data_path, ("train", "val"))
     train_split, val_split = dataset["train"].subset(o.train_images, o.seed), dataset["val"]
@@ -307,7 +311,7 @@ class Confirmation(ConfirmOptions):
         return confirmation
 
     def _scores(self, run_dir: Path, configs: dict[str, TrainConfig], score, identity: str) -> dict[str, dict]:
-        path = run_dir / "confirm.json"
+        path = run_dir / CONFIRMED
         known = read_json(path, "confirmation results") if path.exists() else {}
         # changed settings, or another genome, seed or data: trained again
         keys = {n: f"{n}|{identity}|{json.dumps(asdict(c), sort_keys=True)}" for n, c in configs.items()}

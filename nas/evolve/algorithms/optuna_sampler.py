@@ -22,7 +22,7 @@ from nas.evolve.algorithms.variation import seeded
 from nas.evolve.problem import Evaluation
 from nas.genome.grammar import Genome, parse_genome
 from nas.genome.space import choices, draw
-from nas.rundir import SEARCH_STUDY
+from nas.rundir import SEARCH_STUDY, no_link
 from nas.settings import setting
 
 
@@ -40,7 +40,7 @@ class OptunaSampler(Algorithm):
 
         super().__init__(*args, **kwargs)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = f"sqlite:///{self.workdir / SEARCH_STUDY}" if self.workdir else None
+        storage = f"sqlite:///{no_link(self.workdir / SEARCH_STUDY)}" if self.workdir else None  # sqlite follows links
         self.study = optuna.create_study(
             study_name="search",
             storage=storage,
