@@ -401,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     except NasError as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # permission, read-only or immutable file, disk full: the user's to mend, by file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or first_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory (a smaller network, batch or --jobs needs less)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import RunDirError, SettingError
+from nas.errors import RunDirError, SettingError, first_line
 
 # the files of a run directory, named once
 CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
@@ -127,9 +127,11 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, read-only, immutable: the old file stays as it was
+            raise RunDirError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
         raise
     return path
 

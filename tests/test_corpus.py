@@ -7,8 +7,10 @@ champion, a trained model and its export), so the whole corpus costs seconds, no
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -1008,3 +1010,22 @@ def test_no_command_writes_through_a_link_at_any_file_of_a_finished_run(world, t
     names = sorted(str(p.relative_to(_finished(world))) for p in _finished(world).rglob("*") if p.is_file())
     assert {"tuned.json", "report.json", "export/model.onnx", "checkpoint.json"} <= set(names)
     _link_each_file_in_turn(world, tmp_path, command, names, capsys)
+
+
+@pytest.mark.parametrize("command", ["report", "resume"])
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS, errno.EPERM])
+def test_a_disk_that_refuses_a_write_is_one_line_and_replaces_nothing(world, tmp_path, capsys, monkeypatch, command,
+                                                                    error):  # fmt: skip
+    run = copy_run(world, tmp_path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.log"}
+
+    def refuse(fd: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    argv = ["evolve", "--resume", str(run), "--generations", "2"] if command == "resume" else ["report", str(run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {run}/") and f"cannot write ({os.strerror(error)})" in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not [p for p in run.rglob("*.tmp")], "a half-written file was left"
