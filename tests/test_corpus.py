@@ -283,6 +283,8 @@ SPACE_CASES = [
     Case("space-not-utf8", space_bytes(SPACE.encode().replace(b'"bad"', b'"\xff\xfe"')), ("{tmp}/s.toml",), ("r",)),
     Case("space-syntax", space_bytes(b"name = \n"), ("{tmp}/s.toml", "TOML"), ("r",)),
     Case("space-empty", space_bytes(b""), ("{tmp}/s.toml", "missing key"), ("r",)),
+    bad_space("space-max-blocks-huge", "max_blocks = 3", "max_blocks = 1000000", "max_blocks <= 64"),
+    bad_space("space-max-dense-huge", "max_dense = 1", "max_dense = 100000", "max_dense <= 8"),
     bad_space("space-stride-0", "stride = [1]", "stride = [0]", "stride"),
     bad_space("space-channels-neg", "channels = [8]", "channels = [-8]", "channels"),
     bad_space("space-kernel-0", "kernel = [3]", "kernel = [0]", "kernel"),
@@ -334,6 +336,7 @@ def tune_genome(genome: str) -> Callable[[World, Path], list[str]]:
 
 BAD_GENOMES = {
     "empty": ("", "--genome"),
+    "ten-thousand-blocks": (" | ".join(["conv_k3_c8_s1_relu_bn"] * 10_000) + " | gap", "at most 64"),
     "blank": ("   ", "--genome"),
     "garbage": ("hello world", "unknown block"),
     "seven-pools": (" | ".join(["pool_max"] * 7) + " | gap", "pool"),

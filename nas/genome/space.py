@@ -41,6 +41,11 @@ _FIELD_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (s
 _PADDING_KINDS = tuple(k for k in BODY_KINDS if "stride" in {f.name for f in fields(GENE_CLASSES[k])})
 
 
+# the largest network a space may describe: far beyond any FER2013 network (the default space: 8 blocks, 2
+# dense layers), yet small enough that sampling and building one take moments, not minutes or all memory
+MAX_BLOCKS, MAX_DENSE = 64, 8
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """A loaded, validated space file. ``options[kind][field]`` is the tuple of allowed values."""
@@ -131,10 +136,10 @@ def _check_top(raw: dict[str, Any], fail) -> tuple[str, ...]:
     shape = raw["input_shape"]
     if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
         raise fail(f"input_shape must be three positive integers [C, H, W], got {shape!r}")
-    if not 1 <= raw["min_blocks"] <= raw["max_blocks"]:
-        raise fail("need 1 <= min_blocks <= max_blocks")
-    if raw["max_dense"] < 0 or raw["num_classes"] < 2 or raw["max_flat_features"] < 1:
-        raise fail("need max_dense >= 0, num_classes >= 2 and max_flat_features >= 1")
+    if not 1 <= raw["min_blocks"] <= raw["max_blocks"] <= MAX_BLOCKS:
+        raise fail(f"need 1 <= min_blocks <= max_blocks <= {MAX_BLOCKS}, got {raw['min_blocks']}, {raw['max_blocks']}")
+    if not 0 <= raw["max_dense"] <= MAX_DENSE or raw["num_classes"] < 2 or raw["max_flat_features"] < 1:
+        raise fail(f"need 0 <= max_dense <= {MAX_DENSE}, num_classes >= 2 and max_flat_features >= 1")
     readout, readouts = tuple(raw["readout"]), list(fields(Readout)[0].metadata["choices"])
     if not readout or not set(readout) <= set(readouts):
         raise fail(f"readout must be a non-empty subset of {readouts}, got {list(readout)!r}")
@@ -315,11 +320,17 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
 
 def checked_genome(text: str, where: str, input_shape: tuple[int, ...] = (1, 48, 48)) -> Genome:
     """A genome given outside a search (``--genome``, a champion file): parsed and buildable, or one line
-    that says ``where`` it came from and what is wrong; no space applies, so any size is allowed."""
+    that says ``where`` it came from and what is wrong; no space applies, only the bound on every space
+    (``MAX_BLOCKS`` body blocks, ``MAX_DENSE`` dense layers)."""
     try:
         genome = parse_genome(text)
     except GenomeError as exc:
         raise GenomeError(f"{where}: {exc}") from None
+    if len(genome.body) > MAX_BLOCKS or len(genome.head) > MAX_DENSE:
+        raise GenomeError(
+            f"{where}: {len(genome.body)} body blocks and {len(genome.head)} dense layers; "
+            f"at most {MAX_BLOCKS} and {MAX_DENSE}"
+        )
     found = structure_problems(genome, input_shape)
     if found:
         raise GenomeError(f"{where}: {'; '.join(found)}")
