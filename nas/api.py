@@ -51,7 +51,7 @@ def search(data: str | None = None, space: str | Path = "default", *, run_dir: s
     """Search ``space`` on ``data`` (a FER2013 CSV, image folder, .npz or ``synthetic:N``; default $FER2013).
 
     ``settings`` are fields of ``nas.config``'s sections, each with its declared default: e.g.
-    ``generations=30``, ``population=16``, ``algorithm="surrogate"`` (NSGA-II ranking 10x the children by a
+    ``generations=30``, ``population=8``, ``algorithm="surrogate"`` (NSGA-II ranking 10x the children by a
     predictor; or nsga2, ga, aging, random, optuna) with ``options`` of its own (``{"cx_prob": 0.7}``),
     ``strategy="halving"`` (how candidates are evaluated, ``nas.evolve.strategies``) with ``strategy_options``,
     ``fidelity``, the caps ``max_mflops`` / ``max_params`` / ``max_latency_ms`` (the space's FLOPs cap unless

@@ -65,7 +65,9 @@ class SearchConfig:
     """How to search; the problem, the data and the evaluation live in their own sections."""
 
     generations: int = setting(30, "generations after the first; on --resume, the run's own unless given")
-    population: int = setting(16, "networks a generation; a multiple of 4 for nsga2")
+    # 8: a 30-generation search on the full fidelity (248 first rungs of 2.25 epochs of all of Training) and
+    # its two finalists' full trainings fit 5 h on 2 cores (docs/measurements.md)
+    population: int = setting(8, "networks a generation; a multiple of 4 for nsga2")
     algorithm: str = setting(DEFAULT_ALGORITHM, "the search algorithm (nas.evolve.algorithms)", choices=ALGORITHMS)
     seed: int = setting(0, "the same seed gives the same search")
     options: dict = setting(help="the algorithm's own settings (its Options)", flag=False, factory=dict)
@@ -82,7 +84,7 @@ class SearchConfig:
     champion_max_latency_ms: float | None = setting(None, "champion budget")
     # the most accurate front members within the budgets train again at a richer fidelity after the last
     # generation, and the champion is the most accurate of them there (0: the brief training decides)
-    finalists: int = setting(3, "front members trained again to choose the champion")
+    finalists: int = setting(2, "front members trained again to choose the champion (one each per core)")
     finalist_fidelity: str = setting("rich", "their fidelity (as --fidelity)")
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ class EvaluationConfig:
 
     strategy: str = setting(DEFAULT_STRATEGY, "evaluation strategy (nas.evolve.strategies)", choices=STRATEGIES)
     strategy_options: dict = setting(help="the strategy's own settings (its Options)", flag=False, factory=dict)
-    fidelity: str | dict = setting("default", FIDELITY_HELP)
+    fidelity: str | dict = setting("full", FIDELITY_HELP)
     class_balance: str = setting(
         "none", "the brief training's loss for the class imbalance: inverse-frequency weights or balanced softmax",
         choices=CLASS_BALANCE,

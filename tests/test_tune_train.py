@@ -120,7 +120,8 @@ def test_train_resumes_and_writes_checkpoint_and_report(run_dir, monkeypatch):
         main(["train", "--run", str(run_dir), "--epochs", "2"])
     assert (run_dir / "train_state.pt").exists() and not (run_dir / "report.json").exists()
     monkeypatch.setattr(nas.training.loop, "train", real_train)
-    assert main(["train", "--run", str(run_dir), "--epochs", "3"]) == 2  # other settings: refused, not mixed
+    # other settings: refused, not mixed (a longer wsd schedule would continue it: its epoch 1 is a prefix)
+    assert main(["train", "--run", str(run_dir), "--epochs", "2", "--label-smoothing", "0.1"]) == 2
     progress = "gen,evals,cache_hits,failed,seconds\n0,16,0,0,100.0\n1,12,2,1,190.5\n"  # the search behind it
     (run_dir / "progress.csv").write_text(progress)
     assert main(["train", "--run", str(run_dir), "--epochs", "2"]) == 0  # continues from epoch 1
@@ -250,7 +251,7 @@ def test_train_writes_its_curve_and_names_the_recipe(run_dir, capsys):
     assert "2/2" in err and "cuts it while" not in err  # the bar over the epochs; a plateau schedule may stop early
     assert main(["train", "--run", str(run_dir), "--epochs", "1", "--patience", "1"]) == 0
     assert "| same genome, recipe-vgg |" in (run_dir / "report.md").read_text()
-    assert "--patience 1 with a onecycle schedule" in capsys.readouterr().err  # the trap of early stopping
+    assert "--patience 1 with a wsd schedule" in capsys.readouterr().err  # the trap of early stopping
 
 
 @pytest.mark.bench

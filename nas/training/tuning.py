@@ -46,7 +46,7 @@ def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
         lr = trial.suggest_float("lr_adam", 1e-4, 1e-2, log=True)
         momentum = 0.9
     scheduler = trial.suggest_categorical(
-        "scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "step", "none"]
+        "scheduler", ["plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none"]
     )
     extra: dict = {}
     if scheduler == "plateau":
