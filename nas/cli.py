@@ -289,6 +289,7 @@ def cmd_export(args) -> int:
 
 def _demo_parser(sub) -> None:
     from nas.deploy.demo import DemoConfig
+    from nas.settings import finite
 
     d = DemoConfig()
     p = sub.add_parser(
@@ -302,13 +303,13 @@ def _demo_parser(sub) -> None:
     p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx", help="which exported file runs")
     p.add_argument("--headless", action="store_true", help="no window; use with --output")
     p.add_argument("--output", default=None, help="out.mp4, out.png or a folder; a CSV of every face is written too")
-    p.add_argument("--scale-factor", type=float, default=d.scale_factor, help="Haar step between face sizes")
+    p.add_argument("--scale-factor", type=finite, default=d.scale_factor, help="Haar step between face sizes")
     p.add_argument("--min-neighbors", type=int, default=d.min_neighbors, help="Haar detections a face needs")
     p.add_argument("--min-face", type=int, default=d.min_face, help="smallest face in pixels")
     p.add_argument("--detect-width", type=int, default=d.detect_width, help="detector runs at this frame width")
     p.add_argument("--detect-every", type=int, default=d.detect_every, help="detect on every Nth frame, track between")
-    p.add_argument("--margin", type=float, default=d.margin, help="widen each face box by this fraction")
-    p.add_argument("--smoothing", type=float, default=d.smoothing, help="1 = no temporal smoothing")
+    p.add_argument("--margin", type=finite, default=d.margin, help="widen each face box by this fraction")
+    p.add_argument("--smoothing", type=finite, default=d.smoothing, help="1 = no temporal smoothing")
     p.add_argument("--hold", type=int, default=d.hold, help="frames a face that is not found keeps its box")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.set_defaults(func=cmd_demo)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -129,7 +130,9 @@ def _parser(kind: Any) -> Callable[[str], Any] | None:
     kind = _base(kind)
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         return str if str in typing.get_args(kind) else None  # e.g. a name now, its resolved table later
-    if kind in (int, float, str, bool):
+    if kind is float:
+        return finite
+    if kind in (int, str, bool):
         return kind
     if typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
@@ -137,9 +140,21 @@ def _parser(kind: Any) -> Callable[[str], Any] | None:
     return None
 
 
+def finite(text: str) -> float:
+    """A flag's number: finite (``nan``, ``inf`` and ``1e999`` parse as floats and would pass every check
+    written as a comparison)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _items(text: str, item: type) -> tuple:
     try:
-        return tuple(item(t.strip()) for t in text.split(","))
+        return tuple((finite if item is float else item)(t.strip()) for t in text.split(","))
     except ValueError:
         example = "e.g. 2,4" if item is int else "e.g. acc,params"
         raise argparse.ArgumentTypeError(

@@ -1032,3 +1032,39 @@ def test_a_disk_that_refuses_a_write_is_one_line_and_replaces_nothing(world, tmp
     assert err.startswith(f"error: {run}/") and f"cannot write ({os.strerror(error)})" in err, err
     assert {p: p.read_bytes() for p in before} == before
     assert not [p for p in run.rglob("*.tmp")], "a half-written file was left"
+
+
+def _numeric_flags() -> list[tuple[str, str, type]]:
+    """Every flag of every command that takes a number: (command, flag, its type)."""
+    import argparse
+
+    from nas.cli import build_parser
+    from nas.settings import finite
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    kinds = {int: int, float: float, finite: float}
+    return [(name, a.option_strings[-1], kinds[a.type]) for name, p in sub.choices.items() for a in p._actions
+            if a.option_strings and a.type in kinds]  # fmt: skip
+
+
+REQUIRED = {  # the least each command needs: a missing run or file, so that nothing runs if a flag passes
+    "evolve": ["--data", "/nonexistent.csv"],
+    "tune": ["--run", "/nonexistent"],
+    "train": ["--run", "/nonexistent"],
+    "export": ["--run", "/nonexistent"],
+    "report": ["/nonexistent"],
+    "demo": ["--model", "/nonexistent.onnx", "--source", "/nonexistent.png", "--headless", "--output", "o.png"],
+}
+
+
+def test_every_numeric_flag_of_every_command_refuses_text_fractions_and_non_finite_numbers(capsys):
+    """A class, not a case: each number-taking flag, generated from the parsers, given a word, a fraction
+    where an integer belongs, or nan / inf / 1e999 (which would pass every check written as a comparison):
+    exit 2 and one line naming that flag, before anything is read."""
+    flags = _numeric_flags()
+    assert len(flags) > 40 and {c for c, _, _ in flags} >= {"evolve", "tune", "train", "demo"}
+    for command, flag, kind in flags:
+        for value in ["abc", "1.5"] if kind is int else ["abc", "nan", "inf", "-inf", "1e999"]:
+            assert main([command, *REQUIRED.get(command, []), flag, value]) == 2, (command, flag, value)
+            last = capsys.readouterr().err.strip().splitlines()[-1]
+            assert last.startswith("error: ") and flag in last, (command, flag, value, last)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from nas.errors import SettingError
 from nas.evolve.problem import Evaluation, Problem
 from nas.genome.grammar import Genome
-from nas.settings import registered
+from nas.settings import flag_name, registered
 
 Lookup = Callable[[Genome], Evaluation]  # the run's evaluation of a genome (for resuming)
 
@@ -121,5 +121,6 @@ def resolve_options(name: str, given: dict | None) -> Any:
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(given or {}) - set(known))
     if unknown:
-        raise SettingError(f"algorithm {name!r} has no option(s) {unknown}; its options: {known or 'none'}")
+        flags = ", ".join(flag_name(u) for u in unknown)
+        raise SettingError(f"{flags}: algorithm {name!r} has no option(s) {unknown}; its options: {known or 'none'}")
     return cls(**(given or {}))
