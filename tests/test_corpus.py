@@ -969,7 +969,7 @@ def _finished(w: World) -> Path:
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(_evolved(w), run)
         assert main(["tune", "--run", str(run), "--trials", "1", "--epochs", "1", "--confirm", "0"]) == 0
-        assert main(["train", "--run", str(run), "--epochs", "1"]) == 0
+        assert main(["train", "--run", str(run), "--epochs", "2"]) == 0  # as COMMANDS trains it
         assert main(["export", "--run", str(run)]) == 0
     return run
 
@@ -1068,3 +1068,63 @@ def test_every_numeric_flag_of_every_command_refuses_text_fractions_and_non_fini
             assert main([command, *REQUIRED.get(command, []), flag, value]) == 2, (command, flag, value)
             last = capsys.readouterr().err.strip().splitlines()[-1]
             assert last.startswith("error: ") and flag in last, (command, flag, value, last)
+
+
+JSON_READERS = {  # every JSON file of a finished run, and a command that reads it
+    "config.json": "resume",
+    "checkpoint.json": "resume",
+    "champion.json": "train",
+    "tuned.json": "train",
+    "report.json": "export",
+    "export/model.json": "demo",
+}
+DAMAGES = {"missing": ..., "text": "x", "list": [1], "null": None, "infinite": float("inf"), "negative": -1}
+
+
+def _damaged(w: World, tmp: Path, name: str, key: str, damage: str) -> list[str]:
+    """A copy of the finished run whose ``name`` has ``key`` damaged; the command line that reads it."""
+    run = tmp / "run"
+    shutil.copytree(_finished(w), run)
+    content = json.loads((run / name).read_text())
+    if damage == "missing":
+        del content[key]
+    else:
+        content[key] = DAMAGES[damage]
+    (run / name).write_text(json.dumps(content))
+    command = JSON_READERS[name]
+    if command == "demo":
+        return ["demo", "--model", str(run / "export"), "--source", str(w.root / "face.png"), "--headless",
+                "--output", str(tmp / "o.png")]  # fmt: skip
+    return COMMANDS[command](run)
+
+
+def _check_damage(w: World, tmp: Path, cases: list[tuple[str, str, str]], capsys) -> None:
+    """The promise for a damaged field: the command runs (the field does not matter to it) or stops with one
+    line naming the file; never a traceback."""
+    for i, (name, key, damage) in enumerate(cases):
+        argv = _damaged(w, tmp / str(i), name, key, damage)
+        code = main(argv)
+        err = capsys.readouterr().err
+        lines = [x for x in err.strip().splitlines() if x.strip()]
+        assert code in (0, 2) and "Traceback" not in err, (name, key, damage, err[-400:])
+        if code == 2:
+            assert lines[-1].startswith("error: ") and Path(name).name in lines[-1], (name, key, damage, lines[-1])
+        shutil.rmtree(tmp / str(i))
+
+
+def test_a_field_of_each_json_run_file_damaged_is_one_line_naming_the_file_or_harmless(world, tmp_path, capsys):
+    cases = []
+    for name in JSON_READERS:
+        content = json.loads((_finished(world) / name).read_text())
+        cases.append((name, next(iter(content)), "list"))
+    _check_damage(world, tmp_path, cases, capsys)
+
+
+@pytest.mark.sweep
+def test_every_field_of_every_json_run_file_damaged_every_way(world, tmp_path, capsys):
+    """A class, generated: each top-level field of each JSON file a finished run keeps, removed or given a
+    text, a list, null, an infinite or a negative number, under the command that reads the file."""
+    cases = [(name, key, damage) for name in JSON_READERS for key in json.loads((_finished(world) / name).read_text())
+             for damage in DAMAGES]  # fmt: skip
+    assert len(cases) > 150
+    _check_damage(world, tmp_path, cases, capsys)
