@@ -6,6 +6,7 @@ trained: what is tested is the runner and the algorithms alone.
 """
 
 import json
+import logging
 import math
 import pickle
 import random
@@ -205,6 +206,28 @@ def test_failed_evaluations_get_the_worst_values(tmp_path):
     assert failed, "the fake evaluation should fail some networks"
     assert not {r["cache_key"] for r in failed} & {r["cache_key"] for r in state.front}
     assert sum(p["failed"] for p in state.progress) == len(failed)
+
+
+def test_each_generation_says_what_is_left_at_the_runs_own_pace(tmp_path, caplog):
+    class Timed(FakeStrategy):  # a continuable schedule: the finalists train 98 epochs more at the top rung
+        def final_epochs(self) -> float:
+            return 98.0
+
+        def state_file(self, genome):
+            return None  # no kept training to hand on
+
+        @staticmethod
+        def _record(genome, key, costs):
+            return FakeStrategy._record(genome, key, costs) | {"train_seconds": 20.0}  # 10 s an epoch
+
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+    cache = Cache(tmp_path / "cache.jsonl")
+    config = SearchConfig(3, 8, "nsga2", 3, {}, finalists=1)
+    with caplog.at_level(logging.INFO, logger="nas.evolve.runner"):
+        Runner(problem, Timed(cache, problem), cache, config, tmp_path).run()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("generation ")]
+    assert len(lines) == 4 and all("h to go, the finalists' top rung included" in x for x in lines)
+    assert lines[-1].endswith("; at this pace ~0.3 h to go, the finalists' top rung included")  # 10 s x 98
 
 
 def test_callbacks_see_every_request_and_generation(tmp_path):

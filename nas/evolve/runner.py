@@ -176,7 +176,25 @@ class Runner:
         log.info(
             f"generation {generation}/{self.config.generations}: {row['evals']} networks ({row['cache_hits']} from "
             f"the cache, {row['failed']} failed), best val acc {row['best_acc']:.4f}, front {row['front_size']}, "
-            f"hypervolume {row['hypervolume']:.4f}, {state.seconds / 60:.1f} min so far"
+            f"hypervolume {row['hypervolume']:.4f}, {state.seconds / 60:.1f} min so far{self._to_go(state)}"
+        )
+
+    def _to_go(self, state: State) -> str:
+        """What is left at this run's own pace: the generations, then the finalists' top rung at the speed
+        their first rung trained at (the start-up estimate can only guess which networks a search will breed)."""
+        left = self.config.generations - state.generation
+        seconds = left * state.seconds / max(state.generation + 1, 1)
+        final_epochs = self.strategy.final_epochs() if self.finalists else 0.0
+        contenders = sorted(_within(state.front, self.config), key=lambda r: -(r.get("val_acc") or 0))
+        rates = [r["train_seconds"] / r["epochs"] for r in contenders[: self.finalists]
+                 if r.get("train_seconds") and r.get("epochs")]  # fmt: skip
+        if final_epochs and rates:
+            jobs = getattr(getattr(self.strategy, "evaluator", None), "jobs", 1)
+            seconds += max(rates) * final_epochs * math.ceil(len(rates) / jobs)
+        if not left and not (final_epochs and rates):
+            return ""
+        return f"; at this pace ~{seconds / 3600:.1f} h to go" + (
+            ", the finalists' top rung included" if rates and final_epochs else ""
         )
 
     def _evaluate(self, proposals: list[Proposal], generation: int, rows: list[dict]) -> list[Evaluation]:
