@@ -22,7 +22,7 @@ from pathlib import Path
 from nas import config as runconfig
 from nas import rundir
 from nas.config import ProblemConfig, RunConfig
-from nas.errors import NasError, RunDirError, SettingError
+from nas.errors import DataError, NasError, RunDirError, SettingError, first_line
 from nas.evolve.runner import Callback
 from nas.settings import typed
 
@@ -99,7 +99,10 @@ def resume(
     if jobs is not None:  # checked by the evaluation section itself
         config = config.with_changes("evaluation", jobs=jobs, threads_per_job=runconfig.threads_for(max(jobs, 1)))
     _check_space(config, run_dir / rundir.CONFIG)
-    _load_data(config.data)  # before config.json is rewritten
+    try:
+        _load_data(config.data)  # before config.json is rewritten
+    except DataError as exc:  # say where the path came from: the run's own configuration
+        raise DataError(f"{run_dir / rundir.CONFIG}: the run's data: {first_line(exc)}") from None
     if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
         log.warning(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
