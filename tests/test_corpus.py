@@ -613,6 +613,12 @@ TRAIN_TUNE_CASES = [
     ),
     Case("train-config-corrupt", train_run(lambda r: write(r / "config.json", rand_bytes(50))), ("config.json",)),
     Case("train-tuned-corrupt", train_run(lambda r: write(r / "tuned.json", "{")), ("tuned.json",)),
+    Case(
+        "train-baseline-report-corrupt",
+        train_run(lambda r: write(r / "baselines" / "cnn4" / "report.json", '{"ten_crop": 1}')),
+        ("baselines/cnn4/report.json", "single_crop"),
+        ("run/train_state.pt",),
+    ),
     *(
         Case(f"train-tuned-{k}", train_run(tuned_file(change)), ("tuned.json", says))
         for k, (says, change) in TUNED_DAMAGE.items()

@@ -171,6 +171,8 @@ def train_final(
     run_dir, genome, data = target(run_dir, genome, baseline, data)
     cfg, recipe_name = _recipe(run_dir, genome, o.recipe, changes, o.epochs, o.patience, o.seed, device)
     name, out = _destination(run_dir, o.recipe, baseline, o.out)
+    if out == run_dir:
+        _beside(run_dir)  # a damaged report beside it: said now, not after the training
     dataset = fer.load(data, ("train", "val"))
     test = fer.load(data, ("test",))["test"]  # PrivateTest: touched for the final report only
     search = rundir.search_cost(run_dir) if not baseline and searched(run_dir, genome) else None
@@ -271,8 +273,12 @@ def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metri
         **metrics,
         **({"search": search} if search else {}),
     }
-    baselines = {}
-    if out == run_dir:  # the champion's report shows the baselines and its genome's other recipes beside it
-        baselines = {p.parent.name: read_report(p) for p in sorted(run_dir.glob("baselines/*/report.json"))}
-        baselines |= {f"same genome, {p.parent.name}": read_report(p) for p in sorted(run_dir.glob("*/report.json"))}
+    baselines = _beside(run_dir) if out == run_dir else {}
     return test_report(model, test, out, extra, baselines) | {"out": str(out)}
+
+
+def _beside(run_dir: Path) -> dict[str, dict]:
+    """The reports the champion's report shows beside it: the baselines and its genome's other recipes, each
+    checked (``read_report``); read before the training too, so a damaged one stops it before the hour."""
+    baselines = {p.parent.name: read_report(p) for p in sorted(run_dir.glob("baselines/*/report.json"))}
+    return baselines | {f"same genome, {p.parent.name}": read_report(p) for p in sorted(run_dir.glob("*/report.json"))}
