@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import RunDirError, SettingError, first_line
+from nas.settings import number_in, typed
 
 # the files of a run directory, named once
 CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
@@ -219,8 +220,7 @@ def _record_problem(rec: dict) -> str | None:
             return f"its genome {rec.get('genome')!r} does not parse"
     for field, (lo, hi) in _RANGES.items():
         value = rec.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not lo <= value <= hi or not math.isfinite(value)):  # fmt: skip
+        if value is not None and not number_in(value, lo, hi):
             return f"{field} {value!r} is not a number in [{lo:g}, {hi:g}]"
     return None
 
@@ -320,8 +320,6 @@ def read_checkpoint(run_dir: Path) -> dict | None:
     """The last checkpoint, or None when the run stopped before its first one (then it restarts from
     generation 0, and its cache spares it every training already done). Every field is checked by its type,
     each row too: a damaged checkpoint is one line naming the file and the field."""
-    from nas.settings import typed
-
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None

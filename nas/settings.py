@@ -140,6 +140,12 @@ def _parser(kind: Any) -> Callable[[str], Any] | None:
     return None
 
 
+def number_in(value: object, low: float = -math.inf, high: float = math.inf) -> bool:
+    """Whether a value read from a file is a finite number (not a boolean) within [low, high]: the one test
+    of a stored figure, so NaN, infinity and ``true`` fail it alike."""
+    return type(value) in (int, float) and math.isfinite(value) and low <= value <= high
+
+
 def finite(text: str) -> float:
     """A flag's number: finite (``nan``, ``inf`` and ``1e999`` parse as floats and would pass every check
     written as a comparison)."""

@@ -9,12 +9,12 @@ deployment needs. Every problem with the files is one line naming the file.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 from nas.errors import NasError, first_line
+from nas.settings import number_in
 
 BACKENDS = ("onnx", "torchscript")
 
@@ -91,7 +91,7 @@ def _info_problem(info: object) -> str | None:
         return f"input.shape must have 1 channel (grey faces), got {shape[1]}"
     norm = model_input.get("normalize")
     mean, std = (norm.get("mean"), norm.get("std")) if isinstance(norm, dict) else (None, None)
-    if not all(type(v) in (int, float) and math.isfinite(v) for v in (mean, std)) or not std > 0:
+    if not (number_in(mean) and number_in(std) and std > 0):
         return "input.normalize needs a finite mean and a positive std"
     return None
 

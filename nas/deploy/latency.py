@@ -13,7 +13,6 @@ the same phase, which stays comparable across machines and runs.
 from __future__ import annotations
 
 import io
-import math
 import statistics
 import time
 import warnings
@@ -184,13 +183,14 @@ def _read_entries(path: Path) -> dict[str, float]:
     line naming the file and the entry (a damaged table would make every prediction of a run wrong)."""
     from nas.errors import RunDirError
     from nas.rundir import read_json
+    from nas.settings import number_in
 
     table = read_json(path, "latency table")
     entries = table.get("entries") if isinstance(table, dict) else None
     if not isinstance(entries, dict):
         raise RunDirError(f"{path}: not a latency table (no 'entries' table of unit -> milliseconds)")
     for unit, ms in entries.items():
-        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < math.inf:
+        if not number_in(ms) or not ms > 0:
             raise RunDirError(f"{path}: entry {unit!r} must be a positive number of milliseconds, got {ms!r}")
     return entries
 

@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from nas.errors import RunDirError
 from nas.rundir import REPORT, REPORT_MD, atomic_write, read_json, search_sentence, write_json
+from nas.settings import number_in
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,8 @@ def _report_problem(report: dict) -> str | None:
 
 
 def _share(value: object) -> bool:
-    return type(value) in (int, float) and 0.0 <= value <= 1.0
+    return number_in(value, 0.0, 1.0)
 
 
 def _count(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value >= 0 and value == int(value)
+    return number_in(value, 0.0) and value == int(value)
