@@ -123,9 +123,8 @@ class Runner:
 
     def _finalists(self, state: State) -> None:
         """Brief training ranks the top of a front least reliably: its best few train again, longer."""
-        c = self.config
-        key = RULE_METRIC[c.champion_rule]
-        contenders = sorted(_within(state.front, c), key=lambda r: (-(r.get(key) or 0), r["params"]))[: c.finalists]
+        c, key = self.config, RULE_METRIC[self.config.champion_rule]
+        contenders = self._contenders(state.front)
         genomes = [parse_genome(r["genome"]) for r in contenders]
         finals = self.strategy.finalize(genomes, c.finalist_fidelity)
         scored = [(f[key], -b["params"], b, f) for b, f in zip(contenders, finals) if f["status"] == "ok"]
@@ -185,17 +184,21 @@ class Runner:
         left = self.config.generations - state.generation
         seconds = left * state.seconds / max(state.generation + 1, 1)
         final_epochs = self.strategy.final_epochs() if self.finalists else 0.0
-        contenders = sorted(_within(state.front, self.config), key=lambda r: -(r.get("val_acc") or 0))
-        rates = [r["train_seconds"] / r["epochs"] for r in contenders[: self.finalists]
+        rates = [r["train_seconds"] / r["epochs"] for r in self._contenders(state.front)
                  if r.get("train_seconds") and r.get("epochs")]  # fmt: skip
-        if final_epochs and rates:
+        top_rung = bool(final_epochs and rates)
+        if top_rung:
             jobs = getattr(getattr(self.strategy, "evaluator", None), "jobs", 1)
             seconds += max(rates) * final_epochs * math.ceil(len(rates) / jobs)
-        if not left and not (final_epochs and rates):
+        if not left and not top_rung:
             return ""
-        return f"; at this pace ~{seconds / 3600:.1f} h to go" + (
-            ", the finalists' top rung included" if rates and final_epochs else ""
-        )
+        return f"; at this pace ~{seconds / 3600:.1f} h to go" + ", the finalists' top rung included" * top_rung
+
+    def _contenders(self, front: list[dict]) -> list[dict]:
+        """The finalists: the front's best on the champion rule's figure within the champion budgets."""
+        key = RULE_METRIC[self.config.champion_rule]
+        ranked = sorted(_within(front, self.config), key=lambda r: (-(r.get(key) or 0), r["params"]))
+        return ranked[: self.finalists]
 
     def _evaluate(self, proposals: list[Proposal], generation: int, rows: list[dict]) -> list[Evaluation]:
         """Reject what breaks the caps, evaluate the rest; one row per request (``cached``: asked before)."""
