@@ -286,9 +286,9 @@ def tune(
     from nas.training.final import target
 
     confirm = typed(tuning.Confirmation, confirmation or {}, "tune")  # checked before anything is read
-    typed(tuning.StudyOptions, study, "tune")
+    options = typed(tuning.StudyOptions, study, "tune")
     run_dir, genome, data = target(run_dir, genome, None, data)
-    study = tuning.tune(genome, data, run_dir, confirmation=confirm, **study)
+    study = tuning.tune(genome, data, run_dir, options, confirm)
     return tuning.read_tuned(run_dir / rundir.TUNED) | {"n_trials": len(study.trials)}
 
 

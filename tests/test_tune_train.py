@@ -81,7 +81,8 @@ def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned,
 
     monkeypatch.setattr(nas.training.tuning, "train", fake_train)
     study = nas.training.tuning.tune(
-        GENOME, "synthetic:70", run_dir, trials=6, epochs=3, train_images=None, pruner=pruner,
+        GENOME, "synthetic:70", run_dir,
+        nas.training.tuning.StudyOptions(trials=6, epochs=3, train_images=None, pruner=pruner),
         confirmation=nas.training.tuning.Confirmation(best=0),
     )  # fmt: skip
     assert [i for i, t in enumerate(study.trials) if t.state == optuna.trial.TrialState.PRUNED] == pruned

@@ -26,7 +26,6 @@ from nas.errors import NasError, SettingError, first_line
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import make_dir, read_json, write_json
-from nas.settings import typed
 from nas.training.loop import RECIPES, TrainConfig, read_tuned, resolve_device, train
 from nas.training.numerics import fastest
 from nas.training.options import CLASS_BALANCE, PRUNERS, ConfirmOptions, StudyOptions
@@ -125,16 +124,16 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     raise SettingError(f"--pruner: unknown pruner {name!r}; choose {', '.join(PRUNERS)}")
 
 
-def tune(genome: str, data_path: str, run_dir: Path, confirmation: Confirmation | None = None, **study) -> optuna.Study:
+def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | None = None,
+         confirmation: Confirmation | None = None) -> optuna.Study:  # fmt: skip
     """Run (or continue) the study, confirm its best recipes at full length, and write ``tuned.json`` and
     its plots into ``run_dir``.
 
-    ``study``: the fields of ``StudyOptions`` (trials, epochs, train_images, pruner, storage, resume, seed,
-    device); ``confirmation``: how the best recipes are confirmed at full length (default:
-    ``Confirmation()``). Every setting, the genome and the data are checked before the study is created; a
-    study this call created that ends without a finished trial is deleted again, so a retry is not told it
-    exists."""
-    o, confirmation = typed(StudyOptions, study, "tune"), confirmation or Confirmation()
+    ``options``: the study's (default: ``StudyOptions()``); ``confirmation``: how the best recipes are
+    confirmed at full length (default: ``Confirmation()``); both checked when made. The genome and the data
+    are checked before the study is created; a study this call created that ends without a finished trial
+    is deleted again, so a retry is not told it exists."""
+    o, confirmation = options or StudyOptions(), confirmation or Confirmation()
     resolve_device(o.device)
     for name in (rundir.TUNED, rundir.TUNE_STUDY, CONFIRMED):  # before any work; sqlite would follow a link
         rundir.no_link(Path(run_dir) / name)
