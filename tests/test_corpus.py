@@ -1091,12 +1091,7 @@ def _damaged(w: World, tmp: Path, name: str, key: str, damage: str) -> list[str]
     """A copy of the finished run whose ``name`` has ``key`` damaged; the command line that reads it."""
     run = tmp / "run"
     shutil.copytree(_finished(w), run)
-    content = json.loads((run / name).read_text())
-    if damage == "missing":
-        del content[key]
-    else:
-        content[key] = DAMAGES[damage]
-    (run / name).write_text(json.dumps(content))
+    replace_json(name, drop(key) if damage == "missing" else lambda d: d | {key: DAMAGES[damage]})(run)
     command = JSON_READERS[name]
     if command == "demo":
         return ["demo", "--model", str(run / "export"), "--source", str(w.root / "face.png"), "--headless",
