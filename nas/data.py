@@ -15,6 +15,7 @@ import functools
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,9 +152,13 @@ def _to_ferdata(arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str, s
 
 def _read_csv(path: Path, splits: tuple[str, ...], on_bad: str) -> tuple[dict, int]:
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():  # a first row longer than the header: pandas would shift its columns
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (expected the header emotion,pixels,Usage and rows)") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}:2: more fields than the header's emotion,pixels,Usage") from None
     except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
         raise DataError(f"{path}: cannot read as CSV ({str(exc).splitlines()[0]})") from None
     missing = {"emotion", "pixels", "Usage"} - set(df.columns)
@@ -182,30 +187,44 @@ def _row_problems(df: pd.DataFrame) -> list[tuple[int, str]]:
     problems: list[tuple[int, str]] = []
     label_ok = df["emotion"].isin([str(i) for i in range(len(CLASS_NAMES))])
     for line, value in df.loc[~label_ok, ["line", "emotion"]].itertuples(index=False):
-        problems.append((line, f"label {value!r} is not an integer 0..6"))
+        problems.append((line, f"label {_shown(value)} is not an integer 0..6"))
     usage_ok = df["Usage"].isin(list(USAGE.values()))
     for line, value in df.loc[~usage_ok, ["line", "Usage"]].itertuples(index=False):
-        problems.append((line, f"unknown Usage {value!r} (expected Training, PublicTest or PrivateTest)"))
+        problems.append((line, f"unknown Usage {_shown(value)} (expected Training, PublicTest or PrivateTest)"))
     pix = df["pixels"].str.strip()
     shape_ok = pix.str.count(" ").eq(N_PIXELS - 1) & pix.str.fullmatch(r"[0-9 ]*")
     for line, value in df.loc[~shape_ok, ["line", "pixels"]].itertuples(index=False):
-        problems.append((line, _pixel_problem(value)))
+        problem = _pixel_problem(value)  # None: the fast test only disliked the spacing
+        if problem:
+            problems.append((line, problem))
     return sorted(problems)
 
 
-def _pixel_problem(text: str) -> str:
+def _shown(value: str) -> str:
+    """A field as an error line shows it: quoted, and cut short (a pixel string is 9 KB)."""
+    return repr(value) if len(value) <= 20 else repr(value[:20])[:-1] + "...'"
+
+
+def _pixel_problem(text: str) -> str | None:
+    """What is wrong with one row's pixels, or None when they are 2304 grey levels however spaced."""
     tokens = text.split()
     for i, tok in enumerate(tokens):
-        if not tok.isdigit():
-            return f"pixel {i} is {tok[:12]!r}, not an integer 0..255"
-    return f"expected {N_PIXELS} pixels, found {len(tokens)}"
+        if not (tok.isascii() and tok.isdigit()):  # str.isdigit alone admits full-width and superscript digits
+            return f"pixel {i} is {_shown(tok)}, not an integer 0..255"
+        if len(tok.lstrip("0")) > 3 or int(tok) > 255:
+            return f"pixel {i} is {_shown(tok)}, outside 0..255"
+    return None if len(tokens) == N_PIXELS else f"expected {N_PIXELS} pixels, found {len(tokens)}"
 
 
 def _parse_pixels(path: Path, rows: pd.DataFrame) -> np.ndarray:
     """All pixel strings at once through numpy's C parser: seconds for the whole file."""
     if rows.empty:
         return np.zeros((0, N_PIXELS), np.uint8)
-    values = np.loadtxt(io.StringIO("\n".join(rows["pixels"])), dtype=np.int32, ndmin=2)
+    try:
+        values = np.loadtxt(io.StringIO("\n".join(rows["pixels"])), dtype=np.int32, ndmin=2)
+    except ValueError:  # a value too long for int32: find its row the slow way
+        line, problem = next((r.line, _pixel_problem(r.pixels)) for r in rows.itertuples() if _pixel_problem(r.pixels))
+        raise DataError(f"{path}:{line}: {problem}") from None
     too_big = np.flatnonzero(values.max(axis=1) > 255)
     if too_big.size:
         line = rows["line"].iloc[too_big[0]]
@@ -233,14 +252,22 @@ def _read_npz(path: Path, splits: tuple[str, ...]) -> dict:
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz ({first_line(exc)})") from None
     for s, (x, y) in arrays.items():
-        if x.ndim < 2 or x[0].size != N_PIXELS or len(x) != len(y) or not len(y):
+        if x.ndim < 2 or y.ndim != 1 or not len(y) or len(x) != len(y) or x[0].size != N_PIXELS:
             raise DataError(
                 f"{path}: {s}_x must hold N {SIZE}x{SIZE} images and {s}_y N labels, got {x.shape}, {y.shape}"
             )
-        if not np.isin(y, np.arange(len(CLASS_NAMES))).all():
-            raise DataError(f"{path}: {s}_y has a label outside 0..{len(CLASS_NAMES) - 1}")
+        _check_labels(path, f"{s}_y", y)
         _check_grey_levels(path, f"{s}_x", x)
     return arrays
+
+
+def _check_labels(path: Path, name: str, y: np.ndarray) -> None:
+    """Labels are class numbers: text, booleans or fractions are some other file's labels."""
+    if y.dtype.kind not in "iuf":
+        raise DataError(f"{path}: {name} must hold labels 0..{len(CLASS_NAMES) - 1}, got dtype {y.dtype}")
+    bad = y[~np.isin(y, np.arange(len(CLASS_NAMES)))]
+    if bad.size:
+        raise DataError(f"{path}: {name} has label {bad[0]!r}, not an integer 0..{len(CLASS_NAMES) - 1}")
 
 
 def _check_grey_levels(path: Path, name: str, x: np.ndarray) -> None:
@@ -270,17 +297,19 @@ def _read_folder(root: Path, splits: tuple[str, ...]) -> dict:
 
     def read(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         if not split_dir.is_dir():
-            raise DataError(f"{split_dir}: folder not found (expected {root}/<split>/<class>/*.png)")
+            what = "not a folder" if split_dir.exists() else "folder not found"
+            raise DataError(f"{split_dir}: {what} (expected {root}/<split>/<class>/*.png)")
         unknown = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and d.name not in CLASS_NAMES)
         if unknown:
             raise DataError(f"{split_dir / unknown[0]}: unknown class folder (classes are {', '.join(CLASS_NAMES)})")
+        files = [split_dir / c for c in CLASS_NAMES if (split_dir / c).exists() and not (split_dir / c).is_dir()]
+        if files:
+            raise DataError(f"{files[0]}: a file where the class folder {files[0].name}/ belongs")
         xs, ys = [], []
         for label, name in enumerate(CLASS_NAMES):
             files = sorted(f for f in (split_dir / name).glob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
             for f in files:
-                img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-                if img is None:
-                    raise DataError(f"{f}: not a readable image")
+                img = _read_image(f)
                 xs.append(img if img.shape == (SIZE, SIZE) else face_to_input(img)[0])
                 ys.append(label)
         if not xs:
@@ -288,7 +317,7 @@ def _read_folder(root: Path, splits: tuple[str, ...]) -> dict:
         return np.stack(xs), np.array(ys)
 
     out = {}
-    val_dir = next((root / d for d in ("val", "validation", "PublicTest") if (root / d).is_dir()), None)
+    val_dir = next((root / d for d in ("val", "validation", "PublicTest") if (root / d).exists()), None)
     if "train" in splits or ("val" in splits and val_dir is None):
         x, y = read(root / "train")
         if val_dir is None:
@@ -302,6 +331,23 @@ def _read_folder(root: Path, splits: tuple[str, ...]) -> dict:
     if "test" in splits:
         out["test"] = read(root / "test")
     return {k: v for k, v in out.items() if k in splits}
+
+
+def _read_image(f: Path) -> np.ndarray:
+    """One image as grey levels; OpenCV's own complaints stay quiet, the error line names the file."""
+    try:
+        raw = np.fromfile(f, np.uint8)
+    except OSError as exc:  # a dangling link, a folder named like an image
+        raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE) if raw.size else None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if img is None:
+        raise DataError(f"{f}: not a readable image")
+    return img
 
 
 # ---------------------------------------------------------------- synthetic stand-in

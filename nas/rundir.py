@@ -200,28 +200,49 @@ def read_json(path: str | Path, what: str = "JSON file") -> dict:
 # ---------------------------------------------------------------- the evaluation cache
 
 
-# a record's figures and their ranges: a value outside them was not written by a training
-_UNBOUNDED = ("params", "flops", "latency_ms", "measured_latency_ms", "epochs")
+# a record's figures and their ranges, and its other fields' types: a value outside them was not written by a
+# training, and would stop a resume later with a message that names some other file
+_UNBOUNDED = ("params", "flops", "latency_ms", "measured_latency_ms", "epochs", "train_seconds")
 _RANGES = {"val_acc": (0.0, 1.0), "val_f1": (0.0, 1.0)} | {field: (0.0, math.inf) for field in _UNBOUNDED}
+_TYPES = {"genome": str, "status": str, "error": str, "fidelity": str, "seed": int, "key": str, "data": str,
+          "numerics": str, "curve": list}  # fmt: skip
+_STATUSES = ("ok", "failed", "timeout")
 
 
 def _record_problem(rec: dict) -> str | None:
-    """What makes a cache line no record of its key's training: a genome other than the key's (the key
-    begins with the genome's hash), or a figure that is no finite number in its range."""
-    from nas.errors import GenomeError
-    from nas.genome.grammar import parse_genome
-
-    genome_key = rec["cache_key"].split("|", 1)[0]
-    if "genome" in rec and not genome_key.startswith("invalid-"):  # a string that never parsed has its own key
-        try:
-            if not isinstance(rec.get("genome"), str) or parse_genome(rec["genome"]).key != genome_key:
-                return f"its genome is not the one of its cache key {genome_key}"
-        except GenomeError:
-            return f"its genome {rec.get('genome')!r} does not parse"
+    """What makes a cache line no record of its key's training: a field of the wrong type, a status the
+    worker never writes, a figure that is no finite number in its range, or a genome, data, fidelity or seed
+    other than its key's."""
+    for field, kind in _TYPES.items():
+        if field in rec and (not isinstance(rec[field], kind) or isinstance(rec[field], bool)):
+            return f"{field} {rec[field]!r} is not a {kind.__name__}"
+    if rec.get("status") not in _STATUSES:
+        return f"status {rec.get('status')!r} is not one of {', '.join(_STATUSES)}"
+    if rec["status"] == "ok" and not {"key", "val_acc"} <= set(rec):
+        return "a finished training's record without its key and val_acc"
     for field, (lo, hi) in _RANGES.items():
         value = rec.get(field)
         if value is not None and not number_in(value, lo, hi):
             return f"{field} {value!r} is not a number in [{lo:g}, {hi:g}]"
+    return _key_problem(rec)
+
+
+def _key_problem(rec: dict) -> str | None:
+    """Where a record restates its cache key (``genome|fidelity:hash|data|seed[|numerics]``), it agrees."""
+    from nas.errors import GenomeError
+    from nas.genome.grammar import parse_genome
+
+    genome_key, fidelity, data, seed = (rec["cache_key"].split("|") + [None] * 4)[:4]
+    restated = {"key": genome_key, "fidelity": (fidelity or "").split(":")[0] or None, "data": data, "seed": seed}
+    for field, part in restated.items():
+        if field in rec and part is not None and str(rec[field]) != part:
+            return f"its {field} {rec[field]!r} is not the one of its cache key ({part})"
+    if "genome" in rec and not genome_key.startswith("invalid-"):  # a string that never parsed has its own key
+        try:
+            if parse_genome(rec["genome"]).key != genome_key:
+                return f"its genome is not the one of its cache key {genome_key}"
+        except GenomeError:
+            return f"its genome {rec['genome']!r} does not parse"
     return None
 
 
@@ -255,6 +276,8 @@ class Cache:
             raise RunDirError(f"{self.path}:{n}: not UTF-8 text; remove the line and resume") from None
         except json.JSONDecodeError:
             return
+        except RecursionError:
+            raise RunDirError(f"{self.path}:{n}: nested too deep to be a record; remove the line and resume") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("cache_key"), str):
             raise RunDirError(f"{self.path}:{n}: not an evaluation record (no cache_key); remove the line and resume")
         problem = _record_problem(rec)

@@ -85,6 +85,9 @@ VAL = "3," + " ".join(["128"] * 2304) + ",PublicTest"
         ("3," + " ".join(["128"] * 2304) + ",Validation", ":3: unknown Usage 'Validation'"),
         ("3," + " ".join(["300"] * 2304) + ",Training", ":3: pixel value 300 outside 0..255"),
         ("3,,Training", ":3: expected 2304 pixels, found 0"),
+        ("3,\uff11 " + " ".join(["128"] * 2303) + ",Training", ":3: pixel 0 is '\uff11', not an integer 0..255"),
+        ("3,99999999999 " + " ".join(["128"] * 2303) + ",Training", ":3: pixel 0 is '99999999999', outside 0..255"),
+        ("3," + " ".join(["128"] * 2304) + "," + "T" * 40, ":3: unknown Usage 'TTTTTTTTTTTTTTTTTTTT...'"),
     ],
 )
 def test_malformed_rows_fail_with_file_and_line(tmp_path, bad_row, message):
@@ -93,6 +96,32 @@ def test_malformed_rows_fail_with_file_and_line(tmp_path, bad_row, message):
         data.load(path)
     assert str(exc.value) == f"{path}{message}" or str(exc.value).startswith(f"{path}{message}")
     assert "\n" not in str(exc.value)
+
+
+def test_a_first_row_longer_than_the_header_is_named_not_read_shifted(tmp_path):
+    path = _write(tmp_path, ["3,1," + " ".join(["128"] * 2304) + ",Training", GOOD, VAL])
+    with pytest.raises(DataError, match=f"{path}:2: more fields than the header"):
+        data.load(path)
+
+
+def test_data_that_looks_odd_but_is_data_loads(tmp_path):
+    """The other side of the generated damage classes: what must keep loading. Pixels spaced unevenly,
+    whole grey levels in wider types, labels stored as floats, images of another size, depth or colour."""
+    uneven = GOOD.replace("128 128", "128  128", 1).replace("3,128", "3, 128", 1)
+    assert len(data.load(_write(tmp_path, [uneven, VAL]))["train"]) == 1
+    arrays = {"train_x": np.full((7, 48, 48), 100, np.float16), "train_y": np.arange(7.0),
+              "val_x": np.full((7, 48, 48), 100, np.uint16), "val_y": np.arange(7)}  # fmt: skip
+    np.savez(tmp_path / "d.npz", **arrays)
+    loaded = data.load(tmp_path / "d.npz")
+    assert loaded["train"].x.dtype == torch.uint8 and int(loaded["val"].x.max()) == 100
+    assert loaded["train"].y.tolist() == list(range(7))
+    images = {"a.png": np.full((48, 48), 100, np.uint8), "colour.png": np.full((96, 64, 3), 100, np.uint8),
+              "deep.png": np.full((48, 48), 30000, np.uint16), "dot.png": np.full((1, 1), 100, np.uint8)}  # fmt: skip
+    for split in ("train", "val", "test"):
+        for name, img in images.items():
+            (tmp_path / "f" / split / "sad").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "f" / split / "sad" / name), img)
+    assert len(data.load(tmp_path / "f", ("train", "val", "test"))["test"]) == 4
 
 
 def test_skip_mode_drops_and_counts_bad_rows(tmp_path):

@@ -330,12 +330,12 @@ def test_the_champion_rules_pick_by_accuracy_by_macro_f1_or_the_knee_within_the_
 
 def test_a_cache_line_cut_by_a_crash_is_skipped_and_ended_before_the_next_append(tmp_path):
     path = tmp_path / "cache.jsonl"
-    Cache(path).put({"cache_key": "a", "status": "ok"})
+    Cache(path).put({"cache_key": "a", "key": "a", "status": "ok", "val_acc": 0.5})
     with path.open("a") as f:
         f.write('{"cache_key": "b", "sta')  # the process died mid-append
     cache = Cache(path)
     assert "a" in cache and "b" not in cache
-    cache.put({"cache_key": "c", "status": "ok"})
+    cache.put({"cache_key": "c", "status": "failed"})
     assert set(Cache(path).records) == {"a", "c"}
 
 

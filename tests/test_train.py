@@ -254,6 +254,21 @@ def test_numeric_modes_are_calibrated_once_per_machine_and_kept(tmp_path, monkey
     assert numerics.machine_key(1) in stored and numerics.machine_key(2) not in stored
 
 
+@pytest.mark.parametrize("content", ["{oops", "[1]", '{"KEY": {"bf16_above_mflops": "x"}}', '{"KEY": [1]}',
+                                     '{"KEY": {"bf16_above_mflops": -1}}', "[" * 100_000])  # fmt: skip
+def test_a_damaged_numerics_calibration_is_one_error_naming_the_file(tmp_path, monkeypatch, content):
+    from nas.errors import RunDirError
+    from nas.training import numerics
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "fer-nas" / "numerics.json"
+    path.parent.mkdir()
+    path.write_text(content.replace("KEY", numerics.machine_key(1)))
+    monkeypatch.setattr(numerics, "calibrate", lambda threads: pytest.fail("a damaged file was not noticed"))
+    with pytest.raises(RunDirError, match=str(path)):
+        numerics.machine_rule(1, "cpu")
+
+
 def test_bf16_on_the_cpu_trains_and_is_recorded(synthetic_csv):
     from nas.evolve.evaluate import Evaluator
     from nas.evolve.fidelity import Fidelity

@@ -60,6 +60,9 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise NasError(f"{path}: not a readable checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or not {"genome", "input_shape", "num_classes", "state_dict"} <= set(state):
         raise NasError(f"{path}: not a fer-nas checkpoint (no genome, shapes and weights)")
+    tables = [k for k in ("metrics", "train_config") if not isinstance(state.get(k, {}), dict)]
+    if tables:
+        raise NasError(f"{path}: not a fer-nas checkpoint ({tables[0]} is not a table)")
     try:
         model = build(parse_genome(state["genome"]), tuple(state["input_shape"]), state["num_classes"])
         model.load_state_dict(state["state_dict"])

@@ -256,7 +256,7 @@ def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file
             log.info(f"{searched_state}: the search trained this network with this recipe; continued, not repeated")
         else:
             return []
-    return list(torch.load(state_file, map_location="cpu", weights_only=True)["result"]["history"])
+    return list(training.read_state(state_file)["result"].history)
 
 
 def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metrics: dict, search: dict | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -24,7 +25,7 @@ from torch.nn import functional as F
 from torch.optim import swa_utils
 
 from nas.data import Split, normalize
-from nas.errors import NasError, RunDirError, SettingError
+from nas.errors import NasError, RunDirError, SettingError, first_line
 from nas.rundir import atomic_write, read_json
 from nas.settings import typed
 from nas.training import metrics
@@ -453,26 +454,51 @@ def cooldown_branch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, val_split: Sp
 
 def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResult, dict | None, int]:
     """A saved training, continued where it stopped: its result so far, best weights and next epoch."""
-    state = torch.load(checkpoint, map_location=loop.dev, weights_only=True)
+    state = read_state(checkpoint, loop.dev)
+    result = state["result"]
     changed = changed_settings(state["config"], cfg)
-    if changed and not stable_prefix(cfg, state["config"], state["result"]["epochs_run"], loop.steps):
+    if changed and not stable_prefix(cfg, state["config"], result.epochs_run, loop.steps):
         raise NasError(
             f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
             "resume with the same settings, or delete it to start over"
         )
-    loop.model.load_state_dict(state["model"])
-    loop.opt.load_state_dict(state["optimizer"])
-    if loop.sched is not None:
-        loop.sched.load_state_dict(state["scheduler"])
-    if loop.ema is not None:
-        loop.ema.load_state_dict(state["ema"])
-    loop.gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    result = TrainResult(**state["result"])
+    try:
+        loop.model.load_state_dict(state["model"])
+        loop.opt.load_state_dict(state["optimizer"])
+        if loop.sched is not None:
+            loop.sched.load_state_dict(state["scheduler"])
+        if loop.ema is not None:
+            loop.ema.load_state_dict(state["ema"])
+        loop.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise NasError(
+            f"{checkpoint}: does not fit this training ({first_line(exc)}); delete it to start over"
+        ) from None
     start_epoch = result.epochs_run
     if _out_of_patience(cfg, result, result.epochs_run - 1):
         start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
     return result, state["best_model"], start_epoch
+
+
+# the parts of a saved training state and their types: anything else is a damaged file, named as such
+_STATE = {"model": dict, "optimizer": dict, "generator": torch.Tensor, "torch_rng": torch.Tensor, "result": dict,
+          "config": dict, "best_model": (dict, type(None))}  # fmt: skip
+
+
+def read_state(checkpoint: Path, device: torch.device | str = "cpu") -> dict:
+    """A saved training state (``weights_only``: no code is unpickled), each part checked by its type; its
+    ``result`` a TrainResult."""
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise NasError(
+            f"{checkpoint}: not a readable training state ({first_line(exc)}); delete it to start over"
+        ) from None
+    wrong = [k for k, kind in _STATE.items() if not isinstance(state, dict) or not isinstance(state.get(k, ...), kind)]
+    if wrong:
+        raise NasError(f"{checkpoint}: not a training state ({wrong[0]} missing or damaged); delete it to start over")
+    return state | {"result": typed(TrainResult, state["result"], f"{checkpoint}: result")}
 
 
 def stable_copy(checkpoint: Path) -> Path:

@@ -125,25 +125,29 @@ def machine_rule(threads: int, device: str) -> float | None:
     """The FLOPs above which this machine trains in bf16 (None: never), calibrated on first use and kept
     in ``$XDG_CACHE_HOME/fer-nas/numerics.json`` (about two minutes, once per machine and thread count).
     On a GPU, training uses bf16 autocast anyway (``TrainConfig.amp``)."""
-    import json
     import logging
+    import math
     import os
     from pathlib import Path
 
-    from nas.rundir import write_json
+    from nas.errors import RunDirError
+    from nas.rundir import read_json, write_json
+    from nas.settings import number_in
     from nas.training.loop import resolve_device
 
     if resolve_device(device).type != "cpu":
         return None
     path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-nas" / "numerics.json"
-    known = json.loads(path.read_text()) if path.exists() else {}
+    known = read_json(path, "numerics calibration") if path.exists() else {}
     key = machine_key(threads)
     if key not in known:
         logging.getLogger("nas").info(f"calibrating the numeric modes for {key} (once, about two minutes) ...")
         known[key] = calibrate(threads)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, known)
-    mflops = known[key]["bf16_above_mflops"]
+    mflops = known[key].get("bf16_above_mflops", "missing") if isinstance(known[key], dict) else "missing"
+    if mflops is not None and not number_in(mflops, 0, math.inf):
+        raise RunDirError(f"{path}: {key}: bf16_above_mflops is {mflops!r}, no number of MFLOPs; delete the file")
     return None if mflops is None else mflops * 1e6
 
 
