@@ -424,5 +424,6 @@ def _upgrade_engine(config: dict, path: Path) -> dict:
         config["evaluation"] = {"strategy": "scratch", "strategy_options": {}, "fidelity": config.pop("fidelity"),
                                 **config["evaluation"]}  # fmt: skip
     except (KeyError, TypeError, AttributeError) as exc:
-        raise RunDirError(f"{path}: unreadable run configuration (missing {exc})") from None
+        raise RunDirError(f"{path}: unreadable run configuration (no problem section, and no older run's layout: "
+                          f"missing {exc})") from None  # fmt: skip
     return config

@@ -236,11 +236,11 @@ def _key_problem(rec: dict) -> str | None:
     restated = {"key": genome_key, "fidelity": (fidelity or "").split(":")[0] or None, "data": data, "seed": seed}
     for field, part in restated.items():
         if field in rec and part is not None and str(rec[field]) != part:
-            return f"its {field} {rec[field]!r} is not the one of its cache key ({part})"
+            return f"its {field} {rec[field]!r} is not the one of its cache_key ({part})"
     if "genome" in rec and not genome_key.startswith("invalid-"):  # a string that never parsed has its own key
         try:
             if parse_genome(rec["genome"]).key != genome_key:
-                return f"its genome is not the one of its cache key {genome_key}"
+                return f"its genome is not the one of its cache_key {genome_key}"
         except GenomeError:
             return f"its genome {rec['genome']!r} does not parse"
     return None

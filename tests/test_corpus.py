@@ -600,7 +600,7 @@ RUN_CASES = [
     Case(
         "resume-cache-other-genome",
         resume_after(edit_last_record(genome="conv_k3_c4_s1_relu_bn | gap")),
-        ("cache.jsonl", "not the one of its cache key"),
+        ("cache.jsonl", "not the one of its cache_key"),
     ),  # fmt: skip
     Case("resume-cache-accuracy-inf", resume_after(edit_last_record(val_acc=float("inf"))), ("cache.jsonl", "val_acc")),
     Case("resume-cache-params-text", resume_after(edit_last_record(params="many")), ("cache.jsonl", "params")),
@@ -1226,11 +1226,12 @@ def _command(w: World, tmp: Path, run: Path, name: str) -> list[str]:
     return COMMANDS[READERS[name]](run)
 
 
-def _check_damage(w: World, tmp: Path, cases: list[tuple[str, str, Callable[[Path], object]]], capsys) -> None:
+def _check_damage(w: World, tmp: Path, cases: list[tuple[str, str | None, str, Callable]], capsys) -> None:
     """The promise for a damaged run file: the command runs (the damage does not matter to it) or stops with
-    one line naming the file; never a traceback. ``cases``: (file, what was damaged, the edit)."""
+    one line naming the file and the field; never a traceback. ``cases``: (file, field, damage, the edit)."""
     broken = []
-    for i, (name, what, edit) in enumerate(cases):
+    for i, (name, field_, damage, edit) in enumerate(cases):
+        what = f"{field_} {damage}"
         run = tmp / str(i) / "run"
         shutil.copytree(_finished(w), run)
         edit(run)
@@ -1244,12 +1245,14 @@ def _check_damage(w: World, tmp: Path, cases: list[tuple[str, str, Callable[[Pat
             broken.append(f"{name} {what}: exit {code}, {lines[-1][:200]}")
         elif code == 2 and not (lines[-1].startswith("error: ") and Path(name).name in lines[-1]):
             broken.append(f"{name} {what}: {lines[-1][:200]}")
+        elif code == 2 and field_ is not None and field_.split("/")[-1] not in lines[-1]:
+            broken.append(f"{name} {what}: the field is not named: {lines[-1][-200:]}")
         shutil.rmtree(tmp / str(i))
     assert not broken, "\n".join(broken)
 
 
 def _field_cases(w: World, damages: list[str], first_field_only: bool = False) -> list[tuple]:
-    return [(name, f"{key} {damage}", _damage_edit(name, key, damage)) for name in READERS
+    return [(name, key, damage, _damage_edit(name, key, damage)) for name in READERS
             for key in _fields(w, name)[: 1 if first_field_only else None] for damage in damages]  # fmt: skip
 
 
@@ -1280,4 +1283,4 @@ def test_each_json_run_file_nested_too_deep_is_one_line_naming_it(world, tmp_pat
         else:
             write(run / name, deep)
 
-    _check_damage(world, tmp_path, [(name, "nested deep", edit)], capsys)
+    _check_damage(world, tmp_path, [(name, None, "nested deep", edit)], capsys)

@@ -20,7 +20,7 @@ import torch
 
 from nas import data as fer
 from nas.deploy.latency import measure, onnx_bytes, ort_session
-from nas.errors import NasError, first_line
+from nas.errors import GenomeError, NasError, first_line
 from nas.genome.build import build, count_flops, count_params
 from nas.genome.grammar import parse_genome
 from nas.rundir import SEARCH_COST, atomic_write, cpu_model, make_dir, search_sentence, write_json
@@ -58,17 +58,38 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NasError(f"{path}: not a readable checkpoint ({first_line(exc)})") from None
-    if not isinstance(state, dict) or not {"genome", "input_shape", "num_classes", "state_dict"} <= set(state):
-        raise NasError(f"{path}: not a fer-nas checkpoint (no genome, shapes and weights)")
-    tables = [k for k in ("metrics", "train_config") if not isinstance(state.get(k, {}), dict)]
-    if tables:
-        raise NasError(f"{path}: not a fer-nas checkpoint ({tables[0]} is not a table)")
+    problem = _checkpoint_problem(state)
+    if problem:
+        raise NasError(f"{path}: not a fer-nas checkpoint ({problem})")
     try:
-        model = build(parse_genome(state["genome"]), tuple(state["input_shape"]), state["num_classes"])
+        genome = parse_genome(state["genome"])
+    except GenomeError as exc:
+        raise NasError(f"{path}: not a fer-nas checkpoint (genome: {first_line(exc)})") from None
+    try:
+        model = build(genome, tuple(state["input_shape"]), state["num_classes"])
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise NasError(f"{path}: not a fer-nas checkpoint ({first_line(exc)})") from None
+        raise NasError(f"{path}: not a fer-nas checkpoint (state_dict: {first_line(exc)})") from None
     return model.eval(), state
+
+
+def _checkpoint_problem(state: object) -> str | None:
+    """What a checkpoint lacks, by field: the genome, the input shape, the classes and weights that rebuild it."""
+    if not isinstance(state, dict):
+        return "not a table of genome, shapes and weights"
+    shape = state.get("input_shape")
+    fields = {
+        "genome": isinstance(state.get("genome"), str),
+        "input_shape": isinstance(shape, list | tuple)
+        and len(shape) == 3
+        and all(type(n) is int and n > 0 for n in shape),
+        "num_classes": type(state.get("num_classes")) is int and state["num_classes"] >= 2,
+        "state_dict": isinstance(state.get("state_dict"), dict),
+        "metrics": isinstance(state.get("metrics", {}), dict),
+        "train_config": isinstance(state.get("train_config", {}), dict),
+    }
+    wrong = [name for name, ok in fields.items() if not ok]
+    return f"{wrong[0]} missing or damaged" if wrong else None
 
 
 def export(

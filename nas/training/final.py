@@ -51,7 +51,7 @@ def target(run_dir: Path, genome: str | None = None, baseline: str | None = None
     elif genome is not None:
         genome = str(checked_genome(genome, "--genome"))
     else:
-        genome = str(checked_genome(rundir.champion_genome(run_dir), str(run_dir / rundir.CHAMPION)))
+        genome = str(checked_genome(rundir.champion_genome(run_dir), f"{run_dir / rundir.CHAMPION}: genome"))
     return run_dir, genome, fer.resolve_data_path(data or rundir.run_data(run_dir))
 
 

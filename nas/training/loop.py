@@ -462,19 +462,18 @@ def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResu
             f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
             "resume with the same settings, or delete it to start over"
         )
-    try:
-        loop.model.load_state_dict(state["model"])
-        loop.opt.load_state_dict(state["optimizer"])
-        if loop.sched is not None:
-            loop.sched.load_state_dict(state["scheduler"])
-        if loop.ema is not None:
-            loop.ema.load_state_dict(state["ema"])
-        loop.gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise NasError(
-            f"{checkpoint}: does not fit this training ({first_line(exc)}); delete it to start over"
-        ) from None
+    parts = {"model": loop.model.load_state_dict, "optimizer": loop.opt.load_state_dict,
+             "scheduler": None if loop.sched is None else loop.sched.load_state_dict,
+             "ema": None if loop.ema is None else loop.ema.load_state_dict,
+             "generator": loop.gen.set_state, "torch_rng": torch.set_rng_state}  # fmt: skip
+    for part, load in parts.items():
+        try:
+            if load is not None:
+                load(state.get(part))
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise NasError(
+                f"{checkpoint}: its {part} does not fit this training ({first_line(exc)}); delete it to start over"
+            ) from None
     start_epoch = result.epochs_run
     if _out_of_patience(cfg, result, result.epochs_run - 1):
         start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
