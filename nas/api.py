@@ -108,8 +108,19 @@ def resume(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
             f"the search restarts at generation 0 and takes every evaluation it repeats from {rundir.CACHE}"
         )
+    _read_saved(run_dir)
     rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
     return _run(run_dir, config, callbacks, plots)
+
+
+def _read_saved(run_dir: Path) -> None:
+    """The files a resume continues from, each read through its checks before ``config.json`` is rewritten: a
+    damaged one stops the resume with every file as it was."""
+    from nas.deploy.latency import LatencyTable, machine_table_path
+
+    rundir.read_checkpoint(run_dir)
+    rundir.Cache(run_dir / rundir.CACHE)
+    LatencyTable(machine_table_path(), run_dir / rundir.LATENCY_TABLE)
 
 
 def replay(

@@ -1228,13 +1228,15 @@ def _command(w: World, tmp: Path, run: Path, name: str) -> list[str]:
 
 def _check_damage(w: World, tmp: Path, cases: list[tuple[str, str | None, str, Callable]], capsys) -> None:
     """The promise for a damaged run file: the command runs (the damage does not matter to it) or stops with
-    one line naming the file and the field; never a traceback. ``cases``: (file, field, damage, the edit)."""
+    one line naming the file and the field, every file the run had left as it was; never a traceback.
+    ``cases``: (file, field, damage, the edit)."""
     broken = []
     for i, (name, field_, damage, edit) in enumerate(cases):
         what = f"{field_} {damage}"
         run = tmp / str(i) / "run"
         shutil.copytree(_finished(w), run)
         edit(run)
+        kept = {f: f.read_bytes() for f in run.rglob("*") if f.is_file() and f.name not in ("run.log", ".lock")}
         try:
             code = main(_command(w, tmp / str(i), run, name))
         except Exception as exc:  # noqa: BLE001 - every case is tried; the failures are listed together
@@ -1247,6 +1249,9 @@ def _check_damage(w: World, tmp: Path, cases: list[tuple[str, str | None, str, C
             broken.append(f"{name} {what}: {lines[-1][:200]}")
         elif code == 2 and field_ is not None and field_.split("/")[-1] not in lines[-1]:
             broken.append(f"{name} {what}: the field is not named: {lines[-1][-200:]}")
+        elif code == 2 and any(not f.exists() or f.read_bytes() != content for f, content in kept.items()):
+            changed = [f.name for f, content in kept.items() if not f.exists() or f.read_bytes() != content]
+            broken.append(f"{name} {what}: stopped, but changed or removed {changed}")
         shutil.rmtree(tmp / str(i))
     assert not broken, "\n".join(broken)
 
