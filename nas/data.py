@@ -222,8 +222,9 @@ def _parse_pixels(path: Path, rows: pd.DataFrame) -> np.ndarray:
         return np.zeros((0, N_PIXELS), np.uint8)
     try:
         values = np.loadtxt(io.StringIO("\n".join(rows["pixels"])), dtype=np.int32, ndmin=2)
-    except ValueError:  # a value too long for int32: find its row the slow way
-        line, problem = next((r.line, _pixel_problem(r.pixels)) for r in rows.itertuples() if _pixel_problem(r.pixels))
+    except ValueError as exc:  # a value too long for int32: find its row the slow way
+        found = ((r.line, problem) for r in rows.itertuples() if (problem := _pixel_problem(r.pixels)))
+        line, problem = next(found, (rows["line"].iloc[0], first_line(exc)))
         raise DataError(f"{path}:{line}: {problem}") from None
     too_big = np.flatnonzero(values.max(axis=1) > 255)
     if too_big.size:
@@ -302,9 +303,9 @@ def _read_folder(root: Path, splits: tuple[str, ...]) -> dict:
         unknown = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and d.name not in CLASS_NAMES)
         if unknown:
             raise DataError(f"{split_dir / unknown[0]}: unknown class folder (classes are {', '.join(CLASS_NAMES)})")
-        files = [split_dir / c for c in CLASS_NAMES if (split_dir / c).exists() and not (split_dir / c).is_dir()]
-        if files:
-            raise DataError(f"{files[0]}: a file where the class folder {files[0].name}/ belongs")
+        misplaced = [split_dir / c for c in CLASS_NAMES if (split_dir / c).exists() and not (split_dir / c).is_dir()]
+        if misplaced:
+            raise DataError(f"{misplaced[0]}: a file where the class folder {misplaced[0].name}/ belongs")
         xs, ys = [], []
         for label, name in enumerate(CLASS_NAMES):
             files = sorted(f for f in (split_dir / name).glob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
