@@ -108,19 +108,7 @@ def resume(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
             f"the search restarts at generation 0 and takes every evaluation it repeats from {rundir.CACHE}"
         )
-    _read_saved(run_dir)
-    rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
-    return _run(run_dir, config, callbacks, plots)
-
-
-def _read_saved(run_dir: Path) -> None:
-    """The files a resume continues from, each read through its checks before ``config.json`` is rewritten: a
-    damaged one stops the resume with every file as it was."""
-    from nas.deploy.latency import LatencyTable, machine_table_path
-
-    rundir.read_checkpoint(run_dir)
-    rundir.Cache(run_dir / rundir.CACHE)
-    LatencyTable(machine_table_path(), run_dir / rundir.LATENCY_TABLE)
+    return _run(run_dir, config, callbacks, plots, save_config=True)
 
 
 def replay(
@@ -160,7 +148,8 @@ def _check_space(config: RunConfig, path: Path) -> None:
     space_from_dict(dict(config.space), source=str(path))
 
 
-def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
+def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool, save_config: bool = False
+         ) -> Result:  # fmt: skip
     """Run the search while this process holds the run directory (``rundir.locked``), logging into its
     ``run.log`` too (appended to by every resume: the whole story of a long run, with times)."""
     with rundir.locked(run_dir):
@@ -171,7 +160,7 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
         log.setLevel(min(log.getEffectiveLevel(), logging.INFO))  # the file gets INFO whatever the console shows
         try:
             log.info(f"{'resumed' if rundir.read_checkpoint(run_dir) else 'started'}: {' '.join(sys.argv)}")
-            return _assemble_and_run(run_dir, config, callbacks, plots)
+            return _assemble_and_run(run_dir, config, callbacks, plots, save_config)
         except BaseException as exc:  # into the file only: the caller reports it
             handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, f"stopped: {exc!r}", None, None))
             raise
@@ -181,8 +170,12 @@ def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots:
             handler.stream.close()
 
 
-def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool) -> Result:
-    """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it."""
+def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool,
+                      save_config: bool) -> Result:  # fmt: skip
+    """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it. With
+    ``save_config`` (a resume's changed generations or jobs), ``config.json`` is rewritten once the run's
+    saved files (latency tables, cache, checkpoint) have been read through their checks under the lock: a
+    resume that stops on one of them, or on a directory in use, leaves every file as it was."""
     from nas.deploy.latency import LatencyTable, machine_table_path
     from nas.evolve.evaluate import Evaluator, LatencyConfig, estimate
     from nas.evolve.fidelity import Fidelity
@@ -228,6 +221,8 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
     checkpoint = rundir.read_checkpoint(run_dir)
     _check_same_data(run_dir, checkpoint, cache, evaluator.fingerprint)
+    if save_config:
+        rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
     done = checkpoint["generation"] + 1 if checkpoint else 0
     todo = search_cfg.population * (search_cfg.generations + 1 - done)
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])

@@ -289,12 +289,12 @@ def test_resume_before_the_first_checkpoint_restarts_from_the_cache(uninterrupte
 def test_a_second_process_on_a_run_directory_in_use_exits_2(uninterrupted, capsys):
     from nas import rundir
 
-    before = (uninterrupted / "cache.jsonl").read_text()
+    before = {name: (uninterrupted / name).read_text() for name in ("cache.jsonl", "config.json")}
     with rundir.locked(uninterrupted):  # as a search still running in it holds it
         assert main(["evolve", "--resume", str(uninterrupted), "--generations", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and f"in use by process {os.getpid()}" in err
-    assert (uninterrupted / "cache.jsonl").read_text() == before
+    assert {name: (uninterrupted / name).read_text() for name in before} == before  # its generations too
 
 
 def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(synthetic_csv, tmp_path, monkeypatch):
