@@ -178,12 +178,10 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     resume that stops on one of them, or on a directory in use, leaves every file as it was."""
     from nas.deploy.latency import LatencyTable, machine_table_path
     from nas.evolve.evaluate import Evaluator, LatencyConfig, estimate
-    from nas.evolve.fidelity import Fidelity
     from nas.evolve.plots import Plots
     from nas.evolve.problem import Problem
     from nas.evolve.runner import Runner
     from nas.evolve.strategies import make_strategy
-    from nas.evolve.worker import EvalTask
     from nas.genome.space import space_from_dict
 
     space = space_from_dict(dict(config.space), source=config.space_file)
@@ -192,17 +190,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     if ev.latency_model == "table" or p.max_latency_ms is not None:
         table = LatencyTable(machine_table_path(), run_dir / rundir.LATENCY_TABLE)
     shape, classes = tuple(space.input_shape), space.num_classes
-    task = EvalTask(
-        data=config.data,
-        fidelity=Fidelity(**ev.fidelity),
-        seed=search_cfg.seed,
-        device=ev.device,
-        threads=ev.threads_per_job,
-        time_limit=ev.time_limit,
-        input_shape=shape,
-        num_classes=classes,
-        bf16_above_flops=None if ev.bf16_above_mflops is None else ev.bf16_above_mflops * 1e6,
-    )
+    task = _eval_task(config, shape, classes)
     cache = rundir.Cache(run_dir / rundir.CACHE)
     evaluator = Evaluator(
         task,
@@ -233,6 +221,25 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
         strategy.close()
     _report_champion(run_dir, task)
     return Result(run_dir, state.generation, state.front, state.champion, state.progress, state.seconds)
+
+
+def _eval_task(config: RunConfig, shape: tuple, classes: int):
+    """What every candidate's training shares: data, fidelity, seed, device, threads and numerics."""
+    from nas.evolve.fidelity import Fidelity
+    from nas.evolve.worker import EvalTask
+
+    ev = config.evaluation
+    return EvalTask(
+        data=config.data,
+        fidelity=Fidelity(**ev.fidelity),
+        seed=config.search.seed,
+        device=ev.device,
+        threads=ev.threads_per_job,
+        time_limit=ev.time_limit,
+        input_shape=shape,
+        num_classes=classes,
+        bf16_above_flops=None if ev.bf16_above_mflops is None else ev.bf16_above_mflops * 1e6,
+    )
 
 
 def _check_same_data(run_dir: Path, checkpoint: dict | None, cache, fingerprint: str) -> None:
