@@ -6,7 +6,7 @@ The Python API (``nas.search``, ``nas.resume``, ``nas.replay``, ``nas.tune``, ``
 """
 
 __version__ = "0.1.0"
-__all__ = ["Result", "analyze", "export", "replay", "resume", "search", "train", "tune"]
+__all__ = ["Result", "analyze", "distill", "export", "replay", "resume", "search", "train", "tune"]
 
 
 def __getattr__(name: str):

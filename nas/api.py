@@ -313,6 +313,14 @@ def train(run_dir: str | Path, **kwargs) -> dict:
     return train_final(run_dir, **kwargs)
 
 
+def distill(run_dir: str | Path, teacher: tuple[str, ...] = ("best",), **kwargs) -> dict:
+    """Teach the search's small networks from its best fully trained ones, each beside itself trained without
+    a teacher (see ``nas.training.students.distill_run``); returns the summary."""
+    from nas.training.students import distill_run
+
+    return distill_run(run_dir, tuple(teacher), **kwargs)
+
+
 def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = None, out: str | Path | None = None):
     """Export a trained model (``<run_dir>/model.pt`` or ``checkpoint``) to ONNX + TorchScript + model.json."""
     from nas.deploy.artifact import export as export_model

@@ -255,6 +255,43 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _distill_parser(sub) -> None:
+    """The flags of ``distill``: which students (``StudentOptions``) and the full training's (``FinalOptions``)."""
+    from nas.settings import add_flags
+    from nas.training.options import FinalOptions, StudentOptions
+
+    p = sub.add_parser(
+        "distill", parents=[_COMMON], formatter_class=_Help,
+        help="train the search's small networks with and without its best networks as teachers; report both",
+    )  # fmt: skip
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--data", default=None, help="default: the run's data")
+    seen: set[str] = set()
+    add_flags(p, StudentOptions, seen)
+    add_flags(p, FinalOptions, seen)
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(args) -> int:
+    from nas import api
+    from nas.evolve.progress import EpochBar
+    from nas.settings import given
+    from nas.training.options import FinalOptions, StudentOptions
+
+    options = given(args, StudentOptions) | given(args, FinalOptions)
+    options.setdefault("teacher", ("best",))
+    bar = EpochBar(options.get("epochs", FinalOptions().epochs), show=not args.quiet)
+    try:
+        summary = api.distill(args.run, data=args.data, on_epoch=bar, **options)
+    finally:
+        bar.close()
+    for s in summary["students"]:
+        print(f"{s['key']}: PrivateTest ten-crop {s['without']['ten_crop']:.4f} without a teacher, "
+              f"{s['with']['ten_crop']:.4f} with; wrote {s['with']['out']}")  # fmt: skip
+    print(f"the teachers together: {summary['ensemble']['acc']:.4f} (ten-crop); wrote {args.run}/distilled/")
+    return 0
+
+
 # ---------------------------------------------------------------- export
 
 
@@ -368,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         _report_parser,
         _tune_parser,
         _train_parser,
+        _distill_parser,
         _export_parser,
         _demo_parser,
         _baselines_parser,

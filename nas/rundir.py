@@ -36,6 +36,8 @@ SEARCH_STUDY = "search.db"  # --algorithm optuna: the sampler's study
 TUNE_STUDY, TUNED = "tune.db", "tuned.json"  # the tuning study and the recipe it chose
 MODEL, TRAIN_STATE = "model.pt", "train_state.pt"  # a full training's result and its checkpoint
 REPORT, REPORT_MD = "report.json", "report.md"  # the test report
+# the distilled networks of a run, and the distillation stage's students trained without a teacher
+DISTILLED, STUDENTS = "distilled", "students"
 CHECKPOINT_FORMAT = "fer-nas-checkpoint/2"
 
 # the columns of evaluations.csv and pareto.csv: one evaluation record each
@@ -424,6 +426,18 @@ def search_cost(run_dir: Path) -> dict | None:
         }  # fmt: skip
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error, OSError) as exc:
         raise RunDirError(f"{path}: not a progress table ({type(exc).__name__}: {exc})") from None
+
+
+def distilled_sentence(teacher: dict) -> str:
+    """How a network was distilled, for its report and its model card."""
+    members = teacher.get("members")
+    members = [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+    names = ", ".join(f"`{Path(str(m.get('path', '?'))).parent.name}`" for m in members)
+    return (
+        f"Distilled (Hinton et al. 2015) from {len(members)} fully trained network{'s' * (len(members) != 1)} "
+        f"({names}; an ensemble averages their probabilities): weight {teacher.get('weight')}, temperature "
+        f"{teacher.get('temperature')}, {teacher.get('targets')} targets."
+    )
 
 
 def search_sentence(search: dict) -> str:

@@ -23,7 +23,15 @@ from nas.deploy.latency import measure, onnx_bytes, ort_session
 from nas.errors import GenomeError, NasError, first_line
 from nas.genome.build import build, count_flops, count_params
 from nas.genome.grammar import parse_genome
-from nas.rundir import SEARCH_COST, atomic_write, cpu_model, make_dir, search_sentence, write_json
+from nas.rundir import (
+    SEARCH_COST,
+    atomic_write,
+    cpu_model,
+    distilled_sentence,
+    make_dir,
+    search_sentence,
+    write_json,
+)
 
 TOLERANCE = 1e-4
 
@@ -280,6 +288,8 @@ def _card_data(info: dict) -> list[str]:
         lines += [f"Architecture searched with fer-nas in {search_sentence(info['search'])} (the search's clock).", ""]
     if info.get("metrics"):
         lines += [f"Training: {_training_sentence(info['metrics'])}.", ""]
+    if isinstance((info.get("metrics") or {}).get("teacher"), dict):
+        lines += [distilled_sentence(info["metrics"]["teacher"]), ""]
     return lines
 
 

@@ -55,21 +55,22 @@ def target(run_dir: Path, genome: str | None = None, baseline: str | None = None
     return run_dir, genome, fer.resolve_data_path(data or rundir.run_data(run_dir))
 
 
-def choose_recipe(run_dir: Path, recipe: str, epochs: int) -> tuple[TrainConfig, str]:
+def choose_recipe(run_dir: Path, recipe: str, epochs: int, genome: str | None = None) -> tuple[TrainConfig, str]:
     """The recipe's config and the name the report gives it.
 
     ``auto`` takes the tuned recipe only where tuning confirmed it at full length (``tuned.json``'s
-    confirmation), else the default, and says why; in a run without tuning whose search trained its champion
-    fully, the search's own settings (``searched``)."""
+    confirmation), else the default, and says why; in a run without tuning whose search trained ``genome``
+    (the champion unless given) fully, the search's own settings (``searched``)."""
     tuned_path = run_dir / rundir.TUNED
     if recipe in RECIPES:
         return RECIPES[recipe], recipe
     if recipe not in ("auto", "tuned", "searched"):
         raise SettingError(f"--recipe: unknown recipe {recipe!r}; choose auto, tuned, searched or {', '.join(RECIPES)}")
-    searched_state = searched_checkpoint(run_dir)
+    searched_state = searched_checkpoint(run_dir, genome)
     if recipe == "searched" or (recipe == "auto" and searched_state and not tuned_path.exists()):
         if searched_state is None:
-            raise RunDirError(f"{run_dir / rundir.CHAMPION}: the search did not train its champion fully")
+            network = "its champion" if genome is None else "this network"
+            raise RunDirError(f"{run_dir / rundir.CHAMPION}: the search did not train {network} fully")
         saved = _saved_config(searched_state)
         if saved is None:
             raise RunDirError(f"{searched_state}: the search's training of the champion is unreadable")
@@ -132,11 +133,15 @@ def searched_checkpoint(run_dir: Path, genome: str | None = None, data: str | No
     return run_dir / kept if (run_dir / kept).is_file() else None
 
 
+def _is_champion(run_dir: Path, genome: str) -> bool:
+    return (run_dir / rundir.CHAMPION).exists() and rundir.champion_genome(run_dir) == genome
+
+
 def searched(run_dir: Path, genome: str) -> bool:
     """Whether the run's search found ``genome`` (its champion or a member of its front): only then does the
     report name the search's cost."""
     front = run_dir / rundir.PARETO
-    if (run_dir / rundir.CHAMPION).exists() and rundir.champion_genome(run_dir) == genome:
+    if _is_champion(run_dir, genome):
         return True
     if not front.exists():
         return False
@@ -157,9 +162,9 @@ def train_final(
 ) -> dict:
     """Train the champion (or ``genome``, or a ``baseline``) fully; returns the test report.
 
-    ``settings``: the fields of ``FinalOptions`` (recipe, epochs, patience, seed, device, out, and the
-    class_balance, ema, label_smoothing set on top of the recipe), and any other ``TrainConfig`` field to
-    set on top of it. ``on_epoch(epoch, row)`` sees every epoch.
+    ``settings``: the fields of ``FinalOptions`` (recipe, epochs, patience, seed, device, out, the
+    class_balance, ema, label_smoothing set on top of the recipe, and a teacher to distil from), and any
+    other ``TrainConfig`` field to set on top of it. ``on_epoch(epoch, row)`` sees every epoch.
     """
     own = {f.name for f in fields(FinalOptions)}
     if settings.get("out") is not None:  # a Path as well as its text
@@ -169,8 +174,10 @@ def train_final(
     device = o.device
     resolve_device(device)
     run_dir, genome, data = target(run_dir, genome, baseline, data)
+    teacher = _teacher(run_dir, o.teacher, genome)
+    changes |= {"teacher": teacher.fingerprint} if teacher is not None else {}
     cfg, recipe_name = _recipe(run_dir, genome, o.recipe, changes, o.epochs, o.patience, o.seed, device)
-    name, out = _destination(run_dir, o.recipe, baseline, o.out)
+    name, out = _destination(run_dir, o.recipe, baseline, o.out, genome, distilled=teacher is not None)
     if out == run_dir:
         _beside(run_dir)  # a damaged report beside it: said now, not after the training
     dataset = fer.load(data, ("train", "val"))
@@ -196,21 +203,28 @@ def train_final(
         if on_epoch is not None:
             on_epoch(epoch, row)
 
-    result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show, checkpoint=state_file)
-    metrics = {
-        "val_acc": result.best_acc, "val_f1": result.best_f1, "best_epoch": result.best_epoch + 1,
-        "epochs_run": result.epochs_run, "train_seconds": round(result.seconds, 1), "recipe": recipe_name,
-        "numerics": mode, "seed": cfg.seed,
-    }  # fmt: skip
+    targets = teacher.targets(cfg, dataset["train"].x, device) if teacher is not None else None
+    result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show,
+                            checkpoint=state_file, targets=targets)  # fmt: skip
+    metrics = _metrics(result, recipe_name, mode, cfg, teacher)
     save_checkpoint(out / rundir.MODEL, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     return _report(run_dir, out, name, genome, device, metrics, search, test)
+
+
+def _metrics(result: training.TrainResult, recipe_name: str, mode: str, cfg: TrainConfig, teacher) -> dict:
+    """What ``model.pt`` keeps of its training, for the report and the model card."""
+    return {
+        "val_acc": result.best_acc, "val_f1": result.best_f1, "best_epoch": result.best_epoch + 1,
+        "epochs_run": result.epochs_run, "train_seconds": round(result.seconds, 1), "recipe": recipe_name,
+        "numerics": mode, "seed": cfg.seed, **({"teacher": teacher.summary(cfg)} if teacher is not None else {}),
+    }  # fmt: skip
 
 
 def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int, patience: int, seed: int | None,
             device: str) -> tuple[TrainConfig, str]:  # fmt: skip
     """The training settings (the recipe, the changes on top of it, this machine's faster numerics for the
     network) and the name the report gives them."""
-    cfg, recipe_name = choose_recipe(run_dir, recipe, epochs)
+    cfg, recipe_name = choose_recipe(run_dir, recipe, epochs, genome)
     unknown = set(changes) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise SettingError(f"unknown training settings: {', '.join(sorted(unknown))}")
@@ -230,16 +244,33 @@ def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int,
     return cfg, recipe_name
 
 
-def _destination(run_dir: Path, recipe: str, baseline: str | None, out: str | Path | None) -> tuple[str, Path]:
+def _destination(run_dir: Path, recipe: str, baseline: str | None, out: str | Path | None, genome: str,
+                 distilled: bool = False) -> tuple[str, Path]:  # fmt: skip
     """The trained network's name and folder: the champion's recipe writes into the run directory, any other
-    recipe beside it, a baseline under ``baselines/``, unless ``out`` says where."""
+    recipe beside it, a baseline under ``baselines/``, a distilled network under ``distilled/``, unless
+    ``out`` says where (then a network other than the champion is named by its folder)."""
     mine = ("auto", "tuned", "searched")  # the champion's own recipes
     name = baseline or ("champion" if recipe in mine else {"default": "untuned"}.get(recipe, f"recipe-{recipe}"))
+    if out and not baseline and not _is_champion(run_dir, genome):
+        name = Path(out).name
+    if distilled:
+        return f"{name}-distilled", Path(out) if out else run_dir / rundir.DISTILLED / name
     if out:
         return name, Path(out)
     if baseline:
         return name, run_dir / "baselines" / baseline
     return name, run_dir if recipe in mine else run_dir / name
+
+
+def _teacher(run_dir: Path, names: tuple[str, ...], genome: str):
+    """The teachers a distilled training learns from (``nas.training.distill``), read and checked before the
+    training; None without ``--teacher``."""
+    if not names:
+        return None
+    from nas.training.distill import load_teacher, resolve
+
+    student = build(parse_genome(genome))
+    return load_teacher(resolve(run_dir, names), tuple(student.input_shape), student.head[-1].out_features)
 
 
 def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file: Path) -> list[dict]:
@@ -274,7 +305,25 @@ def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metri
         **({"search": search} if search else {}),
     }
     baselines = _beside(run_dir) if out == run_dir else {}
+    if "teacher" in metrics:
+        baselines = _teachers_and_undistilled(run_dir, genome, metrics["teacher"])
     return test_report(model, test, out, extra, baselines) | {"out": str(out)}
+
+
+def _teachers_and_undistilled(run_dir: Path, genome: str, teacher: dict) -> dict[str, dict]:
+    """What a distilled network's report shows beside it: each teacher's test report, and the same network
+    trained in this run without a teacher, where there are such reports."""
+    shown = {}
+    for i, member in enumerate(teacher["members"]):
+        report = Path(member["path"]).parent / rundir.REPORT
+        if report.exists():
+            shown[f"teacher {i + 1}: {report.parent.name}"] = read_report(report)
+    for report in sorted(run_dir.rglob(rundir.REPORT)):
+        if rundir.DISTILLED not in report.relative_to(run_dir).parts:
+            r = read_report(report)
+            if r.get("genome") == genome:
+                shown[f"without teacher: {report.parent.relative_to(run_dir.parent)}"] = r
+    return shown
 
 
 def _beside(run_dir: Path) -> dict[str, dict]:

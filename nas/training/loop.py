@@ -29,7 +29,7 @@ from nas.errors import NasError, RunDirError, SettingError, first_line
 from nas.rundir import atomic_write, read_json
 from nas.settings import typed
 from nas.training import metrics
-from nas.training.options import CLASS_BALANCE
+from nas.training.options import CLASS_BALANCE, DISTILL_TARGETS
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
 SCHEDULERS = ("plateau", "cosine", "cosine_restarts", "onecycle", "wsd", "step", "none")
@@ -40,6 +40,9 @@ DECAYS = {
     "linear": lambda t: 1 - t,
 }
 STEPWISE = ("onecycle", "wsd")  # schedulers stepped after every batch, the others after every epoch
+# what a distilled training is given: the teachers' probabilities for a batch (normalised, augmented images
+# and their indices in the training split)
+Targets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Diverged(RuntimeError):
@@ -90,6 +93,13 @@ class TrainConfig:
     # 0.1 points on three trained networks); the test report (nas.training.report) is fp32 whatever this says
     validate_bf16: bool = True
     seed: int = 0
+    # knowledge distillation (nas.training.distill): the share of the loss taken by the teachers' tempered
+    # probabilities (0: off), their temperature, how their targets are made, and which teachers they are (a
+    # fingerprint of their files: a checkpoint is never continued under another teacher)
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
+    distill_targets: str = "online"
+    teacher: str = ""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -106,6 +116,10 @@ class TrainConfig:
             raise SettingError(f"need 0 <= cooldown <= 1 (got {self.cooldown}) and warmup_epochs >= 0")
         if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1:
             raise SettingError(f"need 0 <= ema < 1 (got {self.ema}) and 0 <= label_smoothing < 1")
+        if not 0 <= self.distill_weight <= 1 or not self.distill_temperature > 0:
+            raise SettingError(f"need 0 <= distill_weight <= 1 (got {self.distill_weight}) and distill_temperature > 0")
+        if self.distill_targets not in DISTILL_TARGETS:
+            raise SettingError(f"distill_targets {self.distill_targets!r} not in {DISTILL_TARGETS}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         known = {f.name for f in fields(self)}
@@ -314,6 +328,7 @@ class _Loop:
     steps: int  # optimizer steps an epoch
     use_amp: bool
     validate_low: bool
+    targets: Targets | None = None  # a teacher's probabilities, when distilling
 
 
 def train(
@@ -327,6 +342,7 @@ def train(
     checkpoint: Path | None = None,
     until: int | None = None,
     branch: float = 0.0,
+    targets: Targets | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; at the end it holds the weights of its best validation epoch.
 
@@ -335,9 +351,10 @@ def train(
     stops after that many epochs of the ``cfg.epochs``-long schedule; a later call with the same
     checkpoint continues it exactly as if it had never stopped. ``branch``: a validation in the constant
     phase of a wsd schedule scores a cool-down branch of that many epochs instead (``cooldown_branch``);
-    the history keeps both, and the model the main training's weights.
+    the history keeps both, and the model the main training's weights. ``targets``: the teachers of a
+    distilled training (``nas.training.distill``), required exactly when ``cfg.distill_weight`` is set.
     """
-    loop = _setup(model, train_split, cfg, device)
+    loop = _setup(model, train_split, cfg, device, targets)
     x_train, y_train = train_split.x.to(loop.dev), train_split.y.to(loop.dev)
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -376,8 +393,10 @@ def train(
     return result
 
 
-def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str) -> _Loop:
-    """Device, seeds, optimizer, schedule, loss and moving average of a new training."""
+def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str, targets: Targets | None) -> _Loop:
+    """Device, seeds, optimizer, schedule, loss, moving average and teachers of a new training."""
+    if (targets is None) != (cfg.distill_weight == 0) or (targets is not None and not cfg.teacher):
+        raise SettingError("a distilled training needs a teacher, its fingerprint and distill_weight > 0, together")
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -396,7 +415,7 @@ def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str) 
         model=model, kept=ema.module if ema is not None else model, opt=opt, sched=_scheduler(opt, cfg, steps),
         ema=ema, gen=torch.Generator().manual_seed(cfg.seed), loss_fn=loss_fn,
         log_prior=torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=dev), dev=dev, fmt=fmt,
-        steps=steps, use_amp=use_amp, validate_low=use_amp and cfg.validate_bf16,
+        steps=steps, use_amp=use_amp, validate_low=use_amp and cfg.validate_bf16, targets=targets,
     )  # fmt: skip
 
 
@@ -410,10 +429,13 @@ def _train_epoch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
         idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
         xb = augment(normalize(x[idx]), cfg.augment, loop.gen).contiguous(memory_format=loop.fmt)
         with torch.autocast(loop.dev.type, dtype=torch.bfloat16, enabled=loop.use_amp):
-            logits = loop.model(xb)
+            logits = raw = loop.model(xb)
             if cfg.class_balance == "softmax":
                 logits = logits.float() + loop.log_prior
             loss = loop.loss_fn(logits, y[idx])
+            if loop.targets is not None:  # the teacher's term sees the network's own logits
+                w = cfg.distill_weight
+                loss = (1 - w) * loss + w * distillation_loss(raw, loop.targets(xb, idx), cfg.distill_temperature)
         if not torch.isfinite(loss):
             raise Diverged(f"loss became {loss.item()} at epoch {epoch} batch {b}")
         loop.opt.zero_grad(set_to_none=True)
@@ -427,6 +449,15 @@ def _train_epoch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
         if deadline is not None and time.monotonic() > deadline:
             raise TimeLimitExceeded(f"time limit reached at epoch {epoch} batch {b}")
     return total / max(seen, 1)
+
+
+def distillation_loss(logits: torch.Tensor, probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s (2015) term: T^2 x KL(teacher || student), both tempered by T (the T^2 keeps its
+    gradients on the scale of the cross-entropy's). A teacher's averaged probabilities p are tempered as
+    softmax(log p / T), which for one teacher is its own softmax(z / T)."""
+    target = F.softmax(probs.float().clamp_min(1e-12).log() / temperature, dim=1)
+    student = F.log_softmax(logits.float() / temperature, dim=1)
+    return F.kl_div(student, target, reduction="batchmean") * temperature**2
 
 
 def cooldown_branch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, val_split: Split, cfg: TrainConfig, epoch: int,
@@ -516,8 +547,10 @@ RECORDING = ("validate_every_epoch",)
 
 def changed_settings(saved: dict, cfg: TrainConfig) -> list[str]:
     """The settings in which a checkpoint's ``config`` differs from ``cfg``; one the checkpoint predates
-    counts as unchanged, and so does one of ``RECORDING``."""
-    return sorted(k for k, v in asdict(cfg).items() if saved.get(k, v) != v and k not in RECORDING)
+    counts as its default (what the training did before the setting existed: a checkpoint older than
+    distillation was not distilled), and one of ``RECORDING`` never counts."""
+    before = asdict(TrainConfig())
+    return sorted(k for k, v in asdict(cfg).items() if saved.get(k, before[k]) != v and k not in RECORDING)
 
 
 def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainConfig, epoch: int) -> None:

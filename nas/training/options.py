@@ -21,6 +21,11 @@ RECIPE_NAMES = ("default", "vgg")  # nas.training.loop.RECIPES' names (a test ke
 # champion where the search trained it fully (searched), else the default
 CHAMPION_RECIPES = ("auto", "tuned", "searched")
 PRUNERS = ("median", "hyperband", "none")
+# a teacher's targets (nas.training.distill): its answer for the student's augmented batch, or each image's
+# ten-crop average, computed once
+DISTILL_TARGETS = ("online", "offline")
+# the teachers' share of a distilled training's loss unless told: Hinton et al.'s (2015) usual mix
+DISTILL_WEIGHT = 0.5
 
 
 def _at_least(minimum: float, **values: float | None) -> None:
@@ -91,14 +96,55 @@ class FinalOptions:
     )
     seed: int | None = setting(None, "initialisation and data order (default: the recipe's, 0)")
     device: str = setting("auto", "auto, cpu or cuda")
-    out: str | None = setting(None, "output folder (default: the run directory)")
+    out: str | None = setting(None, "output folder (default: the run directory; distilled/<name> with --teacher)")
+    teacher: tuple[str, ...] = setting(
+        (),
+        "distil from these fully trained networks (model.pt files or folders holding one, comma-separated; "
+        "best: the run's 3 most accurate by PublicTest accuracy); an ensemble averages their probabilities",
+    )
+    distill_weight: float | None = setting(None, f"the teachers' share of the loss (default: {DISTILL_WEIGHT})")
+    distill_temperature: float | None = setting(None, "the teachers' temperature (default: the recipe's, 4)")
+    distill_targets: str | None = setting(
+        None,
+        "online: the teachers see the student's augmented batch; offline: each image's ten-crop average, computed "
+        "once (default: the recipe's, online)",
+        choices=DISTILL_TARGETS,
+    )
 
     def __post_init__(self) -> None:
         _at_least(1, epochs=self.epochs)
         _at_least(0, patience=self.patience)
         check_choices(self)
+        distilling = {"distill_weight": self.distill_weight, "distill_temperature": self.distill_temperature,
+                      "distill_targets": self.distill_targets}  # fmt: skip
+        stray = [k for k, v in distilling.items() if v is not None]
+        if stray and not self.teacher:
+            raise SettingError(f"--{stray[0].replace('_', '-')} needs --teacher")
+        if self.distill_weight is not None and not 0 < self.distill_weight <= 1:
+            raise SettingError(f"--distill-weight must be in (0, 1], got {self.distill_weight:g}")
+        if self.distill_temperature is not None and not self.distill_temperature > 0:
+            raise SettingError(f"--distill-temperature must be > 0, got {self.distill_temperature:g}")
 
     def changes(self) -> dict:
-        """The training settings given on top of the recipe."""
-        given = {"class_balance": self.class_balance, "ema": self.ema, "label_smoothing": self.label_smoothing}
+        """The training settings given on top of the recipe (a teacher's fingerprint is added once it is read)."""
+        given = {"class_balance": self.class_balance, "ema": self.ema, "label_smoothing": self.label_smoothing,
+                 "distill_temperature": self.distill_temperature, "distill_targets": self.distill_targets}  # fmt: skip
+        if self.teacher:
+            given["distill_weight"] = DISTILL_WEIGHT if self.distill_weight is None else self.distill_weight
         return {k: v for k, v in given.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class StudentOptions:
+    """Which networks the distillation stage (``nas distill``) teaches: the search's best-ranked front members
+    at the small end, in two groups, each trained with and without the teachers."""
+
+    students: int = setting(1, "front members per group (the search's best-ranked there)")
+    like: str = setting("mini_xception", "the fast group: within this baseline's latency (measured beside them)")
+    max_params: int = setting(200_000, "the small group: within this many parameters and --max-latency-ms")
+    max_latency_ms: float = setting(1.0, "the small group's latency limit")
+
+    def __post_init__(self) -> None:
+        _at_least(1, students=self.students, max_params=self.max_params)
+        if not self.max_latency_ms > 0:
+            raise SettingError(f"--max-latency-ms must be > 0, got {self.max_latency_ms:g}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from nas.errors import RunDirError
-from nas.rundir import REPORT, REPORT_MD, atomic_write, read_json, search_sentence, write_json
+from nas.rundir import REPORT, REPORT_MD, atomic_write, distilled_sentence, read_json, search_sentence, write_json
 from nas.settings import number_in
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def _report_markdown(r: dict, baselines: dict[str, dict]) -> str:
         f"Genome: `{r.get('genome', '?')}`  ",
         f"PrivateTest, {r['images']} images; used for this report only, never for selection.",
         *([f"Searched in {search_sentence(r['search'])}.", ""] if r.get("search") else [""]),
+        *([distilled_sentence(r["teacher"]), ""] if isinstance(r.get("teacher"), dict) else []),
         "| network | recipe | epochs | train min | val acc | acc (1 crop) | acc (10 crops) | macro-F1 (10 crops) "
         "| params | MFLOPs | latency ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

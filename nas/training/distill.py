@@ -1,0 +1,125 @@
+"""Knowledge distillation: a small network learns from the averaged probabilities of trained ones.
+
+The teachers are fully trained checkpoints (``model.pt``): the run's best by PublicTest accuracy, or files a
+user names. An ensemble averages its members' probabilities. The loss (``nas.training.loop``'s
+``distillation_loss``) mixes the labels' cross-entropy with the teachers' tempered probabilities (Hinton et
+al. 2015); the training loop only sees a function from a batch to the teachers' probabilities, made here in
+one of two ways (``distill_targets``):
+
+- ``online``: the teachers see the student's own augmented batch, so the target is their answer for exactly
+  the view the student sees, at the cost of the teachers' forward passes every step;
+- ``offline``: each training image's ten-crop average, computed once before the first epoch (the classic
+  soft targets: cheap per step, but blind to the augmentation the student sees).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nas import rundir
+from nas.deploy.artifact import load_checkpoint
+from nas.errors import NasError
+from nas.settings import number_in
+from nas.training.loop import Targets, TrainConfig, predict_ten_crop, resolve_device
+from nas.training.report import read_report
+
+# the teachers ``--teacher best`` takes: the run's most accurate fully trained networks (PublicTest)
+BEST = "best"
+BEST_COUNT = 3
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """Trained networks, their files' fingerprint and what the reports say of each."""
+
+    models: tuple[torch.nn.Module, ...]
+    members: tuple[dict, ...]  # path, genome, PublicTest accuracy and, where a report is beside it, test accuracy
+    fingerprint: str
+
+    def targets(self, cfg: TrainConfig, x_train: torch.Tensor, device: str | torch.device) -> Targets:
+        """The teachers' probabilities for a batch of the training split (``x_train``, uint8 images)."""
+        dev = resolve_device(str(device))
+        models = [m.to(dev).eval().requires_grad_(False) for m in self.models]
+        if cfg.distill_targets == "offline":
+            soft = sum(predict_ten_crop(m, x_train, dev) for m in models) / len(models)
+            soft = soft.to(dev)
+            return lambda xb, idx: soft[idx]
+
+        @torch.no_grad()
+        def online(xb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return sum(m(xb).float().softmax(1) for m in models) / len(models)
+
+        return online
+
+    def summary(self, cfg: TrainConfig) -> dict:
+        """What a report and a model card say of the distillation."""
+        return {
+            "members": list(self.members),
+            "weight": cfg.distill_weight,
+            "temperature": cfg.distill_temperature,
+            "targets": cfg.distill_targets,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) -> Teacher:
+    """The teachers at ``paths`` (``model.pt`` files or folders holding one), each checked against the
+    student's input shape and classes: a mismatch is one line naming the file."""
+    models, members, digests = [], [], []
+    for given in paths:
+        path = Path(given) / rundir.MODEL if Path(given).is_dir() else Path(given)
+        model, state = load_checkpoint(path)
+        shape, classes = tuple(state["input_shape"]), state["num_classes"]
+        if shape != tuple(input_shape) or classes != num_classes:
+            raise NasError(
+                f"{path}: a teacher must take the student's input {_shape(input_shape)} and {num_classes} classes; "
+                f"this one takes {_shape(shape)} and {classes} classes"
+            )
+        models.append(model)
+        members.append(_member(path, state))
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest()[:12])
+    if not models:
+        raise NasError("--teacher: no teacher given")
+    return Teacher(tuple(models), tuple(members), "+".join(sorted(digests)))
+
+
+def best_teachers(run_dir: Path, count: int = BEST_COUNT) -> list[Path]:
+    """The run's ``count`` most accurate fully trained networks by PublicTest accuracy (never by the test
+    split): every ``model.pt`` under the run directory but the distilled ones, which learnt from these, and
+    the distillation stage's students (so that the teachers of a stage stay the same when it resumes)."""
+    ranked = []
+    for path in sorted(Path(run_dir).rglob(rundir.MODEL)):
+        if {rundir.DISTILLED, rundir.STUDENTS} & set(path.relative_to(run_dir).parts):
+            continue
+        _, state = load_checkpoint(path)
+        if state["train_config"].get("distill_weight"):
+            continue
+        acc = state["metrics"].get("val_acc")
+        ranked.append((-acc if number_in(acc, 0, 1) else 0.0, str(path), path))
+    if not ranked:
+        raise NasError(f"{run_dir}: no fully trained network to teach (train.py writes model.pt); name --teacher files")
+    return [path for *_, path in sorted(ranked)[:count]]
+
+
+def resolve(run_dir: Path, names: tuple[str, ...]) -> list[Path]:
+    """``--teacher``'s files, with ``best`` standing for the run's best networks."""
+    paths: list[Path] = []
+    for name in names:
+        paths += best_teachers(run_dir) if name == BEST else [Path(name)]
+    return list(dict.fromkeys(paths))
+
+
+def _member(path: Path, state: dict) -> dict:
+    report = path.parent / "report.json"
+    test = read_report(report)["ten_crop"]["acc"] if report.exists() else None
+    return {"path": str(path), "genome": state["genome"], "val_acc": state["metrics"].get("val_acc"),
+            "test_acc_ten_crop": test}  # fmt: skip
+
+
+def _shape(shape) -> str:
+    c, h, w = shape
+    return f"{h}x{w}x{c}"

@@ -1,0 +1,160 @@
+"""The distillation stage (``nas distill``): the search's small networks taught by its best ones.
+
+The students are the front members the search ranks best at the small end of the front, in two groups: within
+a hand-made network's latency (mini-Xception's unless told) and within a parameter and latency budget. Each
+is trained fully twice with the same recipe, seed and length, without a teacher (``students/``) and with the
+teachers (``distilled/``, ``nas.training.distill``), so that the summary compares like with like; the
+teachers' own test accuracy, alone and as the ensemble the students learn from, stands beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from nas import rundir
+from nas.deploy.artifact import load_checkpoint
+from nas.errors import NasError, RunDirError, SettingError, first_line
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
+from nas.genome.space import checked_genome
+from nas.rundir import distilled_sentence
+from nas.settings import number_in, typed
+from nas.training.distill import BEST, resolve
+from nas.training.loop import predict_ten_crop, resolve_device
+
+
+def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoch=None, **settings) -> dict:
+    """Teach the search's small networks: the best-ranked front members of each group (``StudentOptions``),
+    each trained fully without a teacher (under ``students/``) and with the teachers (under ``distilled/``),
+    with the same recipe, seed and length; then the teachers' own test accuracy, alone and as the ensemble,
+    beside them in ``distilled/summary.md``. ``settings``: ``StudentOptions``' fields and ``train``'s."""
+    from nas.training.final import train_final
+    from nas.training.options import StudentOptions
+
+    run_dir = Path(run_dir)
+    own = {f.name for f in fields(StudentOptions)}
+    o = typed(StudentOptions, {k: settings.pop(k) for k in list(settings) if k in own}, "distill")
+    if settings.get("out") is not None:
+        raise SettingError("--out: the distillation stage writes under the run directory (distilled/, students/)")
+    paths = [str(p) for p in resolve(run_dir, tuple(teacher))]  # fixed before any student is trained
+    seed = settings.get("seed") or 0
+    rows = []
+    for key, student in choose_students(run_dir, o).items():
+        where = f"{key}-s{seed}"
+        plain = train_final(run_dir, genome=student["genome"], out=run_dir / rundir.STUDENTS / where, on_epoch=on_epoch,
+                            **settings)  # fmt: skip
+        taught = train_final(run_dir, genome=student["genome"], out=run_dir / rundir.DISTILLED / where, teacher=paths,
+                             on_epoch=on_epoch, **settings)  # fmt: skip
+        rows.append(student | {"seed": seed, "without": _figures(plain), "with": _figures(taught)})
+    summary = {"teachers": taught["teacher"]["members"], "ensemble": _ensemble_test(run_dir, paths, settings),
+               "distillation": {k: taught["teacher"][k] for k in ("weight", "temperature", "targets")},
+               "students": rows}  # fmt: skip
+    out = rundir.make_dir(run_dir / rundir.DISTILLED)
+    rundir.write_json(out / f"summary-s{seed}.json", summary)
+    rundir.atomic_write(out / f"summary-s{seed}.md", summary_markdown(summary).encode())
+    return summary
+
+
+def choose_students(run_dir: Path, o) -> dict[str, dict]:
+    """The front members to teach, by key: in each group, the ``o.students`` the search ranks best (the
+    highest rung first, then its accuracy there: halving's order), latencies measured now, beside the
+    reference baseline's, round-robin."""
+    from nas.deploy.latency import measure
+    from nas.genome.space import load_baselines
+
+    baselines = load_baselines()
+    if o.like not in baselines:
+        raise SettingError(f"--like: unknown baseline {o.like!r}; choose from {', '.join(baselines)}")
+    front = read_front(run_dir)
+    models = {row["key"]: build(parse_genome(row["genome"])) for row in front}
+    latency = measure(models | {o.like: build(baselines[o.like].genome)})
+    fast = f"within {o.like}'s latency ({latency[o.like]:.3f} ms)"
+    small = f"within {o.max_params:,} parameters and {o.max_latency_ms:g} ms"
+    fits = {fast: lambda r: latency[r["key"]] <= latency[o.like],
+            small: lambda r: r["params"] <= o.max_params and latency[r["key"]] <= o.max_latency_ms}  # fmt: skip
+    ranked = sorted(front, key=lambda r: (-r["epochs"], -r["val_acc"], r["key"]))
+    chosen: dict[str, dict] = {}
+    for group, fit in fits.items():
+        for row in [r for r in ranked if fit(r)][: o.students]:
+            entry = chosen.setdefault(row["key"], row | {"latency_ms": latency[row["key"]], "groups": []})
+            entry["groups"].append(group)
+    if not chosen:
+        raise RunDirError(f"{run_dir / rundir.PARETO}: no front member {fast}, nor {small}")
+    return chosen
+
+
+def read_front(run_dir: Path) -> list[dict]:
+    """The front table (``pareto.csv``): each member's key, genome, parameters, accuracy and the epochs it
+    reached; a damaged table is one line naming it and the column."""
+    import pandas as pd
+
+    path = Path(run_dir) / rundir.PARETO
+    if not path.exists():
+        raise RunDirError(f"{path}: no front yet; run scripts/evolve.py first")
+    try:
+        table = pd.read_csv(path, dtype={"key": str, "genome": str})
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: not a front table ({first_line(exc)})") from None
+    rows = []
+    for i, row in enumerate(table.to_dict("records"), start=2):
+        problem = _front_problem(row)
+        if problem:
+            raise RunDirError(f"{path}:{i}: {problem}")
+        rows.append({"key": row["key"], "genome": row["genome"], "params": int(row["params"]),
+                     "val_acc": float(row["val_acc"]), "epochs": int(row["epochs"])})  # fmt: skip
+    return rows
+
+
+def _front_problem(row: dict) -> str | None:
+    for name, ok in {"key": isinstance(row.get("key"), str), "genome": isinstance(row.get("genome"), str),
+                     "params": number_in(row.get("params"), 0), "val_acc": number_in(row.get("val_acc"), 0, 1),
+                     "epochs": number_in(row.get("epochs"), 0)}.items():  # fmt: skip
+        if not ok:
+            return f"{name} missing or damaged"
+    try:
+        checked_genome(row["genome"], "genome")
+    except NasError as exc:
+        return first_line(exc)
+    return None
+
+
+def _figures(report: dict) -> dict:
+    """A trained network's test figures and cost, for the summary."""
+    epochs = max(1, report.get("epochs_run", 1))
+    return {"ten_crop": report["ten_crop"]["acc"], "single_crop": report["single_crop"]["acc"],
+            "f1": report["ten_crop"]["f1"], "val_acc": report.get("val_acc"),
+            "seconds_per_epoch": round(report.get("train_seconds", 0.0) / epochs, 1), "out": report["out"]}  # fmt: skip
+
+
+def _ensemble_test(run_dir: Path, paths: list[str], settings: dict) -> dict:
+    """The teachers averaged, ten-crop, on the test split: what the students are taught from, measured as
+    each of them is (PrivateTest, reported only)."""
+    from nas import data as fer
+    from nas.training import metrics
+
+    test = fer.load(fer.resolve_data_path(settings.get("data") or rundir.run_data(run_dir)), ("test",))["test"]
+    dev = resolve_device(settings.get("device") or "auto")
+    models = [load_checkpoint(Path(p) / rundir.MODEL if Path(p).is_dir() else p)[0].to(dev) for p in paths]
+    probs = sum(predict_ten_crop(m, test.x, dev) for m in models) / len(models)
+    return metrics.summary(test.y.numpy(), probs.argmax(1).numpy(), probs.shape[1])
+
+
+def summary_markdown(summary: dict) -> str:
+    """``distilled/summary-s<seed>.md``: teachers, ensemble, and each student with and without them."""
+    lines = ["# Distillation", "", distilled_sentence(summary["distillation"] | {"members": summary["teachers"]}), "",
+             "| teacher | PublicTest acc | PrivateTest acc (10 crops) |", "|---|---|---|"]  # fmt: skip
+    for m in summary["teachers"]:
+        test = m.get("test_acc_ten_crop")
+        lines.append(f"| `{Path(m['path']).parent.name}` | {m.get('val_acc') or float('nan'):.4f} | "
+                     f"{'not reported' if test is None else f'{test:.4f}'} |")  # fmt: skip
+    lines += [f"| the ensemble | | {summary['ensemble']['acc']:.4f} |", "",
+              "| student | group | params | latency ms | seed | acc without (10 crops) | acc with | s/epoch without "
+              "| s/epoch with |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in summary["students"]:
+        lines.append(
+            f"| `{s['key']}` | {'; '.join(s['groups'])} | {s['params']:,} | {s['latency_ms']:.3f} | {s['seed']} "
+            f"| {s['without']['ten_crop']:.4f} | {s['with']['ten_crop']:.4f} | {s['without']['seconds_per_epoch']} "
+            f"| {s['with']['seconds_per_epoch']} |"
+        )
+    return "\n".join([*lines, ""])

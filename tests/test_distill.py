@@ -1,0 +1,176 @@
+import json
+
+import pytest
+import torch
+
+from nas import data
+from nas.cli import main
+from nas.deploy.artifact import save_checkpoint
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
+from nas.training.distill import load_teacher
+from nas.training.loop import TrainConfig, changed_settings, evaluate, predict, train
+
+GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
+FAVOURED = 3  # the class a one-sided teacher always predicts
+
+
+@pytest.fixture(scope="module")
+def splits(synthetic_csv):
+    d = data.load(synthetic_csv)
+    return d["train"], d["val"]
+
+
+def _teacher_file(path, input_shape=(1, 48, 48), classes=7, favoured: int | None = FAVOURED, val_acc=0.5):
+    """A checkpoint of a network that always predicts ``favoured`` (its head: no weights, one large bias)."""
+    torch.manual_seed(0)
+    model = build(parse_genome(GENOME), input_shape, classes)
+    if favoured is not None:
+        with torch.no_grad():
+            model.head[-1].weight.zero_()
+            model.head[-1].bias.fill_(-10.0)
+            model.head[-1].bias[favoured] = 10.0
+    save_checkpoint(path, model, {"val_acc": val_acc})
+    return path
+
+
+def _distil(splits, teacher, cfg, **kw):
+    torch.manual_seed(cfg.seed)
+    model = build(parse_genome(GENOME))
+    cfg = cfg.replace(teacher=teacher.fingerprint)
+    targets = teacher.targets(cfg, splits[0].x, "cpu")
+    return model, train(model, *splits, cfg, device="cpu", targets=targets, **kw)
+
+
+@pytest.mark.parametrize("targets", ["online", "offline"])
+def test_a_student_of_a_one_class_teacher_learns_that_class(splits, tmp_path, targets):
+    teacher = load_teacher([_teacher_file(tmp_path / "t.pt")], (1, 48, 48), 7)
+    cfg = TrainConfig(optimizer="adam", lr=1e-2, epochs=3, batch_size=32, augment=0.0, distill_weight=1.0,
+                      distill_temperature=1.0, distill_targets=targets)  # fmt: skip
+    student, _ = _distil(splits, teacher, cfg)
+    torch.manual_seed(0)
+    plain = build(parse_genome(GENOME))  # the same student on the labels alone learns the task instead
+    result = train(plain, *splits, cfg.replace(distill_weight=0.0), device="cpu")
+    assert _share_of_favoured(student, splits[1]) > 0.95 and _share_of_favoured(plain, splits[1]) < 0.5
+    assert evaluate(student, splits[1], torch.device("cpu"))["acc"] < result.best_acc - 0.1
+
+
+def _share_of_favoured(model, split) -> float:
+    return float((predict(model, split.x, torch.device("cpu")).argmax(1) == FAVOURED).float().mean())
+
+
+@pytest.mark.parametrize("targets", ["online", "offline"])
+def test_a_distilled_training_resumes_exactly(splits, tmp_path, targets):
+    teacher = load_teacher([_teacher_file(tmp_path / "a.pt", favoured=None), _teacher_file(tmp_path / "b.pt")],
+                           (1, 48, 48), 7)  # fmt: skip
+    cfg = TrainConfig(epochs=3, batch_size=64, distill_weight=0.5, distill_targets=targets)
+    full_model, full = _distil(splits, teacher, cfg)
+    ckpt = tmp_path / "ckpt.pt"
+    _distil(splits, teacher, cfg, checkpoint=ckpt, on_epoch=lambda e, m: e == 0)  # "crash" after epoch 1
+    resumed_model, resumed = _distil(splits, teacher, cfg, checkpoint=ckpt)
+    assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
+    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
+
+
+def test_a_training_from_before_distillation_is_never_continued_under_a_teacher():
+    distilled = TrainConfig(epochs=3, distill_weight=0.5, teacher="abc")
+    assert changed_settings({"epochs": 3}, distilled) == ["distill_weight", "teacher"]
+    assert changed_settings({"epochs": 3}, TrainConfig(epochs=3)) == []
+
+
+@pytest.fixture
+def run_dir(tmp_path, synthetic_csv):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": str(synthetic_csv)}))
+    (run / "champion.json").write_text(json.dumps({"genome": GENOME, "rule": "test"}))
+    return run
+
+
+def test_train_distils_from_the_runs_best_networks_and_reports_them(run_dir, tmp_path, capsys):
+    assert main(["train", "--run", str(run_dir), "--baseline", "mini_xception", "--epochs", "1"]) == 0
+    assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0  # the champion without a teacher
+    args = ["train", "--run", str(run_dir), "--epochs", "1", "--teacher", "best"]
+    assert main([*args, "--distill-targets", "offline"]) == 0
+    out = run_dir / "distilled" / "champion"
+    report = json.loads((out / "report.json").read_text())
+    members = [m["path"] for m in report["teacher"]["members"]]
+    assert sorted(members) == sorted(
+        str(p) for p in (run_dir / "model.pt", run_dir / "baselines/mini_xception/model.pt")
+    )
+    assert report["teacher"]["weight"] == 0.5 and report["teacher"]["targets"] == "offline"
+    shown = (out / "report.md").read_text()
+    assert "Distilled (Hinton et al. 2015) from 2 fully trained networks" in shown
+    assert "| teacher 1: " in shown and "| without teacher: run |" in shown
+    # another teacher: the checkpoint of this one is refused, not continued
+    (out / "report.json").unlink()
+    capsys.readouterr()
+    other = _teacher_file(tmp_path / "other.pt")
+    assert main(["train", "--run", str(run_dir), "--epochs", "1", "--teacher", str(other)]) == 2
+    assert "written with other training settings (distill_targets, teacher)" in capsys.readouterr().err
+    assert main(["export", "--run", str(out), "--out", str(tmp_path / "export")]) == 0
+    assert "Distilled (Hinton et al. 2015) from 2" in (tmp_path / "export" / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("shape", "classes", "says"),
+    [((1, 32, 32), 7, "takes 32x32x1 and 7 classes"), ((1, 48, 48), 5, "takes 48x48x1 and 5 classes")],
+)
+def test_a_teacher_of_another_input_or_classes_is_one_error_naming_it(run_dir, tmp_path, capsys, shape, classes, says):
+    bad = _teacher_file(tmp_path / "bad.pt", shape, classes)
+    assert main(["train", "--run", str(run_dir), "--epochs", "1", "--teacher", str(bad)]) == 2
+    shown = capsys.readouterr().err
+    err = [line for line in shown.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and str(bad) in err[0] and says in err[0] and "48x48x1 and 7 classes" in err[0]
+    assert "Traceback" not in shown
+    assert not (run_dir / "distilled").exists()
+
+
+@pytest.mark.parametrize("flags", [["--distill-weight", "0.5"], ["--teacher", "best", "--distill-weight", "0"]])
+def test_distillation_settings_are_checked_before_anything_runs(run_dir, capsys, flags):
+    assert main(["train", "--run", str(run_dir), "--epochs", "1", *flags]) == 2
+    assert "--distill-weight" in capsys.readouterr().err and not (run_dir / "distilled").exists()
+
+
+def _front(run_dir, rows):
+    header = "key,genome,val_acc,params,epochs\n"
+    (run_dir / "pareto.csv").write_text(header + "".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+SMALL = "conv_k3_c4_s2_relu_bn | gap"
+
+
+def test_the_distillation_stage_teaches_the_best_ranked_small_network_beside_itself_untaught(run_dir, capsys):
+    assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0  # the teacher: the champion
+    _front(run_dir, [("a" * 16, GENOME, 0.45, 1000, 2), ("b" * 16, SMALL, 0.30, 50, 100)])  # b reached the top rung
+    args = ["distill", "--run", str(run_dir), "--epochs", "1", "--max-params", "100"]
+    capsys.readouterr()
+    assert main(args) == 0
+    summary = json.loads((run_dir / "distilled" / "summary-s0.json").read_text())
+    (student,) = summary["students"]
+    assert student["key"] == "b" * 16 and len(student["groups"]) == 2  # fast and small: both groups agree
+    assert [m["path"] for m in summary["teachers"]] == [str(run_dir / "model.pt")]
+    assert 0 <= summary["ensemble"]["acc"] <= 1 and student["with"]["out"].endswith("distilled/" + "b" * 16 + "-s0")
+    assert (run_dir / "students" / ("b" * 16 + "-s0") / "report.json").exists()
+    table = (run_dir / "distilled" / "summary-s0.md").read_text()
+    assert "| the ensemble |" in table and f"| `{'b' * 16}` |" in table
+    first = capsys.readouterr().out
+    assert main(args) == 0  # again: both trainings are finished, nothing is trained twice, the same figures
+    again = json.loads((run_dir / "distilled" / "summary-s0.json").read_text())["students"]
+    figures = [(s["key"], s["without"]["ten_crop"], s["with"]["ten_crop"]) for s in summary["students"]]
+    assert [(s["key"], s["without"]["ten_crop"], s["with"]["ten_crop"]) for s in again] == figures
+    assert capsys.readouterr().out == first
+    assert "| bbbbbbbbbbbbbbbb-s0 |" in (run_dir / "students" / ("b" * 16 + "-s0") / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [(("a" * 16, GENOME, "high", 1000, 2), "pareto.csv:2: val_acc missing or damaged"),
+     (("a" * 16, "conv_k9", 0.4, 1000, 2), "pareto.csv:2: genome")],
+)  # fmt: skip
+def test_a_damaged_front_stops_the_stage_with_one_line_naming_it(run_dir, capsys, row, says):
+    assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0
+    _front(run_dir, [row])
+    assert main(["distill", "--run", str(run_dir), "--epochs", "1"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and says in err[0] and not (run_dir / "students").exists()
