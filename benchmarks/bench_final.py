@@ -9,7 +9,9 @@ into ``<out>/<entry>/``, then reported on PrivateTest. Resumable over several si
 Entries run one after the other, each on all the cores torch is given. An entry of a wsd schedule without a
 state of its own starts from the state before the decay of a shorter entry of the same network, recipe and
 seed, planned before it (a 50-epoch training's epoch 40 is a 100-epoch training's epoch 40): the longer one
-trains no epoch twice. Besides a row per training, ``final.md`` summarises each network and
+trains no epoch twice. ``+teacher=LABEL;LABEL`` distils the entry from other entries of the same ``--out``
+(their ``model.pt``; ``train.py --teacher``), e.g. mini-Xception taught by two seeds of ``cnn4``, beside its
+untaught seeds. Besides a row per training, ``final.md`` summarises each network and
 recipe over its seeds (mean and range), and ``final.png`` plots those against latency and parameters.
 A training times its network's latency beside whatever else runs (two trainings at a time read 0.091 and
 0.123 ms for one network here); ``--report-only`` times every network again, round-robin in one
@@ -104,6 +106,13 @@ def continue_shorter(entry: dict, entries: list[dict], out: Path) -> None:
         make_dir(state.parent)
         atomic_write(state, source.read_bytes())
         print(f"{entry['label']}: continues {source}", file=sys.stderr, flush=True)
+
+
+def _with_teachers(changes: dict, out: Path) -> dict:
+    """An entry's ``+teacher=LABEL;LABEL``: the ``model.pt`` of those entries of ``out``."""
+    if "teacher" not in changes:
+        return changes
+    return changes | {"teacher": tuple(str(out / label / MODEL) for label in str(changes["teacher"]).split(";"))}
 
 
 def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
@@ -237,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             continue_shorter(entry, entries, out)
             api.train(
                 **todo[entry["label"]], recipe=entry["recipe"], data=args.data, epochs=entry["epochs"],
-                patience=args.patience, seed=entry["seed"], device=args.device, out=folder, **entry["changes"],
+                patience=args.patience, seed=entry["seed"], device=args.device, out=folder,
+                **_with_teachers(entry["changes"], out),
             )  # fmt: skip
         elif not (folder / "report.json").exists():  # --report-only: not trained yet
             continue

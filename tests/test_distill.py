@@ -174,3 +174,16 @@ def test_a_damaged_front_stops_the_stage_with_one_line_naming_it(run_dir, capsys
     assert main(["distill", "--run", str(run_dir), "--epochs", "1"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and says in err[0] and not (run_dir / "students").exists()
+
+
+def test_the_final_benchmark_distils_an_entry_from_others_of_its_plan(tmp_path):
+    from conftest import load_benchmark
+
+    bench = load_benchmark("bench_final")
+    out = tmp_path / "final"
+    plan = "mini_xception:default:0,mini_xception:default:1,mini_xception:default+teacher=mini_xception-default-0:1"
+    args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "1", "--device", "cpu"]
+    assert bench.main([*args, "--plan", plan]) == 0
+    taught = json.loads((out / "mini_xception-default_teachermini_xception-default-0-1" / "report.json").read_text())
+    assert [m["path"] for m in taught["teacher"]["members"]] == [str(out / "mini_xception-default-0" / "model.pt")]
+    assert "teacher=" in taught["recipe"]  # its own row, beside the untaught seeds

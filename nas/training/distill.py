@@ -71,7 +71,7 @@ def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) 
     student's input shape and classes: a mismatch is one line naming the file."""
     models, members, digests = [], [], []
     for given in paths:
-        path = Path(given) / rundir.MODEL if Path(given).is_dir() else Path(given)
+        path = _model_file(given)
         model, state = load_checkpoint(path)
         shape, classes = tuple(state["input_shape"]), state["num_classes"]
         if shape != tuple(input_shape) or classes != num_classes:
@@ -123,3 +123,19 @@ def _member(path: Path, state: dict) -> dict:
 def _shape(shape) -> str:
     c, h, w = shape
     return f"{h}x{w}x{c}"
+
+
+def ensemble_accuracy(paths: list[str | Path], split, device: str = "auto") -> dict:
+    """Trained networks' probabilities averaged over ten crops each, scored on ``split``: a teacher
+    ensemble's own accuracy and macro-F1 (with ``per_member``: each network's alone, ten-crop)."""
+    from nas.training import metrics
+
+    dev = resolve_device(device)
+    members = [predict_ten_crop(load_checkpoint(_model_file(p))[0].to(dev), split.x, dev) for p in paths]
+    y = split.y.numpy()
+    scores = metrics.summary(y, (sum(members) / len(members)).argmax(1).numpy(), members[0].shape[1])
+    return scores | {"per_member": [metrics.summary(y, m.argmax(1).numpy(), m.shape[1])["acc"] for m in members]}
+
+
+def _model_file(path: str | Path) -> Path:
+    return Path(path) / rundir.MODEL if Path(path).is_dir() else Path(path)

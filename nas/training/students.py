@@ -13,15 +13,13 @@ from dataclasses import fields
 from pathlib import Path
 
 from nas import rundir
-from nas.deploy.artifact import load_checkpoint
 from nas.errors import NasError, RunDirError, SettingError, first_line
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.genome.space import checked_genome
 from nas.rundir import distilled_sentence
 from nas.settings import number_in, typed
-from nas.training.distill import BEST, resolve
-from nas.training.loop import predict_ten_crop, resolve_device
+from nas.training.distill import BEST, ensemble_accuracy, resolve
 
 
 def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoch=None, **settings) -> dict:
@@ -131,13 +129,9 @@ def _ensemble_test(run_dir: Path, paths: list[str], settings: dict) -> dict:
     """The teachers averaged, ten-crop, on the test split: what the students are taught from, measured as
     each of them is (PrivateTest, reported only)."""
     from nas import data as fer
-    from nas.training import metrics
 
     test = fer.load(fer.resolve_data_path(settings.get("data") or rundir.run_data(run_dir)), ("test",))["test"]
-    dev = resolve_device(settings.get("device") or "auto")
-    models = [load_checkpoint(Path(p) / rundir.MODEL if Path(p).is_dir() else p)[0].to(dev) for p in paths]
-    probs = sum(predict_ten_crop(m, test.x, dev) for m in models) / len(models)
-    return metrics.summary(test.y.numpy(), probs.argmax(1).numpy(), probs.shape[1])
+    return ensemble_accuracy(paths, test, settings.get("device") or "auto")
 
 
 def summary_markdown(summary: dict) -> str:
