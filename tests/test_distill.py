@@ -187,3 +187,21 @@ def test_the_final_benchmark_distils_an_entry_from_others_of_its_plan(tmp_path):
     taught = json.loads((out / "mini_xception-default_teachermini_xception-default-0-1" / "report.json").read_text())
     assert [m["path"] for m in taught["teacher"]["members"]] == [str(out / "mini_xception-default-0" / "model.pt")]
     assert "teacher=" in taught["recipe"]  # its own row, beside the untaught seeds
+
+
+def test_a_study_with_teachers_tunes_the_distillation_and_its_recipe_trains_with_them(run_dir, tmp_path, capsys):
+    teacher = _teacher_file(tmp_path / "t.pt")
+    args = ["tune", "--run", str(run_dir), "--trials", "3", "--epochs", "1", "--confirm", "0"]
+    assert main([*args, "--teacher", str(teacher)]) == 0
+    tuned = json.loads((run_dir / "tuned.json").read_text())
+    assert {"distill_weight", "distill_temperature", "distill_targets"} <= set(tuned["params"])
+    assert tuned["teacher"]["paths"] == [str(teacher)]
+    assert tuned["train_config"]["teacher"] == tuned["teacher"]["fingerprint"] != ""
+    assert main(["train", "--run", str(run_dir), "--epochs", "1", "--recipe", "tuned"]) == 0
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["teacher"]["members"][0]["path"] == str(teacher) and report["recipe"] == "tuned"
+    _teacher_file(teacher, favoured=0)  # another teacher in its place: the tuned recipe no longer holds
+    capsys.readouterr()
+    again = ["train", "--run", str(run_dir), "--epochs", "1", "--recipe", "tuned", "--out", str(tmp_path / "o")]
+    assert main(again) == 2
+    assert "its teachers changed since the study" in capsys.readouterr().err and not (tmp_path / "o").exists()

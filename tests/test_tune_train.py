@@ -71,7 +71,7 @@ def test_the_pruner_stops_a_hopeless_trial_after_its_first_epoch(pruner, pruned,
 
     epochs_run = []
 
-    def fake_train(model, train_split, val_split, cfg, device, on_epoch):  # trial 4 is hopeless
+    def fake_train(model, train_split, val_split, cfg, device, on_epoch, targets=None):  # trial 4 is hopeless
         acc = 0.1 if len(epochs_run) == 4 else 0.9
         epochs_run.append(0)
         for epoch in range(cfg.epochs):
@@ -184,7 +184,7 @@ def _stub_training(monkeypatch, tuned_full: float, short: dict[int, float] | Non
 
     full_runs = []
 
-    def fake_train(model, train_split, val_split, cfg, device, on_epoch=None, checkpoint=None):
+    def fake_train(model, train_split, val_split, cfg, device, on_epoch=None, checkpoint=None, targets=None):
         default = cfg.replace(epochs=RECIPES["default"].epochs, early_stop=0, seed=0, cpu_bf16=False)
         is_default = default == RECIPES["default"]
         if cfg.epochs == 7:

@@ -177,7 +177,8 @@ def train_final(
     teacher = _teacher(run_dir, o.teacher, genome)
     changes |= {"teacher": teacher.fingerprint} if teacher is not None else {}
     cfg, recipe_name = _recipe(run_dir, genome, o.recipe, changes, o.epochs, o.patience, o.seed, device)
-    name, out = _destination(run_dir, o.recipe, baseline, o.out, genome, distilled=teacher is not None)
+    teacher = teacher or _tuned_teacher(run_dir, cfg, genome)
+    name, out = _destination(run_dir, o.recipe, baseline, o.out, genome, distilled=bool(o.teacher))
     if out == run_dir:
         _beside(run_dir)  # a damaged report beside it: said now, not after the training
     dataset = fer.load(data, ("train", "val"))
@@ -271,6 +272,21 @@ def _teacher(run_dir: Path, names: tuple[str, ...], genome: str):
 
     student = build(parse_genome(genome))
     return load_teacher(resolve(run_dir, names), tuple(student.input_shape), student.head[-1].out_features)
+
+
+def _tuned_teacher(run_dir: Path, cfg: TrainConfig, genome: str):
+    """The teachers of a tuned recipe that distils: those its study tuned with (``tuned.json``), unchanged."""
+    if not cfg.distill_weight:
+        return None
+    path = run_dir / rundir.TUNED
+    paths = (training.read_tuned(path).get("teacher") or {}).get("paths") if path.exists() else None
+    if not paths:
+        raise RunDirError(f"{path}: the recipe distils, but names no teachers; tune again or name --teacher")
+    teacher = _teacher(run_dir, tuple(paths), genome)
+    if teacher.fingerprint != cfg.teacher:
+        raise RunDirError(f"{path}: its teachers changed since the study ({', '.join(paths)}); tune again or name "
+                          "--teacher")  # fmt: skip
+    return teacher
 
 
 def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file: Path) -> list[dict]:

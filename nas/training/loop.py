@@ -574,6 +574,12 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
         atomic_write(stable_copy(path), buf.getvalue())
 
 
+def _teachers_ok(teacher: object) -> bool:
+    paths = teacher.get("paths") if isinstance(teacher, dict) else None
+    ok_paths = isinstance(paths, list) and bool(paths) and all(isinstance(p, str) for p in paths)
+    return ok_paths and isinstance(teacher.get("fingerprint"), str)
+
+
 def read_tuned(path: Path) -> dict:
     """``tuned.json`` (written by ``nas.training.tuning``), checked field by field: a damaged file is one
     line naming it and the field, not a traceback in the middle of a training."""
@@ -588,6 +594,8 @@ def read_tuned(path: Path) -> dict:
         problem = "confirmation must be a table whose runs are tables"
     elif not isinstance(confirmation.get("adopted", False), bool):
         problem = "confirmation.adopted must be true or false"
+    elif not _teachers_ok(tuned.get("teacher", {"paths": ["-"], "fingerprint": "-"})):
+        problem = "teacher must be a table of paths (texts) and a fingerprint (a text)"
     else:
         try:
             TrainConfig.from_dict(tuned["train_config"], "train_config")

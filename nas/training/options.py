@@ -46,6 +46,9 @@ class StudyOptions:
     resume: bool = setting(False, "continue an existing study")
     seed: int = setting(0, "the sampler's seed")
     device: str = setting("auto", "auto, cpu or cuda")
+    teacher: tuple[str, ...] = setting(
+        (), "also tune a distillation from these teachers (as train.py's --teacher): its weight, temperature, targets"
+    )
 
     def __post_init__(self) -> None:
         _at_least(1, trials=self.trials, epochs=self.epochs)

@@ -26,17 +26,26 @@ from nas.errors import NasError, SettingError, first_line
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import make_dir, read_json, write_json
-from nas.training.loop import RECIPES, TrainConfig, read_tuned, resolve_device, train
+from nas.training.distill import Teacher, load_teacher, resolve
+from nas.training.loop import RECIPES, Targets, TrainConfig, read_tuned, resolve_device, train
 from nas.training.numerics import fastest
-from nas.training.options import CLASS_BALANCE, PRUNERS, ConfirmOptions, StudyOptions
+from nas.training.options import (
+    CLASS_BALANCE,
+    DISTILL_TARGETS,
+    DISTILL_WEIGHT,
+    PRUNERS,
+    ConfirmOptions,
+    StudyOptions,
+)
 
 log = logging.getLogger(__name__)
 CONFIRMED = "confirm.json"  # the confirmation's results, kept as they come
 optuna.logging.disable_default_handler()  # its lines go through the command line's handler (nas.cli._console)
 
 
-def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
-    """One point of the search space; each scheduler's own parameters are conditional on it."""
+def suggest(trial: optuna.Trial, epochs: int, teacher: str = "") -> TrainConfig:
+    """One point of the search space; each scheduler's own parameters are conditional on it. With a
+    ``teacher`` (its fingerprint), the distillation's weight, temperature and targets too."""
     optimizer = trial.suggest_categorical("optimizer", ["sgd", "nesterov", "adam", "adamw"])
     if optimizer in ("sgd", "nesterov"):
         lr = trial.suggest_float("lr_sgd", 1e-3, 0.3, log=True)
@@ -68,12 +77,22 @@ def suggest(trial: optuna.Trial, epochs: int) -> TrainConfig:
         augment=trial.suggest_float("augment", 0.0, 1.0),
         class_balance=trial.suggest_categorical("class_balance", list(CLASS_BALANCE)),
         **extra,
+        **(_suggest_distillation(trial) | {"teacher": teacher} if teacher else {}),
     )
 
 
-def default_params() -> dict:
+def _suggest_distillation(trial: optuna.Trial) -> dict:
+    return {
+        "distill_weight": trial.suggest_float("distill_weight", 0.1, 0.9),
+        "distill_temperature": trial.suggest_float("distill_temperature", 1.0, 8.0, log=True),
+        "distill_targets": trial.suggest_categorical("distill_targets", list(DISTILL_TARGETS)),
+    }
+
+
+def default_params(distilled: bool = False) -> dict:
     """The default recipe (``TrainConfig()``) as a trial's parameters: the study's first trial, so the
-    tuned recipe is never worse than the untuned one at the tuning budget."""
+    tuned recipe is never worse than the untuned one at the tuning budget (``distilled``: with the
+    distillation's defaults, in a study that tunes one)."""
     d = TrainConfig()
     params = {
         "optimizer": d.optimizer,
@@ -87,12 +106,16 @@ def default_params() -> dict:
     }
     if d.optimizer in ("sgd", "nesterov"):
         params["momentum"] = d.momentum
+    if distilled:
+        params |= {"distill_weight": DISTILL_WEIGHT, "distill_temperature": d.distill_temperature,
+                   "distill_targets": d.distill_targets}  # fmt: skip
     return params
 
 
-def config_from_params(params: dict, epochs: int) -> TrainConfig:
-    """Rebuild the TrainConfig of a finished trial from its parameters."""
-    return suggest(optuna.trial.FixedTrial(params), epochs)
+def config_from_params(params: dict, epochs: int, teacher: str = "") -> TrainConfig:
+    """Rebuild the TrainConfig of a finished trial from its parameters (``teacher``: the fingerprint of the
+    study's teachers, for a trial that distils)."""
+    return suggest(optuna.trial.FixedTrial(params), epochs, teacher if "distill_weight" in params else "")
 
 
 def tuned_config(tuned: dict, epochs: int) -> TrainConfig:
@@ -138,28 +161,32 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     for name in (rundir.TUNED, rundir.TUNE_STUDY, CONFIRMED):  # before any work; sqlite would follow a link
         rundir.no_link(Path(run_dir) / name)
     model_genome = parse_genome(genome)
+    teacher = _teacher(Path(run_dir), o.teacher, model_genome)
     dataset = fer.load(data_path, ("train", "val"))
     train_split, val_split = dataset["train"].subset(o.train_images, o.seed), dataset["val"]
     db = Path(run_dir) / rundir.TUNE_STUDY
     made_db = o.storage is None and not db.exists()
     storage = o.storage or f"sqlite:///{db}"
-    study = _study(f"tune-{model_genome.key}", storage, o)
-    default = default_params()
+    study = _study(f"tune-{model_genome.key}" + ("-distilled" if teacher else ""), storage, o)
+    default = default_params(teacher is not None)
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
         study.enqueue_trial(default)
     study.set_user_attr("genome", genome)
     study.set_user_attr("epochs", o.epochs)
     study.set_user_attr("train_images", o.train_images)
     study.set_user_attr("full_train_images", len(dataset["train"]))
+    if teacher is not None:
+        paths = [m["path"] for m in teacher.members]
+        study.set_user_attr("teacher", {"paths": paths, "fingerprint": teacher.fingerprint})
     try:
-        _optimize(study, model_genome, train_split, val_split, o.trials, o.epochs, o.seed, o.device, Path(run_dir))
+        _optimize(study, model_genome, (train_split, val_split), o, Path(run_dir), teacher)
     except BaseException:
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             optuna.delete_study(study_name=study.study_name, storage=storage)
             if made_db:
                 db.unlink(missing_ok=True)
         raise
-    trainer = _full_length_trainer(model_genome, dataset, o.seed, o.device, Path(run_dir))
+    trainer = _full_length_trainer(model_genome, dataset, o.seed, o.device, Path(run_dir), teacher)
     confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{o.seed}|{dataset.fingerprint}")
     return study
 
@@ -182,21 +209,34 @@ def _study(name: str, storage: str, o: StudyOptions) -> optuna.Study:
         raise SettingError(f"--storage {storage}: cannot open ({first_line(exc)})") from None
 
 
-def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials: int, epochs: int, seed: int,
-              device: str, run_dir: Path) -> optuna.Study:  # fmt: skip
+def _teacher(run_dir: Path, names: tuple[str, ...], genome) -> Teacher | None:
+    """The teachers of a study that tunes a distillation too, checked against the network before it starts."""
+    if not names:
+        return None
+    model = build(genome)
+    return load_teacher(resolve(run_dir, names), tuple(model.input_shape), model.head[-1].out_features)
+
+
+def _optimize(study: optuna.Study, model_genome, splits: tuple, o: StudyOptions, run_dir: Path,
+              teacher: Teacher | None) -> optuna.Study:  # fmt: skip
     """The trials still to run, then ``tuned.json``; an error when none finished."""
+    (train_split, val_split), epochs, seed, device = splits, o.epochs, o.seed, o.device
+    made: dict[str, Targets] = {}  # the teachers' targets, online or offline, made once for every trial
 
     def objective(trial: optuna.Trial) -> float:
-        cfg = suggest(trial, epochs).replace(seed=seed)
+        cfg = suggest(trial, epochs, teacher.fingerprint if teacher else "").replace(seed=seed)
         torch.manual_seed(seed)
         model = build(model_genome)
+        if cfg.distill_weight and cfg.distill_targets not in made:
+            made[cfg.distill_targets] = teacher.targets(cfg, train_split.x, device)
 
         def report(epoch: int, row: dict) -> None:
             trial.report(row["val_acc"], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-        result = train(model, train_split, val_split, cfg, device, on_epoch=report)
+        targets = made.get(cfg.distill_targets) if cfg.distill_weight else None
+        result = train(model, train_split, val_split, cfg, device, on_epoch=report, targets=targets)
         trial.set_user_attr("val_f1", result.best_f1)
         # the cost of an epoch on one image, for the confirmation's estimate
         per_epoch = result.seconds / max(result.epochs_run, 1) * torch.get_num_threads()
@@ -204,7 +244,7 @@ def _optimize(study: optuna.Study, model_genome, train_split, val_split, trials:
         return result.best_acc
 
     done = len([t for t in study.trials if t.state.is_finished()])
-    study.optimize(objective, n_trials=max(0, trials - done), catch=(RuntimeError,))
+    study.optimize(objective, n_trials=max(0, o.trials - done), catch=(RuntimeError,))
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise NasError(f"study {study.study_name}: no trial finished (all {len(study.trials)} failed or were pruned)")
     write_outputs(study, run_dir, epochs)
@@ -215,15 +255,17 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
     """``tuned.json`` and PNGs of the optimization history and the parameter importances."""
     best = study.best_trial
     states = [t.state.name for t in study.trials]
+    teacher = study.user_attrs.get("teacher")
     tuned = {
         "genome": study.user_attrs.get("genome"),
         "value": best.value,
         "val_f1": best.user_attrs.get("val_f1"),
         "params": best.params,
-        "train_config": asdict(config_from_params(best.params, epochs)),
+        "train_config": asdict(config_from_params(best.params, epochs, _fingerprint(teacher))),
         "trials": {s: states.count(s) for s in sorted(set(states))},
         "study": study.study_name,
         "budget": {"epochs": epochs, "train_images": study.user_attrs.get("train_images")},
+        **({"teacher": teacher} if teacher else {}),
     }
     write_json(run_dir / rundir.TUNED, tuned)
     from optuna.visualization import matplotlib as ovm
@@ -238,6 +280,11 @@ def write_outputs(study: optuna.Study, run_dir: Path, epochs: int) -> dict:
         for file, plot in plots:
             save_figure(plot(study).figure, run_dir / file, size=(8, 5))
     return tuned
+
+
+def _fingerprint(teacher: dict | None) -> str:
+    """The fingerprint of a study's teachers as ``tuned.json`` keeps them (none: an empty one)."""
+    return (teacher or {}).get("fingerprint", "")
 
 
 # ---------------------------------------------------------------- confirmation at full length
@@ -257,7 +304,9 @@ class Confirmation(ConfirmOptions):
         done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: -t.value)
         picked: dict[str, optuna.trial.FrozenTrial] = {}
         for t in done:
-            if t.params != default_params() and t.params not in [p.params for p in picked.values()]:
+            if t.params != default_params("distill_weight" in t.params) and t.params not in [
+                p.params for p in picked.values()
+            ]:
                 picked[f"trial {t.number}"] = t
         return dict(list(picked.items())[: self.best])
 
@@ -285,8 +334,8 @@ class Confirmation(ConfirmOptions):
             confirmation = figures | {"adopted": False, "verdict": f"not confirmed at full length ({why})"}
         else:
             named = {"default": RECIPES["default"].replace(epochs=self.epochs)}
-            budget = tuned["budget"]["epochs"]  # a trial's recipe, stretched from the trials' length
-            named |= {n: stretched(config_from_params(t.params, budget), budget, self.epochs)
+            budget, fp = tuned["budget"]["epochs"], _fingerprint(tuned.get("teacher"))  # stretched from the trials'
+            named |= {n: stretched(config_from_params(t.params, budget, fp), budget, self.epochs)
                       for n, t in list(trials.items())[:fits]}  # fmt: skip
             configs = {n: c.replace(early_stop=self.patience) for n, c in named.items()}
             results = self._scores(run_dir, configs, score, identity)
@@ -304,7 +353,7 @@ class Confirmation(ConfirmOptions):
             if adopted:  # the recipe train.py takes: the one that won at full length, at the trials' budget
                 params = trials[best].params
                 tuned |= {"params": params, "value": trials[best].value,
-                          "train_config": asdict(config_from_params(params, tuned["budget"]["epochs"]))}  # fmt: skip
+                          "train_config": asdict(config_from_params(params, budget, fp))}  # fmt: skip
         tuned["confirmation"] = confirmation
         write_json(tuned_path, tuned)
         return confirmation
@@ -321,7 +370,7 @@ class Confirmation(ConfirmOptions):
         return {n: known[keys[n]] for n in configs}
 
 
-def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path):
+def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path, teacher: Teacher | None):
     """``score`` for the confirmation: the whole Training split, early stopping on PublicTest, this
     machine's faster numerics, a checkpoint per recipe (an interrupted run continues, and ``train.py``
     continues the run of the recipe it trains instead of training it again)."""
@@ -332,7 +381,8 @@ def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir:
         cfg = fastest(cfg.replace(seed=seed), model, device)
         checkpoint = make_dir(run_dir / "confirm") / f"{genome.key}-{seed}-{name.replace(' ', '-')}.pt"
         log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
-        result = train(model, dataset["train"], dataset["val"], cfg, device, checkpoint=checkpoint)
+        targets = teacher.targets(cfg, dataset["train"].x, device) if cfg.distill_weight else None
+        result = train(model, dataset["train"], dataset["val"], cfg, device, checkpoint=checkpoint, targets=targets)
         return {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs_run": result.epochs_run,
                 "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3),
                 # so that train.py continues this training instead of repeating it (nas.training.final)
