@@ -342,20 +342,22 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
     return export_model(model, out, state.get("metrics"), test_report=test) | {"out": str(out)}
 
 
-def demo(source: str, model: str | Path, output: str | Path | None = None, headless: bool = False,
+def demo(source: str, model: str | Path | None = None, output: str | Path | None = None, headless: bool = False,
          backend: str = "onnx", max_frames: int | None = None, **config):  # fmt: skip
-    """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields)."""
+    """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields);
+    ``model`` by default the one that ships with the package."""
     from nas.deploy.demo import DemoConfig, run
 
     if headless and not output:
         raise NasError("--headless needs --output (out.mp4, out.png or a folder)")
-    return run(str(source), str(model), str(output) if output else None, headless, DemoConfig(**config), backend,
+    return run(str(source), None if model is None else str(model), str(output) if output else None, headless,
+               DemoConfig(**config), backend,
                max_frames)  # fmt: skip
 
 
-def analyze(image, model: str | Path, backend: str = "onnx") -> list[dict]:
+def analyze(image, model: str | Path | None = None, backend: str = "onnx") -> list[dict]:
     """The faces in one picture (a path or an array) with their expressions, as ``nas.deploy.demo.analyze``
-    gives them."""
+    gives them; ``model`` by default the one that ships with the package."""
     from nas.deploy.demo import analyze as analyze_image
 
     return analyze_image(image, model, backend=backend)

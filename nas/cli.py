@@ -335,7 +335,7 @@ def _demo_parser(sub) -> None:
         formatter_class=_Help,
         help="real-time expression recognition on a webcam, video, image or folder",
     )
-    p.add_argument("--model", required=True, help="model.onnx (or its export folder)")
+    p.add_argument("--model", default=None, help="model.onnx or its export folder (default: the package's own model)")
     p.add_argument("--source", default="0", help="webcam index, video file, image file or folder (default 0)")
     p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx", help="which exported file runs")
     p.add_argument("--headless", action="store_true", help="no window; use with --output")

@@ -13,6 +13,7 @@ from nas.cli import main
 from nas.deploy.artifact import ExportError, export, load_checkpoint, save_checkpoint
 from nas.deploy.classifier import Classifier
 from nas.deploy.demo import DemoConfig, Tracker, run
+from nas.errors import NasError
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 
@@ -238,3 +239,26 @@ def test_the_demo_benchmark_names_the_model_and_times_its_inference(exported):
     rows = [line.split("|")[1:-1] for line in lines[4:]]
     assert len(rows) == len(bench.VIDEO_GRID) and all(float(r[8]) >= 0 for r in rows)  # infer ms of every setting
     assert float(rows[-1][4]) == 1.0 and float(rows[-1][8]) > 0  # the default shows the face in all 4 frames
+
+
+@needs_faces
+def test_the_packages_own_model_is_used_where_none_is_named_once_one_ships(exported, tmp_path, monkeypatch, capsys):
+    import nas
+    from nas.deploy import artifact, classifier
+
+    monkeypatch.setattr(classifier, "DEFAULT_MODEL", tmp_path / "model")
+    photo, out = str(FACES / "facerec_two_people.jpg"), tmp_path / "out.png"
+    assert main(["demo", "--source", photo, "--headless", "--output", str(out)]) == 2  # none ships yet
+    assert "no model ships with this install; name one with --model" in capsys.readouterr().err
+    card = (exported / "MODEL_CARD.md").read_text()
+    (exported / "MODEL_CARD.md").write_text(card.replace("ten-crop", "ten crops"))  # a card that says otherwise
+    report = json.loads((exported.parent / "report.json").read_text())
+    with pytest.raises(NasError, match="the card is not what"):
+        artifact.ship(exported, report)
+    (exported / "MODEL_CARD.md").write_text(card)
+    with pytest.raises(NasError, match="its test figures are not those of"):  # another training's report
+        artifact.ship(exported, report | {"ten_crop": {"acc": 0.9, "f1": 0.9}})
+    shipped = artifact.ship(exported, report)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(artifact.SHIPPED)
+    assert main(["demo", "--source", photo, "--headless", "--output", str(out)]) == 0 and out.exists()
+    assert len(nas.analyze(photo)) == 2 and nas.analyze(photo) == nas.analyze(photo, exported)

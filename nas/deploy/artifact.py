@@ -29,6 +29,7 @@ from nas.rundir import (
     cpu_model,
     distilled_sentence,
     make_dir,
+    read_json,
     search_sentence,
     write_json,
 )
@@ -155,6 +156,33 @@ def export(
     atomic_write(out_dir / "MODEL_CARD.md", card.encode())
     write_json(out_dir / "model.json", info)
     return info
+
+
+SHIPPED = ("model.onnx", "model.json", "MODEL_CARD.md", "report.json")  # what the package's own model keeps
+
+
+def ship(export_dir: str | Path, report: dict, dest: str | Path | None = None) -> Path:
+    """Make an export the package's own model (``nas.deploy.classifier.DEFAULT_MODEL``): its ONNX file,
+    ``model.json``, card and the test report the card quotes, once they are shown to agree (the card is
+    what ``model.json`` says, its test figures are ``report``'s: the export's ``report.json``, beside its
+    ``model.pt``, as ``nas.training.report.read_report`` checked it), so that the demo and ``nas.analyze``
+    need no ``--model``."""
+    from nas.deploy.classifier import DEFAULT_MODEL
+
+    export_dir = Path(export_dir)
+    files = {name: export_dir / name for name in SHIPPED[:3]} | {"report.json": export_dir.parent / "report.json"}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise NasError(f"{missing[0]}: not found; export a trained model with its test report first")
+    info = read_json(files["model.json"], "model description")
+    if model_card(info) != files["MODEL_CARD.md"].read_text(encoding="utf-8"):
+        raise NasError(f"{files['MODEL_CARD.md']}: the card is not what {files['model.json']} says; export again")
+    if not info.get("test") or info["test"] != _test_summary(report):
+        raise NasError(f"{files['model.json']}: its test figures are not those of {files['report.json']}")
+    dest = make_dir(DEFAULT_MODEL if dest is None else dest)
+    for name, source in files.items():
+        atomic_write(dest / name, source.read_bytes())
+    return dest
 
 
 def _machine() -> dict:

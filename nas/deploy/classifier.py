@@ -17,19 +17,31 @@ from nas.errors import NasError, first_line
 from nas.settings import number_in
 
 BACKENDS = ("onnx", "torchscript")
+# the model that ships inside the package (the headline's champion, ``scripts/ship_model.py``): the one the
+# demo and ``nas.analyze`` use where no model is named
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model"
+
+
+def default_model() -> Path:
+    """The package's own model (an export folder), or one line saying this install has none."""
+    if not (DEFAULT_MODEL / "model.json").exists():
+        raise NasError(f"{DEFAULT_MODEL}: no model ships with this install; name one with --model (an export "
+                       "folder or its model.onnx)")  # fmt: skip
+    return DEFAULT_MODEL
 
 
 class Classifier:
     """An exported model: ``predict_proba`` turns (N, 1, H, W) uint8 face crops into class probabilities.
 
-    ``path``: the export folder or a file in it; ``backend="onnx"`` (default) runs ``model.onnx`` in ONNX
-    Runtime with ``threads`` threads; ``backend="torchscript"`` runs ``model.ts``.
+    ``path``: the export folder or a file in it (default: the model that ships with the package);
+    ``backend="onnx"`` (default) runs ``model.onnx`` in ONNX Runtime with ``threads`` threads;
+    ``backend="torchscript"`` runs ``model.ts``.
     """
 
-    def __init__(self, path: str | Path, backend: str = "onnx", threads: int = 1) -> None:
+    def __init__(self, path: str | Path | None = None, backend: str = "onnx", threads: int = 1) -> None:
         if backend not in BACKENDS:
             raise NasError(f"unknown backend {backend!r}; use onnx or torchscript")
-        path = Path(path)
+        path = default_model() if path is None else Path(path)
         if not path.exists():
             raise NasError(f"{path}: model not found")
         folder = path if path.is_dir() else path.parent

@@ -332,12 +332,16 @@ STILL = DemoConfig(scale_factor=1.1, min_neighbors=5, min_face=30, detect_width=
 
 
 def analyze(
-    image: str | Path | np.ndarray, model: str | Path | Classifier, cfg: DemoConfig = STILL, backend: str = "onnx"
+    image: str | Path | np.ndarray,
+    model: str | Path | Classifier | None = None,
+    cfg: DemoConfig = STILL,
+    backend: str = "onnx",
 ) -> list[dict]:
     """The faces in one picture (a path, or a BGR or grey array) with their expressions, largest face first:
     ``[{"box": (x, y, w, h), "expression": "happy", "probabilities": {"angry": 0.01, ...}}]``.
 
-    ``model``: an export folder, its ``model.onnx`` or a loaded ``Classifier`` (load it once for many images).
+    ``model``: an export folder, its ``model.onnx`` or a loaded ``Classifier`` (load it once for many images);
+    default: the model that ships with the package.
     """
     from nas.deploy.classifier import Classifier
 
@@ -372,7 +376,7 @@ def has_display() -> bool:
 
 def run(
     source: str,
-    model: str,
+    model: str | None = None,
     output: str | None = None,
     headless: bool = False,
     cfg: DemoConfig = DemoConfig(),
