@@ -56,6 +56,22 @@ def synthetic_csv(tmp_path_factory) -> Path:
     return data.write_csv(path, data.synthetic_splits(700, seed=0))
 
 
+# the champion of the run directories the training tests make (``run_dir``): small enough to train in seconds
+CHAMPION = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
+
+
+@pytest.fixture
+def run_dir(tmp_path, synthetic_csv) -> Path:
+    """A run directory as a search leaves it for tune and train: its data and its champion."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": str(synthetic_csv)}))
+    (run / "champion.json").write_text(json.dumps({"genome": CHAMPION, "rule": "test"}))
+    return run
+
+
 def load_benchmark(name: str):
     """A script of ``benchmarks/`` as a module, for the smoke tests of ``-m bench``."""
     import importlib.util

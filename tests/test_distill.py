@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import CHAMPION
 
 from nas import data
 from nas.cli import main
@@ -11,7 +12,7 @@ from nas.genome.grammar import parse_genome
 from nas.training.distill import load_teacher
 from nas.training.loop import TrainConfig, changed_settings, evaluate, predict, train
 
-GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
+GENOME = CHAMPION
 FAVOURED = 3  # the class a one-sided teacher always predicts
 
 
@@ -76,15 +77,6 @@ def test_a_training_from_before_distillation_is_never_continued_under_a_teacher(
     distilled = TrainConfig(epochs=3, distill_weight=0.5, teacher="abc")
     assert changed_settings({"epochs": 3}, distilled) == ["distill_weight", "teacher"]
     assert changed_settings({"epochs": 3}, TrainConfig(epochs=3)) == []
-
-
-@pytest.fixture
-def run_dir(tmp_path, synthetic_csv):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"data": str(synthetic_csv)}))
-    (run / "champion.json").write_text(json.dumps({"genome": GENOME, "rule": "test"}))
-    return run
 
 
 def test_train_distils_from_the_runs_best_networks_and_reports_them(run_dir, tmp_path, capsys):
@@ -177,7 +169,7 @@ def test_a_damaged_front_stops_the_stage_with_one_line_naming_it(run_dir, capsys
 
 
 def test_the_final_benchmark_distils_an_entry_from_others_of_its_plan(tmp_path):
-    from conftest import load_benchmark
+    from conftest import load_benchmark  # noqa: PLC0415
 
     bench = load_benchmark("bench_final")
     out = tmp_path / "final"

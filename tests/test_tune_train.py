@@ -2,21 +2,12 @@ import json
 
 import optuna
 import pytest
-from conftest import load_benchmark
+from conftest import CHAMPION, load_benchmark
 
 from nas.cli import main
 from nas.training.tuning import config_from_params, default_params
 
-GENOME = "conv_k3_c8_s1_relu_bn | pool_max | conv_k3_c16_s1_relu_bn | gap"
-
-
-@pytest.fixture
-def run_dir(tmp_path, synthetic_csv):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"data": str(synthetic_csv)}))
-    (run / "champion.json").write_text(json.dumps({"genome": GENOME, "rule": "test"}))
-    return run
+GENOME = CHAMPION
 
 
 def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
