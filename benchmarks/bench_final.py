@@ -40,7 +40,7 @@ from nas.training.report import save_figure
 
 COLUMNS = [
     "network", "recipe", "seed", "params", "MFLOPs", "latency ms", "epochs", "train min", "val acc",
-    "test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall",
+    "test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall", "lineage",
 ]  # fmt: skip
 SUMMARISED = ["test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall"]
 
@@ -89,6 +89,34 @@ def target(network: str, run: str | None, out: Path) -> dict:
     return {"run_dir": run, "genome": genomes[network]}
 
 
+def lineage(network: str, run: str | None) -> dict:
+    """Where a searched network comes from: the seed network it descends from (``origin``; none for a random
+    start) and after how many breedings, from the run's front or champion; empty for a baseline."""
+    if network in load_baselines() or not run:
+        return {}
+    if network == "champion":
+        record = json.loads((Path(run) / "champion.json").read_text())
+    else:
+        front = pd.read_csv(Path(run) / PARETO, dtype={"key": str, "origin": str}, keep_default_na=False)
+        record = front.set_index("key").loc[network].to_dict()
+    origin, steps = record.get("origin") or "", record.get("variations")
+    return {"genome": record.get("genome", ""), "origin": origin,
+            "text": f"{origin} +{int(steps)}" if origin else "random start"}  # fmt: skip
+
+
+def lineage_lines(entries: list[dict], run: str | None) -> list[str]:
+    """Each searched network beside the baseline it descends from, genome by genome."""
+    baselines, lines, seen = load_baselines(), [], set()
+    for entry in entries:
+        known = lineage(entry["network"], run)
+        if entry["network"] in seen or not known:
+            continue
+        seen.add(entry["network"])
+        beside = f"`{baselines[known['origin']].genome}`" if known["origin"] in baselines else "-"
+        lines.append(f"| {entry['network']} | {known['text']} | `{known['genome']}` | {beside} |")
+    return ["| network | lineage | genome | the seed's genome |", "|---|---|---|---|", *lines] if lines else []
+
+
 def continue_shorter(entry: dict, entries: list[dict], out: Path) -> None:
     """Give a wsd entry the stable state of the longest shorter entry of its network, recipe and seed."""
     state = out / entry["label"] / "train_state.pt"
@@ -125,7 +153,7 @@ def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
     return measure(models) if models else {}
 
 
-def row(entry: dict, report: dict) -> dict:
+def row(entry: dict, report: dict, run: str | None = None) -> dict:
     return {
         "network": entry["network"],
         "recipe": report["recipe"],
@@ -141,6 +169,7 @@ def row(entry: dict, report: dict) -> dict:
         "macro-F1 (10 crops)": round(report["ten_crop"]["f1"], 4),
         "disgust recall": round(report["per_class"]["disgust"]["recall"], 3),
         **{f"recall {c}": round(m["recall"], 3) for c, m in report["per_class"].items()},
+        "lineage": lineage(entry["network"], run).get("text", ""),
     }
 
 
@@ -253,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         report = json.loads((folder / "report.json").read_text())
         retimed = {"latency_ms": latency[entry["network"]]} if entry["network"] in latency else {}
-        rows.append(row(entry, report | retimed))
+        rows.append(row(entry, report | retimed, args.run))
         if entry["epochs"] != args.epochs:  # a length of its own is another recipe, not another seed
             rows[-1]["recipe"] += f", {entry['epochs']} epochs"
         print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']} ten-crop", file=sys.stderr, flush=True)
@@ -270,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         table = summary(rows)
         text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
         text += "\nRecall per class (ten-crop), mean over seeds:\n\n" + "\n".join(recall_lines(rows)) + "\n"
+        if lineage_lines(entries, args.run):
+            text += "\nWhere the searched networks come from:\n\n" + "\n".join(lineage_lines(entries, args.run)) + "\n"
         plot(table, out)
     (out / "final.md").write_text(text)
     write_json(out / "final.json", {"plan": args.plan, "epochs": args.epochs, "patience": args.patience, "rows": rows})

@@ -250,7 +250,8 @@ def test_train_writes_its_curve_and_names_the_recipe(run_dir, capsys):
 def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, capsys):
     bench = load_benchmark("bench_final")
     out = tmp_path / "final"
-    (run_dir / "pareto.csv").write_text(f"key,genome\n0123456789abcdef,{GENOME.replace('c16', 'c8')}\n")
+    front = f"key,genome,origin,variations\n0123456789abcdef,{GENOME.replace('c16', 'c8')},cnn4,3\n"
+    (run_dir / "pareto.csv").write_text(front)
     args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "1", "--device", "cpu", "--run", str(run_dir)]
     plan = [
         "--plan",
@@ -267,6 +268,11 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     accs = [json.loads(reports[out / f"cnn4-default-{seed}" / "report.json"])["ten_crop"]["acc"] for seed in (0, 1)]
     summary = next(line for line in table.splitlines() if line.startswith("| cnn4 | default | 2 |"))
     assert f"{sum(accs) / 2:.4f}" in summary and (out / "final.png").exists()  # mean over the two seeds
+    assert "| cnn4 +3 |" in table.split("Over seeds")[0]  # the searched row's lineage
+    from nas.genome.space import load_baselines
+
+    seed_genome = load_baselines()["cnn4"].genome
+    assert f"| 0123456789abcdef | cnn4 +3 | `{GENOME.replace('c16', 'c8')}` | `{seed_genome}` |" in table
     recalls = [
         json.loads(reports[out / f"cnn4-default-{s}" / "report.json"])["per_class"]["happy"]["recall"] for s in (0, 1)
     ]
@@ -297,4 +303,4 @@ def test_final_benchmark_continues_a_longer_wsd_entry_from_a_shorter_one(tmp_pat
     long = json.loads((out / "mini_xception-default_schedulerwsd_epochs10-0" / "report.json").read_text())
     short = json.loads((out / "mini_xception-default_schedulerwsd_epochs5-0" / "report.json").read_text())
     assert long["epochs_run"] == 10 and short["epochs_run"] == 5
-    assert "| default + scheduler=wsd, 10 epochs | 1 |" in (out / "final.md").read_text()
+    assert "| default, 10 epochs | 1 |" in (out / "final.md").read_text()  # wsd: the default recipe's own schedule
