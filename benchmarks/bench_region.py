@@ -8,12 +8,19 @@ majority-class rate plus 0.02, whichever arm) and on networks under 1,000 parame
 accuracy and measured latency ranges, whether the front descends from a seed, and the wall time.
 
     python benchmarks/bench_region.py --data $FER2013 --generations 10 --out runs/bench-region
+
+``--region-from RUN`` takes the region arm from a longer search with the same settings (a search's first
+generations do not depend on how many follow): its configuration, cut to ``--generations`` and without
+finalists, is resumed over a copy of its cache, so every evaluation is a cache hit and the front and the
+champion are those the longer search had at that generation; trainings and wall time are the longer
+search's own, up to that generation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,10 +44,26 @@ def run_arm(run_dir: Path, data: str, generations: int, extra: list[str]) -> Non
     subprocess.run([sys.executable, str(ROOT / "scripts/evolve.py"), "-q", *cmd], check=True)
 
 
-def row(name: str, run_dir: Path) -> dict:
-    evals = pd.read_csv(run_dir / "evaluations.csv")
+def replay_arm(source: Path, run_dir: Path, generations: int) -> None:
+    """An arm made of the first generations of a longer search: its settings and cache, nothing to train."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = json.loads((source / "config.json").read_text())
+    config["search"] |= {"generations": generations, "finalists": 0}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+    for name in ("cache.jsonl", "latency_table.json"):
+        if (source / name).exists() and not (run_dir / name).exists():
+            shutil.copyfile(source / name, run_dir / name)
+
+
+def row(name: str, run_dir: Path, source: Path | None = None) -> dict:
+    """The arm's figures; with ``source`` (a replayed arm), its trainings and wall time are the source's up to
+    the arm's last generation."""
+    evals = pd.read_csv((source or run_dir) / "evaluations.csv")
     front = pd.read_csv(run_dir / "pareto.csv")
-    progress = pd.read_csv(run_dir / "progress.csv")
+    progress = pd.read_csv((source or run_dir) / "progress.csv")
+    if source is not None:
+        last = int(pd.read_csv(run_dir / "progress.csv")["gen"].max())
+        evals, progress = evals[evals["generation"] <= last], progress[progress["gen"] <= last]
     trained = evals[(evals["status"] == "ok") & ~evals["cached"]]
     seeded = front["origin"].notna().sum() if "origin" in front else 0
     champion = json.loads((run_dir / "champion.json").read_text())
@@ -68,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/bench-region"))
     p.add_argument("--arms", default=",".join(ARMS), help="which arms to run (comma-separated names)")
     p.add_argument("--extra", default="--finalists 0", help="flags for both arms")
+    p.add_argument("--region-from", type=Path, default=None, help="a longer search of the region arm's settings")
     a = p.parse_args(argv)
     rows = []
     for name in a.arms.split(","):
         run_dir = a.out / name
+        source = a.region_from if name == "region" else None
+        if source is not None:
+            replay_arm(source, run_dir, a.generations)
         run_arm(run_dir, a.data, a.generations, ARMS[name] + a.extra.split())
-        rows.append(row(name, run_dir))
+        rows.append(row(name, run_dir, source))
     print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
     for r in rows:
         print("| " + " | ".join(map(str, r.values())) + " |")

@@ -159,6 +159,22 @@ def test_region_benchmark_runs_both_arms_and_resumes_them(synthetic_csv, tmp_pat
 
 
 @pytest.mark.bench
+def test_region_benchmark_takes_its_region_arm_from_a_longer_search_without_training(synthetic_csv, tmp_path, capsys):
+    bench = load_benchmark("bench_region")
+    extra = ["--extra", "--finalists 0 --population 4 --fidelity 140x1b32 --strategy scratch --jobs 2"]
+    longer = ["--data", str(synthetic_csv), "--generations", "1", "--out", str(tmp_path / "long"), "--arms", "region"]
+    assert bench.main([*longer, *extra]) == 0
+    source = tmp_path / "long" / "region"
+    capsys.readouterr()
+    args = ["--data", str(synthetic_csv), "--generations", "0", "--out", str(tmp_path / "cut"), "--arms", "region"]
+    assert bench.main([*args, *extra, "--region-from", str(source)]) == 0
+    assert "| region | 4 |" in capsys.readouterr().out  # generation 0's four trainings, the longer search's own
+    cut = tmp_path / "cut" / "region"
+    assert (cut / "cache.jsonl").read_text() == (source / "cache.jsonl").read_text()  # nothing trained again
+    assert json.loads((cut / "config.json").read_text())["search"]["generations"] == 0
+
+
+@pytest.mark.bench
 def test_floor_benchmark_reads_the_committed_fidelity_results(capsys):
     load_benchmark("bench_floor").main([])
     out = capsys.readouterr().out
