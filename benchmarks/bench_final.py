@@ -57,9 +57,9 @@ def parse_plan(text: str) -> list[dict]:
             changes = {k: _value(v) for k, v in pairs.items()}
             if "epochs" in changes and (not isinstance(changes["epochs"], int) or changes["epochs"] < 1):
                 raise ValueError(f"epochs={pairs['epochs']}")
-            entries.append(
-                {"network": network, "recipe": recipe, "changes": changes, "seed": int(seed), "label": label}
-            )
+            spec = "+".join([recipe, *(c for c in recipe_spec.split("+")[1:] if not c.startswith("epochs="))])
+            entries.append({"network": network, "recipe": recipe, "changes": changes, "seed": int(seed),
+                            "label": label, "spec": spec})  # fmt: skip
         except ValueError:
             raise SystemExit(f"error: --plan: {item!r} is not NETWORK:RECIPE[+FIELD=VALUE...]:SEED") from None
     return entries
@@ -174,10 +174,10 @@ def row(entry: dict, report: dict, run: str | None = None) -> dict:
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
-    """One row per network and recipe: the test figures' mean and range over seeds (seeds decide a gap under
-    2 points, not one training)."""
+    """One row per network and recipe as the plan names it: the test figures' mean and range over seeds (seeds
+    decide a gap under 2 points, not one training)."""
     table = pd.DataFrame(rows)
-    groups = table.groupby(["network", "recipe"], sort=False)
+    groups = table.groupby(["network", "plan"], sort=False)
     out = groups.agg(
         seeds=("seed", "count"), params=("params", "first"), latency_ms=("latency ms", "median"),
         train_min=("train min", "mean"),
@@ -196,7 +196,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     head += [f"{f} mean (range)" for f in SUMMARISED]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in table.to_dict("records"):
-        cells = [r["network"], r["recipe"], r["seeds"], f"{r['params']:,}", f"{r['latency_ms']:.3f}"]
+        cells = [r["network"], r["plan"], r["seeds"], f"{r['params']:,}", f"{r['latency_ms']:.3f}"]
         cells += [f"{r['train_min']:.1f}", *(r[f"{f} text"] for f in SUMMARISED)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
@@ -206,11 +206,11 @@ def recall_lines(rows: list[dict]) -> list[str]:
     """Ten-crop recall of every class, mean over seeds: where each network fails, not only on disgust."""
     table = pd.DataFrame(rows)
     classes = [c for c in table.columns if c.startswith("recall ")]
-    means = table.groupby(["network", "recipe"], sort=False)[classes].mean().reset_index()
+    means = table.groupby(["network", "plan"], sort=False)[classes].mean().reset_index()
     head = ["network", "recipe", *(c.removeprefix("recall ") for c in classes)]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in means.to_dict("records"):
-        lines.append("| " + " | ".join([r["network"], r["recipe"], *(f"{r[c]:.3f}" for c in classes)]) + " |")
+        lines.append("| " + " | ".join([r["network"], r["plan"], *(f"{r[c]:.3f}" for c in classes)]) + " |")
     return lines
 
 
@@ -227,7 +227,7 @@ def plot(table: pd.DataFrame, out: Path) -> Path:
         for r in table.to_dict("records"):
             yerr = [[r[acc] - r[f"{acc} min"]], [r[f"{acc} max"] - r[acc]]]
             ax.errorbar(r[x], r[acc], yerr=yerr, fmt="*" if r["network"] in baselines else "o", ms=9, capsize=3)
-            ax.annotate(f"{r['network']} ({r['recipe']})", (r[x], r[acc]), fontsize=7, xytext=(4, 4),
+            ax.annotate(f"{r['network']} ({r['plan']})", (r[x], r[acc]), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")  # fmt: skip
         spread = table[x].max() / max(table[x].min(), 1e-9)
         ax.set(
@@ -283,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((folder / "report.json").read_text())
         retimed = {"latency_ms": latency[entry["network"]]} if entry["network"] in latency else {}
         rows.append(row(entry, report | retimed, args.run))
+        rows[-1]["plan"] = entry["spec"]  # seeds are grouped by what the plan asked, whatever a report calls it
         if entry["epochs"] != args.epochs:  # a length of its own is another recipe, not another seed
             rows[-1]["recipe"] += f", {entry['epochs']} epochs"
+            rows[-1]["plan"] += f", {entry['epochs']} epochs"
         print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']} ten-crop", file=sys.stderr, flush=True)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
     lines += ["| " + " | ".join(f"{r[c]:,}" if c == "params" else str(r[c]) for c in COLUMNS) + " |" for r in rows]

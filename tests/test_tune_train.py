@@ -303,4 +303,35 @@ def test_final_benchmark_continues_a_longer_wsd_entry_from_a_shorter_one(tmp_pat
     long = json.loads((out / "mini_xception-default_schedulerwsd_epochs10-0" / "report.json").read_text())
     short = json.loads((out / "mini_xception-default_schedulerwsd_epochs5-0" / "report.json").read_text())
     assert long["epochs_run"] == 10 and short["epochs_run"] == 5
-    assert "| default, 10 epochs | 1 |" in (out / "final.md").read_text()  # wsd: the default recipe's own schedule
+    assert "| default+scheduler=wsd, 10 epochs | 1 |" in (out / "final.md").read_text()  # the summary: as planned
+
+
+@pytest.mark.bench
+def test_the_headline_benchmark_picks_per_latency_bound_the_champion_where_it_fits(run_dir, capsys):
+    bench = load_benchmark("bench_headline")
+    big = "conv_k3_c64_s1_relu_bn | conv_k3_c64_s1_relu_bn | gap"  # slower than mini-Xception, within 1 ms
+    rows = [
+        ("c" * 16, big, 0.5, 80000, 2),
+        ("d" * 16, GENOME, 0.3, 1500, 2),
+        ("e" * 16, "conv_k3_c4_s2_relu_bn | gap", 0.2, 1500, 2),
+    ]
+    (run_dir / "pareto.csv").write_text(
+        "key,genome,val_acc,params,epochs\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    )
+    (run_dir / "champion.json").write_text(json.dumps({"genome": big, "key": "c" * 16}))
+    chosen, latency = bench.choose(run_dir)
+    for c in chosen:  # the champion where it is fast enough, else the best-ranked front member that is
+        within = [k for k, _, acc, _, _ in rows if latency[k] <= c["limit_ms"]]
+        assert c["key"] == (
+            "c" * 16 if "c" * 16 in within else max(within, key=lambda k: dict((r[0], r[2]) for r in rows)[k])
+        )
+    out = run_dir.parent / "headline"
+    assert (
+        bench.main(
+            ["--data", "synthetic:70", "--run", str(run_dir), "--out", str(out), "--seeds", "0,1", "--plan-only"]
+        )
+        == 0
+    )
+    plan = (out / "selection.md").read_text().split("plan: ")[1].strip().split(",")
+    assert "champion:searched:0" in plan and "champion:searched:1" in plan and "cnn4:default:1" in plan
+    assert len(plan) == 2 * (len({c["key"] for c in chosen}) + 2)

@@ -1,0 +1,109 @@
+"""The headline: the searched networks against the hand-made ones they compete with, trained the same way.
+
+From a finished search (``--run``; with the default evaluation it trained its champion fully), the networks
+to compare: for each latency bound (mini-Xception's and ``cnn4``'s, timed now beside every front member,
+round-robin, and the 1 ms budget) the searched network within it: the champion if it is (the search trained
+it fully), else the front member the search ranks best there (the highest rung, then its accuracy there).
+Each is trained ``--seeds`` times (the champion with the search's own recipe, ``searched``, so that its
+seed 0 is the search's training, continued and not repeated; the others with the default recipe), and so
+are the two baselines (``--baseline-recipe``), all through ``bench_final.py`` into one table and plot
+(``--out``: a folder that holds earlier seeds of the baselines reuses them). ``selection.md`` says what
+was chosen and why, with each network's lineage.
+
+    python benchmarks/bench_headline.py --data $FER2013 --run runs/<id> --out runs/headline --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nas.deploy.latency import measure
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
+from nas.genome.space import load_baselines
+from nas.training.students import read_front
+
+BASELINES = ("mini_xception", "cnn4")
+BUDGET_MS = 1.0  # the product's goal
+
+
+def choose(run: Path) -> tuple[list[dict], dict[str, float]]:
+    """Per latency bound, the searched network to train fully, and every network's latency (ms)."""
+    front = read_front(run)
+    champion = json.loads((run / "champion.json").read_text())
+    baselines = load_baselines()
+    models = {r["key"]: build(parse_genome(r["genome"])) for r in front}
+    latency = measure(models | {name: build(baselines[name].genome) for name in BASELINES})
+    ranked = sorted(front, key=lambda r: (-r["epochs"], -r["val_acc"], r["key"]))
+    bounds = {f"{name}'s latency": latency[name] for name in BASELINES} | {f"{BUDGET_MS:g} ms": BUDGET_MS}
+    chosen = []
+    for bound, limit in bounds.items():
+        within = [r for r in ranked if latency[r["key"]] <= limit]
+        if champion.get("key") in {r["key"] for r in within}:
+            pick, why = champion["key"], "the champion (fully trained by the search)"
+        elif within:
+            pick, why = within[0]["key"], "the front member the search ranks best there (trained fully now)"
+        else:
+            pick, why = None, "no front member is this fast"
+        chosen.append({"bound": bound, "limit_ms": limit, "key": pick, "why": why})
+    return chosen, latency
+
+
+def plan(chosen: list[dict], champion_key: str | None, seeds: list[int], baseline_recipe: str) -> str:
+    """``bench_final.py``'s plan: each chosen network and each baseline, every seed."""
+    networks = dict.fromkeys(c["key"] for c in chosen if c["key"])
+    entries = [
+        f"{'champion:searched' if key == champion_key else f'{key}:default'}:{seed}"
+        for key in networks
+        for seed in seeds
+    ]
+    entries += [f"{name}:{baseline_recipe}:{seed}" for name in BASELINES for seed in seeds]
+    return ",".join(entries)
+
+
+def selection_lines(chosen: list[dict], latency: dict[str, float], front: list[dict]) -> list[str]:
+    genomes = {r["key"]: r["genome"] for r in front}
+    lines = ["| bound | ms (timed now) | searched network | its ms | why | genome |", "|---|---|---|---|---|---|"]
+    for c in chosen:
+        key = c["key"]
+        own = f"{latency[key]:.3f}" if key else "-"
+        lines.append(f"| {c['bound']} | {c['limit_ms']:.3f} | {key or '-'} | {own} | {c['why']} | "
+                     f"`{genomes.get(key, '')}` |")  # fmt: skip
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="FER2013 CSV (PrivateTest is reported, never used to choose)")
+    p.add_argument("--run", required=True, type=Path, help="a finished search")
+    p.add_argument("--out", default="runs/headline", type=Path)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--baseline-recipe", default="default", help="bench_final's RECIPE[+FIELD=VALUE...] for both")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--plan-only", action="store_true", help="choose, write selection.md and the plan; train nothing")
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    chosen, latency = choose(args.run)
+    champion_key = json.loads((args.run / "champion.json").read_text()).get("key")
+    text = plan(chosen, champion_key, seeds, args.baseline_recipe)
+    lines = selection_lines(chosen, latency, read_front(args.run))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "selection.md").write_text("\n".join([*lines, "", f"plan: {text}", ""]))
+    print("\n".join(lines) + f"\n\nplan: {text}", flush=True)
+    if args.plan_only:
+        return 0
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_final", Path(__file__).with_name("bench_final.py"))
+    bench_final = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_final)
+    return bench_final.main(["--data", args.data, "--out", str(args.out), "--run", str(args.run), "--plan", text,
+                             "--epochs", str(args.epochs), "--device", args.device])  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
