@@ -144,6 +144,8 @@ def test_the_distillation_stage_teaches_the_best_ranked_small_network_beside_its
     assert [m["path"] for m in summary["teachers"]] == [str(run_dir / "model.pt")]
     assert 0 <= summary["ensemble"]["acc"] <= 1 and student["with"]["out"].endswith("distilled/" + "b" * 16 + "-s0")
     assert (run_dir / "students" / ("b" * 16 + "-s0") / "report.json").exists()
+    plan = json.loads((run_dir / "distilled" / "plan-s0.json").read_text())  # kept for a stage that resumes
+    assert list(plan["chosen"]) == ["b" * 16] and plan["teachers"] == [str(run_dir / "model.pt")]
     table = (run_dir / "distilled" / "summary-s0.md").read_text()
     assert "| the ensemble |" in table and f"| `{'b' * 16}` |" in table
     first = capsys.readouterr().out

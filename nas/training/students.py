@@ -26,7 +26,8 @@ def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoc
     """Teach the search's small networks: the best-ranked front members of each group (``StudentOptions``),
     each trained fully without a teacher (under ``students/``) and with the teachers (under ``distilled/``),
     with the same recipe, seed and length; then the teachers' own test accuracy, alone and as the ensemble,
-    beside them in ``distilled/summary.md``. ``settings``: ``StudentOptions``' fields and ``train``'s."""
+    beside them in ``distilled/summary-s<seed>.md``. ``settings``: ``StudentOptions``' fields and ``train``'s.
+    Run again, it finishes what an interrupted stage left (the same teachers and students: ``_plan``)."""
     from nas.training.final import train_final
     from nas.training.options import StudentOptions
 
@@ -35,10 +36,10 @@ def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoc
     o = typed(StudentOptions, {k: settings.pop(k) for k in list(settings) if k in own}, "distill")
     if settings.get("out") is not None:
         raise SettingError("--out: the distillation stage writes under the run directory (distilled/, students/)")
-    paths = [str(p) for p in resolve(run_dir, tuple(teacher))]  # fixed before any student is trained
     seed = settings.get("seed") or 0
+    paths, students = _plan(run_dir, o, tuple(teacher), seed)
     rows = []
-    for key, student in choose_students(run_dir, o).items():
+    for key, student in students.items():
         where = f"{key}-s{seed}"
         plain = train_final(run_dir, genome=student["genome"], out=run_dir / rundir.STUDENTS / where, on_epoch=on_epoch,
                             **settings)  # fmt: skip
@@ -52,6 +53,26 @@ def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoc
     rundir.write_json(out / f"summary-s{seed}.json", summary)
     rundir.atomic_write(out / f"summary-s{seed}.md", summary_markdown(summary).encode())
     return summary
+
+
+def _plan(run_dir: Path, o, teacher: tuple[str, ...], seed: int) -> tuple[list[str], dict[str, dict]]:
+    """The teachers' files and the students, chosen once and kept (``distilled/plan-s<seed>.json``): a
+    latency measured again, or a network trained since, must not change them under a stage that resumes."""
+    from dataclasses import asdict
+
+    path = run_dir / rundir.DISTILLED / f"plan-s{seed}.json"
+    asked = {"teacher": list(teacher), "students": asdict(o)}
+    kept = rundir.read_json(path, "distillation plan") if path.exists() else {}
+    chosen = kept.get("chosen")
+    whole = isinstance(chosen, dict) and all(isinstance(c, dict) and isinstance(c.get("genome"), str)
+                                             for c in chosen.values())  # fmt: skip
+    if kept.get("asked") == asked and whole and isinstance(kept.get("teachers"), list):
+        return [str(t) for t in kept["teachers"]], chosen
+    paths = [str(p) for p in resolve(run_dir, teacher)]
+    chosen = choose_students(run_dir, o)
+    rundir.make_dir(path.parent)
+    rundir.write_json(path, {"asked": asked, "teachers": paths, "chosen": chosen})
+    return paths, chosen
 
 
 def choose_students(run_dir: Path, o) -> dict[str, dict]:
