@@ -8,7 +8,8 @@ Each is trained ``--seeds`` times (the champion with the search's own recipe, ``
 seed 0 is the search's training, continued and not repeated; the others with the default recipe), and so
 are the two baselines (``--baseline-recipe``), all through ``bench_final.py`` into one table and plot
 (``--out``: a folder that holds earlier seeds of the baselines reuses them). ``selection.md`` says what
-was chosen and why, with each network's lineage.
+was chosen and why; the choice is kept (``selection.json``) and a rerun continues with it, unless
+``--choose-again``, so that latencies timed again cannot change the networks of a comparison under way.
 
     python benchmarks/bench_headline.py --data $FER2013 --run runs/<id> --out runs/headline --seeds 0,1,2
 """
@@ -85,14 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-recipe", default="default", help="bench_final's RECIPE[+FIELD=VALUE...] for both")
     p.add_argument("--device", default="auto")
     p.add_argument("--plan-only", action="store_true", help="choose, write selection.md and the plan; train nothing")
+    p.add_argument("--choose-again", action="store_true", help="time and choose anew instead of the kept choice")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    chosen, latency = choose(args.run)
+    kept = args.out / "selection.json"
+    if kept.exists() and not args.choose_again:
+        chosen, latency = (json.loads(kept.read_text())[k] for k in ("chosen", "latency"))
+    else:
+        chosen, latency = choose(args.run)
     champion_key = json.loads((args.run / "champion.json").read_text()).get("key")
     text = plan(chosen, champion_key, seeds, args.baseline_recipe)
     lines = selection_lines(chosen, latency, read_front(args.run))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "selection.md").write_text("\n".join([*lines, "", f"plan: {text}", ""]))
+    kept.write_text(json.dumps({"chosen": chosen, "latency": latency}, indent=1))
     print("\n".join(lines) + f"\n\nplan: {text}", flush=True)
     if args.plan_only:
         return 0
