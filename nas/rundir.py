@@ -38,6 +38,7 @@ MODEL, TRAIN_STATE = "model.pt", "train_state.pt"  # a full training's result an
 REPORT, REPORT_MD = "report.json", "report.md"  # the test report
 # the distilled networks of a run, and the distillation stage's students trained without a teacher
 DISTILLED, STUDENTS = "distilled", "students"
+NETWORKS = "networks"  # full trainings of a run's other genomes (train.py --genome), one folder per genome key
 CHECKPOINT_FORMAT = "fer-nas-checkpoint/2"
 
 # the columns of evaluations.csv and pareto.csv: one evaluation record each

@@ -141,6 +141,12 @@ def test_baseline_with_same_recipe_appears_in_report(run_dir):
     other = GENOME.replace("c16", "c8")  # neither the champion nor on a front: the search did not find it
     assert main(["train", "--run", str(run_dir), "--genome", other, "--epochs", "1", "--out", str(run_dir / "g")]) == 0
     assert "search" not in json.loads((run_dir / "g" / "report.json").read_text())
+    champion = (run_dir / "model.pt").read_bytes()
+    assert main(["train", "--run", str(run_dir), "--genome", other, "--epochs", "1"]) == 0  # no --out: its own folder
+    from nas.genome.grammar import parse_genome
+
+    assert (run_dir / "networks" / parse_genome(other).key / "model.pt").exists()
+    assert (run_dir / "model.pt").read_bytes() == champion  # the champion's training is not written over
 
 
 def test_missing_champion_is_a_clean_error(tmp_path, capsys):

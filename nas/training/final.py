@@ -248,18 +248,22 @@ def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int,
 def _destination(run_dir: Path, recipe: str, baseline: str | None, out: str | Path | None, genome: str,
                  distilled: bool = False) -> tuple[str, Path]:  # fmt: skip
     """The trained network's name and folder: the champion's recipe writes into the run directory, any other
-    recipe beside it, a baseline under ``baselines/``, a distilled network under ``distilled/``, unless
-    ``out`` says where (then a network other than the champion is named by its folder)."""
+    recipe beside it, a baseline under ``baselines/``, another genome under ``networks/<its key>/``, a
+    distilled network under ``distilled/``, unless ``out`` says where (a network other than the champion is
+    named by its folder)."""
     mine = ("auto", "tuned", "searched")  # the champion's own recipes
     name = baseline or ("champion" if recipe in mine else {"default": "untuned"}.get(recipe, f"recipe-{recipe}"))
-    if out and not baseline and not _is_champion(run_dir, genome):
-        name = Path(out).name
+    other = not baseline and not _is_champion(run_dir, genome)  # never written over the champion's files
+    if other:
+        name = Path(out).name if out else parse_genome(genome).key
     if distilled:
         return f"{name}-distilled", Path(out) if out else run_dir / rundir.DISTILLED / name
     if out:
         return name, Path(out)
     if baseline:
         return name, run_dir / "baselines" / baseline
+    if other:
+        return name, run_dir / rundir.NETWORKS / name
     return name, run_dir if recipe in mine else run_dir / name
 
 
