@@ -301,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         table = summary(rows)
         text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
         text += "\nRecall per class (ten-crop), mean over seeds:\n\n" + "\n".join(recall_lines(rows)) + "\n"
-        if lineage_lines(entries, args.run):
-            text += "\nWhere the searched networks come from:\n\n" + "\n".join(lineage_lines(entries, args.run)) + "\n"
+        lineages = lineage_lines(entries, args.run)
+        if lineages:
+            text += "\nWhere the searched networks come from:\n\n" + "\n".join(lineages) + "\n"
         plot(table, out)
     (out / "final.md").write_text(text)
     write_json(out / "final.json", {"plan": args.plan, "epochs": args.epochs, "patience": args.patience, "rows": rows})

@@ -21,11 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from nas.deploy.latency import measure
-from nas.genome.build import build
-from nas.genome.grammar import parse_genome
-from nas.genome.space import load_baselines
-from nas.training.students import read_front
+from nas.training.students import read_front, search_order, timed
 
 BASELINES = ("mini_xception", "cnn4")
 BUDGET_MS = 1.0  # the product's goal
@@ -35,10 +31,8 @@ def choose(run: Path) -> tuple[list[dict], dict[str, float]]:
     """Per latency bound, the searched network to train fully, and every network's latency (ms)."""
     front = read_front(run)
     champion = json.loads((run / "champion.json").read_text())
-    baselines = load_baselines()
-    models = {r["key"]: build(parse_genome(r["genome"])) for r in front}
-    latency = measure(models | {name: build(baselines[name].genome) for name in BASELINES})
-    ranked = sorted(front, key=lambda r: (-r["epochs"], -r["val_acc"], r["key"]))
+    latency = timed(front, BASELINES)
+    ranked = search_order(front)
     bounds = {f"{name}'s latency": latency[name] for name in BASELINES} | {f"{BUDGET_MS:g} ms": BUDGET_MS}
     chosen = []
     for bound, limit in bounds.items():

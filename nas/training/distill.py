@@ -87,6 +87,17 @@ def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) 
     return Teacher(tuple(models), tuple(members), "+".join(sorted(digests)))
 
 
+def teacher_for(run_dir: Path, names: tuple[str, ...], genome) -> Teacher | None:
+    """The teachers ``--teacher`` names (``best``: the run's best) for a student of ``genome`` (parsed), read
+    and checked against its input and classes before any training; None where none is named."""
+    if not names:
+        return None
+    from nas.genome.build import build
+
+    student = build(genome)
+    return load_teacher(resolve(run_dir, names), tuple(student.input_shape), student.head[-1].out_features)
+
+
 def best_teachers(run_dir: Path, count: int = BEST_COUNT) -> list[Path]:
     """The run's ``count`` most accurate fully trained networks by PublicTest accuracy (never by the test
     split): every ``model.pt`` under the run directory but the distilled ones, which learnt from these, and

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import pickle
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -23,11 +22,12 @@ from nas import data as fer
 from nas import rundir
 from nas.deploy.artifact import load_checkpoint, save_checkpoint
 from nas.deploy.latency import measure
-from nas.errors import RunDirError, SettingError, first_line
+from nas.errors import NasError, RunDirError, SettingError, first_line
 from nas.genome.build import build, count_flops, count_params
 from nas.genome.grammar import parse_genome
 from nas.settings import typed
 from nas.training import loop as training
+from nas.training.distill import teacher_for
 from nas.training.loop import RECIPES, TrainConfig, resolve_device
 from nas.training.numerics import fastest
 from nas.training.options import FinalOptions
@@ -105,11 +105,11 @@ def confirmed_checkpoint(run_dir: Path, genome: str, cfg: TrainConfig, data: str
 
 
 def _saved_config(checkpoint: Path) -> dict | None:
-    """The training settings a checkpoint was written under; None (and a warning) where it is unreadable."""
+    """The training settings a checkpoint was written under (read by the loop's own reader of training
+    states); None, and a warning, where it is unreadable."""
     try:
-        return dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["config"])
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, IndexError,
-            AttributeError, ValueError) as exc:  # fmt: skip
+        return dict(training.read_state(checkpoint)["config"])
+    except NasError as exc:
         log.warning(f"{checkpoint}: not continued, unreadable ({first_line(exc)})")
         return None
 
@@ -174,7 +174,7 @@ def train_final(
     device = o.device
     resolve_device(device)
     run_dir, genome, data = target(run_dir, genome, baseline, data)
-    teacher = _teacher(run_dir, o.teacher, genome)
+    teacher = teacher_for(run_dir, o.teacher, parse_genome(genome))
     changes |= {"teacher": teacher.fingerprint} if teacher is not None else {}
     cfg, recipe_name = _recipe(run_dir, genome, o.recipe, changes, o.epochs, o.patience, o.seed, device)
     teacher = teacher or _tuned_teacher(run_dir, cfg, genome)
@@ -267,17 +267,6 @@ def _destination(run_dir: Path, recipe: str, baseline: str | None, out: str | Pa
     return name, run_dir if recipe in mine else run_dir / name
 
 
-def _teacher(run_dir: Path, names: tuple[str, ...], genome: str):
-    """The teachers a distilled training learns from (``nas.training.distill``), read and checked before the
-    training; None without ``--teacher``."""
-    if not names:
-        return None
-    from nas.training.distill import load_teacher, resolve
-
-    student = build(parse_genome(genome))
-    return load_teacher(resolve(run_dir, names), tuple(student.input_shape), student.head[-1].out_features)
-
-
 def _tuned_teacher(run_dir: Path, cfg: TrainConfig, genome: str):
     """The teachers of a tuned recipe that distils: those its study tuned with (``tuned.json``), unchanged."""
     if not cfg.distill_weight:
@@ -286,7 +275,7 @@ def _tuned_teacher(run_dir: Path, cfg: TrainConfig, genome: str):
     paths = (training.read_tuned(path).get("teacher") or {}).get("paths") if path.exists() else None
     if not paths:
         raise RunDirError(f"{path}: the recipe distils, but names no teachers; tune again or name --teacher")
-    teacher = _teacher(run_dir, tuple(paths), genome)
+    teacher = teacher_for(run_dir, tuple(paths), parse_genome(genome))
     if teacher.fingerprint != cfg.teacher:
         raise RunDirError(f"{path}: its teachers changed since the study ({', '.join(paths)}); tune again or name "
                           "--teacher")  # fmt: skip

@@ -79,20 +79,13 @@ def choose_students(run_dir: Path, o) -> dict[str, dict]:
     """The front members to teach, by key: in each group, the ``o.students`` the search ranks best (the
     highest rung first, then its accuracy there: halving's order), latencies measured now, beside the
     reference baseline's, round-robin."""
-    from nas.deploy.latency import measure
-    from nas.genome.space import load_baselines
-
-    baselines = load_baselines()
-    if o.like not in baselines:
-        raise SettingError(f"--like: unknown baseline {o.like!r}; choose from {', '.join(baselines)}")
     front = read_front(run_dir)
-    models = {row["key"]: build(parse_genome(row["genome"])) for row in front}
-    latency = measure(models | {o.like: build(baselines[o.like].genome)})
+    latency = timed(front, (o.like,))
     fast = f"within {o.like}'s latency ({latency[o.like]:.3f} ms)"
     small = f"within {o.max_params:,} parameters and {o.max_latency_ms:g} ms"
     fits = {fast: lambda r: latency[r["key"]] <= latency[o.like],
             small: lambda r: r["params"] <= o.max_params and latency[r["key"]] <= o.max_latency_ms}  # fmt: skip
-    ranked = sorted(front, key=lambda r: (-r["epochs"], -r["val_acc"], r["key"]))
+    ranked = search_order(front)
     chosen: dict[str, dict] = {}
     for group, fit in fits.items():
         for row in [r for r in ranked if fit(r)][: o.students]:
@@ -101,6 +94,25 @@ def choose_students(run_dir: Path, o) -> dict[str, dict]:
     if not chosen:
         raise RunDirError(f"{run_dir / rundir.PARETO}: no front member {fast}, nor {small}")
     return chosen
+
+
+def timed(front: list[dict], baselines: tuple[str, ...]) -> dict[str, float]:
+    """The latency (ms) of every front member, by key, and of the named baselines, by name: all timed
+    round-robin in one measurement, so that they compare."""
+    from nas.deploy.latency import measure
+    from nas.genome.space import load_baselines
+
+    known = load_baselines()
+    unknown = [name for name in baselines if name not in known]
+    if unknown:
+        raise SettingError(f"--like: unknown baseline {unknown[0]!r}; choose from {', '.join(known)}")
+    models = {row["key"]: build(parse_genome(row["genome"])) for row in front}
+    return measure(models | {name: build(known[name].genome) for name in baselines})
+
+
+def search_order(front: list[dict]) -> list[dict]:
+    """The front as the search ranks it: the highest rung first, then the accuracy there (halving's order)."""
+    return sorted(front, key=lambda r: (-r["epochs"], -r["val_acc"], r["key"]))
 
 
 def read_front(run_dir: Path) -> list[dict]:

@@ -26,7 +26,7 @@ from nas.errors import NasError, SettingError, first_line
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import make_dir, read_json, write_json
-from nas.training.distill import Teacher, load_teacher, resolve
+from nas.training.distill import Teacher, teacher_for
 from nas.training.loop import RECIPES, Targets, TrainConfig, read_tuned, resolve_device, train
 from nas.training.numerics import fastest
 from nas.training.options import (
@@ -161,7 +161,7 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     for name in (rundir.TUNED, rundir.TUNE_STUDY, CONFIRMED):  # before any work; sqlite would follow a link
         rundir.no_link(Path(run_dir) / name)
     model_genome = parse_genome(genome)
-    teacher = _teacher(Path(run_dir), o.teacher, model_genome)
+    teacher = teacher_for(Path(run_dir), o.teacher, model_genome)  # checked before the study starts
     dataset = fer.load(data_path, ("train", "val"))
     train_split, val_split = dataset["train"].subset(o.train_images, o.seed), dataset["val"]
     db = Path(run_dir) / rundir.TUNE_STUDY
@@ -207,14 +207,6 @@ def _study(name: str, storage: str, o: StudyOptions) -> optuna.Study:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
     except (ImportError, SQLAlchemyError) as exc:
         raise SettingError(f"--storage {storage}: cannot open ({first_line(exc)})") from None
-
-
-def _teacher(run_dir: Path, names: tuple[str, ...], genome) -> Teacher | None:
-    """The teachers of a study that tunes a distillation too, checked against the network before it starts."""
-    if not names:
-        return None
-    model = build(genome)
-    return load_teacher(resolve(run_dir, names), tuple(model.input_shape), model.head[-1].out_features)
 
 
 def _optimize(study: optuna.Study, model_genome, splits: tuple, o: StudyOptions, run_dir: Path,
