@@ -4,7 +4,7 @@ import pytest
 
 from nas.evolve import objectives as objs
 from nas.evolve import worker
-from nas.evolve.evaluate import Evaluator
+from nas.evolve.evaluate import Evaluator, finalist_slowdown
 from nas.evolve.fidelity import Fidelity
 from nas.evolve.problem import Floor, Problem
 from nas.evolve.strategies import Request, make_strategy
@@ -77,6 +77,17 @@ def test_default_rungs_are_three_quarters_of_the_schedule_then_all_of_it_and_the
     assert halving.rungs == (3, 4) and halving.epochs_per_network() == pytest.approx(3 + 1 / 3)
     assert make_strategy("halving", FakeEvaluator({}), problem, rungs=(1, 2, 4), eta=2).epochs_per_network() == 2
     assert make_strategy("scratch", FakeEvaluator({}), problem).epochs_per_network() == 4
+
+
+def test_the_estimate_prices_a_finalist_at_the_budget_against_the_average_admitted_network():
+    def costs(genome):  # made up: networks of an even number of blocks cost 2 MFLOPs, the others 8 (over the cap)
+        return {"flops": 2e6 if len(genome.body) % 2 == 0 else 8e6, "params": 1.0}
+
+    capped = Problem(TINY, objs.parse_objectives("acc,params"), {"flops": 4e6}, costs)
+    ratio, why = finalist_slowdown(capped, samples=20)
+    assert ratio == pytest.approx(2.0)  # the budget over the admitted networks' mean; over-budget ones left out
+    assert why == " (finalists sit at the budget, 2.0x the 2 MFLOPs of the space's average network)"
+    assert finalist_slowdown(Problem(TINY, objs.parse_objectives("acc,params"), {}, costs)) == (1.0, "")
 
 
 @pytest.fixture
