@@ -6,7 +6,9 @@ of ``--run``, or the key of a member of ``--run``'s front in its ``pareto.csv``;
 (``scripts/train.py``: early stopping on PublicTest, this machine's faster numerics, a checkpoint per epoch)
 into ``<out>/<entry>/``, then reported on PrivateTest. Resumable over several sittings: a finished entry
 (its ``report.json``) is read back, an interrupted one continues from its checkpoint; rerun the same command.
-Entries run one after the other, each on all the cores torch is given. An entry of a wsd schedule without a
+Entries run one after the other, each on all the cores torch is given, or with ``--jobs N`` N at a time in
+worker processes of one thread each (on a CPU two 1-thread trainings beat one 2-thread training), each
+entry after the entries it continues or learns from. An entry of a wsd schedule without a
 state of its own starts from the state before the decay of a shorter entry of the same network, recipe and
 seed, planned before it (a 50-epoch training's epoch 40 is a 100-epoch training's epoch 40): the longer one
 trains no epoch twice. ``+teacher=LABEL;LABEL`` distils the entry from other entries of the same ``--out``
@@ -25,10 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from nas import api
 from nas.deploy.artifact import load_checkpoint
@@ -143,6 +148,47 @@ def _with_teachers(changes: dict, out: Path) -> dict:
     return changes | {"teacher": tuple(str(out / label / MODEL) for label in str(changes["teacher"]).split(";"))}
 
 
+def waits_for(entry: dict, entries: list[dict]) -> set[str]:
+    """The labels an entry needs finished first: shorter wsd entries it may continue, and its teachers."""
+    needs = set(filter(None, str(entry["changes"].get("teacher", "")).split(";")))
+    if entry["changes"].get("scheduler") == "wsd":
+        same = {k: v for k, v in entry["changes"].items() if k != "epochs"}
+        needs |= {
+            e["label"] for e in entries
+            if (e["network"], e["recipe"], e["seed"]) == (entry["network"], entry["recipe"], entry["seed"])
+            and {k: v for k, v in e["changes"].items() if k != "epochs"} == same and e["epochs"] < entry["epochs"]
+        }  # fmt: skip
+    return needs
+
+
+def train_plan(entries: list[dict], todo: dict[str, dict], out: Path, jobs: int, **common) -> None:
+    """Train the entries of ``todo``, ``jobs`` at a time, each once the entries it waits for are finished."""
+    waiting = [e for e in entries if e["label"] in todo]
+    if jobs <= 1:
+        for entry in waiting:
+            continue_shorter(entry, entries, out)
+            api.train(**_training(entry, todo, out, common))
+        return
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        running: dict = {}
+        while waiting or running:
+            unfinished = {e["label"] for e in waiting} | set(running.values())
+            for entry in [e for e in waiting if not waits_for(e, entries) & unfinished][: jobs - len(running)]:
+                continue_shorter(entry, entries, out)
+                running[pool.submit(api.train, **_training(entry, todo, out, common))] = entry["label"]
+                waiting.remove(entry)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                future.result()  # a failed training stops the plan (the running ones finish first)
+
+
+def _training(entry: dict, todo: dict[str, dict], out: Path, common: dict) -> dict:
+    return {**todo[entry["label"]], "recipe": entry["recipe"], "epochs": entry["epochs"], "seed": entry["seed"],
+            "out": out / entry["label"], **common, **_with_teachers(entry["changes"], out)}  # fmt: skip
+
+
 def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
     """Each trained network's ONNX Runtime latency (ms), all timed round-robin in one measurement."""
     models = {}
@@ -253,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=0, help="as train.py's (0: the whole schedule)")
     p.add_argument("--device", default="auto")
     p.add_argument(
+        "--jobs", type=int, default=1, help="trainings at a time, one thread each (default: one, all threads)"
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="table of the finished entries, their latency timed again; train nothing",
@@ -268,17 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     make_dir(out)
     latency = idle_latency(entries, out) if args.report_only else {}
+    train_plan(entries, todo, out, args.jobs, data=args.data, patience=args.patience, device=args.device)
     rows = []
     for entry in entries:
         folder = out / entry["label"]
-        if entry["label"] in todo:
-            continue_shorter(entry, entries, out)
-            api.train(
-                **todo[entry["label"]], recipe=entry["recipe"], data=args.data, epochs=entry["epochs"],
-                patience=args.patience, seed=entry["seed"], device=args.device, out=folder,
-                **_with_teachers(entry["changes"], out),
-            )  # fmt: skip
-        elif not (folder / "report.json").exists():  # --report-only: not trained yet
+        if not (folder / "report.json").exists():  # --report-only: not trained yet
             continue
         report = json.loads((folder / "report.json").read_text())
         retimed = {"latency_ms": latency[entry["network"]]} if entry["network"] in latency else {}

@@ -11,7 +11,7 @@ are the two baselines (``--baseline-recipe``), all through ``bench_final.py`` in
 was chosen and why; the choice is kept (``selection.json``) and a rerun continues with it, unless
 ``--choose-again``, so that latencies timed again cannot change the networks of a comparison under way.
 
-    python benchmarks/bench_headline.py --data $FER2013 --run runs/<id> --out runs/headline --seeds 0,1,2
+    python benchmarks/bench_headline.py --data $FER2013 --run runs/<id> --out runs/headline --seeds 0,1,2 --jobs 2
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--baseline-recipe", default="default", help="bench_final's RECIPE[+FIELD=VALUE...] for both")
     p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=1, help="bench_final's: trainings at a time, one thread each")
     p.add_argument("--plan-only", action="store_true", help="choose, write selection.md and the plan; train nothing")
     p.add_argument("--choose-again", action="store_true", help="time and choose anew instead of the kept choice")
     args = p.parse_args(argv)
@@ -102,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = importlib.util.spec_from_file_location("bench_final", Path(__file__).with_name("bench_final.py"))
     bench_final = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_final)
-    return bench_final.main(["--data", args.data, "--out", str(args.out), "--run", str(args.run), "--plan", text,
-                             "--epochs", str(args.epochs), "--device", args.device])  # fmt: skip
+    common = ["--epochs", str(args.epochs), "--device", args.device, "--jobs", str(args.jobs)]
+    return bench_final.main(
+        ["--data", args.data, "--out", str(args.out), "--run", str(args.run), "--plan", text, *common]
+    )
 
 
 if __name__ == "__main__":

@@ -302,14 +302,34 @@ def test_final_benchmark_continues_a_longer_wsd_entry_from_a_shorter_one(tmp_pat
     bench = load_benchmark("bench_final")
     out = tmp_path / "final"
     args = ["--data", "synthetic:70", "--out", str(out), "--epochs", "5", "--device", "cpu"]
-    assert bench.main([*args, "--plan", "mini_xception:default+scheduler=wsd+epochs=5:0,"
+    assert bench.main([*args, "--jobs", "2", "--plan", "mini_xception:default+scheduler=wsd+epochs=5:0,"
                        "mini_xception:default+scheduler=wsd+epochs=10:0"]) == 0  # fmt: skip
-    err = capsys.readouterr().err  # the 10-epoch entry starts from the 5-epoch one's epoch 4
+    err = capsys.readouterr().err  # the 10-epoch entry waits for the 5-epoch one and starts from its epoch 4
     assert "epochs10-0: continues " in err and "epochs5-0/train_state.stable.pt" in err
     long = json.loads((out / "mini_xception-default_schedulerwsd_epochs10-0" / "report.json").read_text())
     short = json.loads((out / "mini_xception-default_schedulerwsd_epochs5-0" / "report.json").read_text())
     assert long["epochs_run"] == 10 and short["epochs_run"] == 5
     assert "| default+scheduler=wsd, 10 epochs | 1 |" in (out / "final.md").read_text()  # the summary: as planned
+
+
+def test_the_final_benchmark_trains_an_entry_after_the_ones_it_continues_or_learns_from():
+    bench = load_benchmark("bench_final")
+    entries = bench.parse_plan(
+        "cnn4:default+scheduler=wsd+epochs=50:0,cnn4:default+scheduler=wsd:0,cnn4:default+scheduler=wsd:1,"
+        "cnn4:default:0,mini_xception:default+teacher=cnn4-default_schedulerwsd-0;cnn4-default-0:0"
+    )
+    for e in entries:
+        e["epochs"] = int(e["changes"].pop("epochs", 100))
+    waits = {e["label"]: bench.waits_for(e, entries) for e in entries}
+    assert waits == {
+        "cnn4-default_schedulerwsd_epochs50-0": set(),
+        "cnn4-default_schedulerwsd-0": {"cnn4-default_schedulerwsd_epochs50-0"},  # continues its stable state
+        "cnn4-default_schedulerwsd-1": set(),  # another seed
+        "cnn4-default-0": set(),
+        "mini_xception-default_teachercnn4-default_schedulerwsd-0;cnn4-default-0-0": {
+            "cnn4-default_schedulerwsd-0", "cnn4-default-0"
+        },  # its teachers
+    }  # fmt: skip
 
 
 @pytest.mark.bench
