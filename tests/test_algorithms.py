@@ -149,10 +149,12 @@ def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, caps
 def test_region_benchmark_runs_both_arms_and_resumes_them(synthetic_csv, tmp_path, capsys):
     bench = load_benchmark("bench_region")
     args = ["--data", str(synthetic_csv), "--generations", "0", "--out", str(tmp_path)]
-    extra = "--finalists 0 --population 4 --fidelity 140x1b32 --strategy scratch --jobs 2"
+    extra = "--population 4 --fidelity 140x1b32 --strategy scratch --jobs 2"
     assert bench.main([*args, "--extra", extra]) == 0
     table = capsys.readouterr().out
     assert "| region | 4 |" in table and "| old | 4 |" in table  # four networks trained in each arm
+    for arm in ("region", "old"):  # the arms compare the search, not the finalists' full training
+        assert json.loads((tmp_path / arm / "config.json").read_text())["search"]["finalists"] == 0
     trained = (tmp_path / "region" / "cache.jsonl").read_text()
     assert bench.main([*args, "--extra", extra, "--generations", "1"]) == 0  # resumed, generation 0 not again
     assert (tmp_path / "region" / "cache.jsonl").read_text().startswith(trained)
