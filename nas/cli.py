@@ -268,7 +268,7 @@ def _distill_parser(sub) -> None:
     p.add_argument("--data", default=None, help="default: the run's data")
     seen: set[str] = set()
     add_flags(p, StudentOptions, seen)
-    add_flags(p, FinalOptions, seen)
+    add_flags(p, FinalOptions, seen, without=("out",))  # the stage writes under the run directory
     p.set_defaults(func=cmd_distill)
 
 

@@ -69,12 +69,14 @@ def flag_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get(_NO_FLAG) and _parser(hints[f.name]) is not None]
 
 
-def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, seen: set[str]) -> None:
-    """A flag for each field of ``cls`` (``seen``: the names already added, where a repeat is an error); its
-    default is None, so that only the flags given override anything, and its help ends with the field's
-    own default."""
+def add_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, seen: set[str], without: tuple[str, ...] = ()
+) -> None:
+    """A flag for each field of ``cls`` but those named in ``without`` (fields the command sets itself), its
+    default None, so that only the flags given override anything, and its help ending with the field's own
+    default; ``seen``: the names already added, where a repeat is an error."""
     hints = typing.get_type_hints(cls)
-    for f in flag_fields(cls):
+    for f in (f for f in flag_fields(cls) if f.name not in without):
         if _dest(f) in seen:  # two declarations of one name: the command line could not tell them apart
             raise ValueError(f"setting {f.name!r} of {cls.__name__} is declared twice")
         seen.add(_dest(f))

@@ -124,6 +124,14 @@ def test_distillation_settings_are_checked_before_anything_runs(run_dir, capsys,
     assert "--distill-weight" in capsys.readouterr().err and not (run_dir / "distilled").exists()
 
 
+def test_the_distillation_stage_offers_no_out_flag_it_would_refuse(run_dir, capsys):
+    assert main(["distill", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--teacher" in shown and "--out" not in shown  # the training's flags, but not the one refused
+    assert main(["distill", "--run", str(run_dir), "--out", str(run_dir / "x")]) == 2
+    assert "unrecognized arguments: --out" in capsys.readouterr().err and not (run_dir / "x").exists()
+
+
 def _front(run_dir, rows):
     header = "key,genome,val_acc,params,epochs\n"
     (run_dir / "pareto.csv").write_text(header + "".join(",".join(map(str, r)) + "\n" for r in rows))
