@@ -162,7 +162,8 @@ def waits_for(entry: dict, entries: list[dict]) -> set[str]:
 
 
 def train_plan(entries: list[dict], todo: dict[str, dict], out: Path, jobs: int, **common) -> None:
-    """Train the entries of ``todo``, ``jobs`` at a time, each once the entries it waits for are finished."""
+    """Train the entries of ``todo``, ``jobs`` at a time, each once the entries it waits for are finished (they
+    cannot wait in a circle: a teacher's label is part of its student's, and a wsd entry waits for shorter ones)."""
     waiting = [e for e in entries if e["label"] in todo]
     if jobs <= 1:
         for entry in waiting:

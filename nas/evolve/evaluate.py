@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import torch
@@ -32,6 +33,9 @@ from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import Cache
 from nas.training.loop import TrainConfig, resolve_device, train
+
+if TYPE_CHECKING:
+    from nas.evolve.problem import Problem
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +265,13 @@ def _needs_latency(record: dict) -> bool:
     return record["status"] == "ok" and record.get("latency_ms") is None
 
 
-def finalist_slowdown(problem, samples: int = 64, seed: int = 0) -> tuple[float, str]:
+def finalist_slowdown(problem: Problem, samples: int = 64, seed: int = 0) -> tuple[float, str]:
     """How much costlier an epoch of a finalist is than one of the average network the search trains,
     and why. Training cost grows about in proportion to a network's predicted latency (FLOPs without a
     latency budget); the finalists, the most accurate networks, sit at the budget, while the networks a
-    search trains average what the space's admitted samples average (run30: 0.36 ms over its 248
-    networks, 0.37 ms over admitted samples). Without a latency or FLOPs budget there is nothing to scale by.
-    """
+    search trains average what the space's admitted samples average (the 30-generation default search of
+    2026-12-06: 0.36 ms over its 248 networks, 0.37 ms over 300 admitted samples; docs/design.md). Without
+    a latency or FLOPs budget there is nothing to scale by."""
     import random
 
     from nas.genome.space import sample
