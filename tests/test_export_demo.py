@@ -2,6 +2,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ from conftest import FACES
 
 from nas.cli import main
 from nas.deploy.artifact import ExportError, export, load_checkpoint, save_checkpoint
-from nas.deploy.classifier import Classifier
+from nas.deploy.classifier import DEFAULT_MODEL, Classifier
 from nas.deploy.demo import DemoConfig, Tracker, run
 from nas.errors import NasError
 from nas.genome.build import build
@@ -262,3 +263,31 @@ def test_the_packages_own_model_is_used_where_none_is_named_once_one_ships(expor
     assert sorted(p.name for p in shipped.iterdir()) == sorted(artifact.SHIPPED)
     assert main(["demo", "--source", photo, "--headless", "--output", str(out)]) == 0 and out.exists()
     assert len(nas.analyze(photo)) == 2 and nas.analyze(photo) == nas.analyze(photo, exported)
+    check_shipped(shipped)
+
+
+def check_shipped(folder: Path) -> None:
+    """What the package's own model must be: its card what its model.json says, its test figures those of the
+    report it came from, and ``nas.analyze`` with no model naming it working where torch cannot be imported."""
+    from nas.deploy import artifact
+    from nas.training.report import read_report
+
+    info = json.loads((folder / "model.json").read_text())
+    assert (folder / "MODEL_CARD.md").read_text() == artifact.model_card(info)
+    assert info["test"] == artifact._test_summary(read_report(folder / "report.json"))
+    assert "FER2013" in (folder / "MODEL_CARD.md").read_text()
+    code = (
+        "import sys\nsys.modules['torch'] = None  # import torch now fails\nimport json\nfrom pathlib import Path\n"
+        "import nas\nfrom nas.deploy import classifier\nclassifier.DEFAULT_MODEL = Path(sys.argv[2])\n"
+        "print(json.dumps(nas.analyze(sys.argv[1])))"
+    )
+    photo = FACES / "facerec_two_people.jpg"
+    run = subprocess.run([sys.executable, "-c", code, str(photo), str(folder)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert len(json.loads(run.stdout)) == 2
+
+
+@needs_faces
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.json").exists(), reason="no model ships yet: the headline ships one")
+def test_the_model_that_ships_with_the_package_agrees_with_its_card_and_report_and_runs_without_torch():
+    check_shipped(DEFAULT_MODEL)
