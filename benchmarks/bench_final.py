@@ -226,8 +226,8 @@ def summary(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     groups = table.groupby(["network", "plan"], sort=False)
     out = groups.agg(
-        seeds=("seed", "count"), params=("params", "first"), latency_ms=("latency ms", "median"),
-        train_min=("train min", "mean"),
+        seeds=("seed", "count"), params=("params", "first"), mflops=("MFLOPs", "first"),
+        latency_ms=("latency ms", "median"), train_min=("train min", "mean"),
     ).reset_index()  # fmt: skip
     for column in SUMMARISED:
         stats = groups[column].agg(["mean", "min", "max"]).reset_index(drop=True)
@@ -239,11 +239,11 @@ def summary(rows: list[dict]) -> pd.DataFrame:
 
 
 def summary_lines(table: pd.DataFrame) -> list[str]:
-    head = ["network", "recipe", "seeds", "params", "latency ms", "train min (mean)"]
+    head = ["network", "recipe", "seeds", "params", "MFLOPs", "latency ms", "train min (mean)"]
     head += [f"{f} mean (range)" for f in SUMMARISED]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in table.to_dict("records"):
-        cells = [r["network"], r["plan"], r["seeds"], f"{r['params']:,}", f"{r['latency_ms']:.3f}"]
+        cells = [r["network"], r["plan"], r["seeds"], f"{r['params']:,}", r["mflops"], f"{r['latency_ms']:.3f}"]
         cells += [f"{r['train_min']:.1f}", *(r[f"{f} text"] for f in SUMMARISED)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines

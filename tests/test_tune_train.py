@@ -274,6 +274,7 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     accs = [json.loads(reports[out / f"cnn4-default-{seed}" / "report.json"])["ten_crop"]["acc"] for seed in (0, 1)]
     summary = next(line for line in table.splitlines() if line.startswith("| cnn4 | default | 2 |"))
     assert f"{sum(accs) / 2:.4f}" in summary and (out / "final.png").exists()  # mean over the two seeds
+    assert summary.startswith("| cnn4 | default | 2 | 1,012,199 | 66.3 |")  # parameters and MFLOPs
     assert "| cnn4 +3 |" in table.split("Over seeds")[0]  # the searched row's lineage
     from nas.genome.space import load_baselines
 
