@@ -1,5 +1,9 @@
 """Evaluation strategies: successive halving's promotion, its exactness against scratch, and its resume."""
 
+import logging
+import re
+import time
+
 import pytest
 
 from nas.evolve import objectives as objs
@@ -155,8 +159,11 @@ def test_on_a_continuable_schedule_rungs_stop_short_and_the_finalists_finish_the
         return real(genome, task, until, state, *rest)
 
     monkeypatch.setattr(worker, "train_candidate", spy)
+    reported, reporting = [], ev.reporting
+    monkeypatch.setattr(ev, "reporting", lambda *a: reported.append(a) or reporting(*a))
     finals = halving.finalize([parse_genome(r["genome"]) for r in top], "rich")
     assert [c[1:] for c in calls] == [(None, True), (None, True)]  # continued from their kept states
+    assert reported == [([r["genome"] for r in top], 12, 600.0)]  # its progress logged every 10 minutes
     assert [f["epochs"] for f in finals] == [12, 12] and all(len(f["curve"]) == 12 for f in finals)
     straight = Evaluator(task).evaluate([top[0]["genome"]])[0]  # the same training, straight through
     assert (straight["val_acc"], straight["val_f1"]) == (finals[0]["val_acc"], finals[0]["val_f1"])
@@ -174,7 +181,7 @@ def test_only_a_continuable_schedule_may_end_its_rungs_early():
 
 
 def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_twice(synthetic_csv, tmp_path,
-                                                                                      monkeypatch):  # fmt: skip
+                                                                                      monkeypatch, caplog):  # fmt: skip
     import nas.training.loop
 
     task = EvalTask(str(synthetic_csv), WSD, seed=0)
@@ -198,6 +205,12 @@ def test_a_search_killed_in_its_top_rung_resumes_it_without_training_an_epoch_tw
     with pytest.raises(KeyboardInterrupt):
         strategy().finalize(finalists, "rich")
     assert trained[-1] == "killed" and list((tmp_path / "states").glob("*-live.pt"))
+    with (
+        caplog.at_level(logging.INFO, logger="nas"),
+        strategy().evaluator.reporting([str(g) for g in finalists], 12, every=0.01),
+    ):
+        time.sleep(0.3)  # the hours of a top rung say how far they have come: here, the killed finalist's 7 epochs
+    assert re.search(rf"top rung: ({finalists[0].key}|{finalists[1].key}) at epoch 7/12, \d+ s an epoch", caplog.text)
     monkeypatch.setattr(nas.training.loop, "_train_epoch", lambda *a: trained.append(a[4]) or real(*a))
     finals = strategy().finalize(finalists, "rich")
     main = [e for e in trained if e != "killed"]

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +34,7 @@ from nas.evolve.worker import EvalTask, Job, _failed, _train_job, cache_key, has
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.rundir import Cache
-from nas.training.loop import TrainConfig, resolve_device, train
+from nas.training.loop import TrainConfig, read_state, resolve_device, train
 
 if TYPE_CHECKING:
     from nas.evolve.problem import Problem
@@ -160,6 +162,42 @@ class Evaluator:
     def state_file(self, genome_text: str) -> Path | None:
         """The file of a network's most trained kept state, if it is kept on disk."""
         return self.states.file(self._state_base(genome_text))
+
+    def live_epochs(self, genome_text: str) -> tuple[int, float] | None:
+        """How far a long training under way has come: (epochs, seconds) of its last epoch checkpoint, if any
+        (None also while a worker replaces the file)."""
+        if self.states.folder is None:
+            return None
+        path = self.states.live(self._state_base(genome_text))
+        try:
+            result = read_state(path)["result"] if path.exists() else None
+        except NasError:
+            return None
+        return (result.epochs_run, result.seconds) if result is not None else None
+
+    @contextmanager
+    def reporting(self, genome_texts: list[str], epochs: int, every: float = 600.0) -> Iterator[None]:
+        """While the block runs, log every ``every`` seconds how far each long training of ``genome_texts``
+        has come (the finalists' top rung takes hours, and its workers' own lines stay in their processes)."""
+        stop = threading.Event()
+
+        def report() -> None:
+            while not stop.wait(every):
+                for text in genome_texts:
+                    done = self.live_epochs(text)
+                    if done and done[0]:
+                        n, seconds = done
+                        left = (epochs - n) * seconds / n / 3600
+                        log.info(f"top rung: {parse_genome(text).key} at epoch {n}/{epochs}, "
+                                 f"{seconds / n:.0f} s an epoch, ~{left:.1f} h to go")  # fmt: skip
+
+        thread = threading.Thread(target=report, name="top-rung-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def drop_states_except(self, genome_texts: set[str]) -> None:
         """Forget every kept training state but those of ``genome_texts``."""

@@ -51,6 +51,7 @@ class Options:
 # (rungs 2,4 eta 3: 0.72 at 3 epochs; 1,3: 0.62), as Pareto promotion lifts small networks by their extra
 # training alone (benchmarks/results/fidelity_full_cpu.md)
 CONTINUABLE_RUNGS = (2,)
+REPORT_EVERY = 600.0  # seconds between the top rung's progress lines: it trains for hours
 
 
 class Halving(Strategy):
@@ -129,7 +130,9 @@ class Halving(Strategy):
             return super().finalize(genomes, fidelity)
         from nas.evolve.worker import Job
 
-        return self.evaluator.evaluate([Job(str(g), keep_state=True, resumable=True) for g in genomes])
+        texts = [str(g) for g in genomes]
+        with self.evaluator.reporting(texts, self.evaluator.task.fidelity.epochs, REPORT_EVERY):
+            return self.evaluator.evaluate([Job(text, keep_state=True, resumable=True) for text in texts])
 
     def prune(self, front: list[dict]) -> None:
         """Delete the kept states of networks that left the front: they can no longer become finalists."""
