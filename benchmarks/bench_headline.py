@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=1, help="bench_final's: trainings at a time, one thread each")
     p.add_argument("--plan-only", action="store_true", help="choose, write selection.md and the plan; train nothing")
-    p.add_argument("--choose-again", action="store_true", help="time and choose anew instead of the kept choice")
+    p.add_argument("--choose-again", action="store_true", help="time the networks again, not the kept timing")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     kept = args.out / "selection.json"
