@@ -177,7 +177,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     saved files (latency tables, cache, checkpoint) have been read through their checks under the lock: a
     resume that stops on one of them, or on a directory in use, leaves every file as it was."""
     from nas.deploy.latency import LatencyTable, machine_table_path
-    from nas.evolve.evaluate import Evaluator, LatencyConfig, estimate, finalist_slowdown
+    from nas.evolve.evaluate import Evaluator, LatencyConfig, estimate
     from nas.evolve.plots import Plots
     from nas.evolve.problem import Problem
     from nas.evolve.runner import Runner
@@ -214,9 +214,8 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     done = checkpoint["generation"] + 1 if checkpoint else 0
     todo = search_cfg.population * (search_cfg.generations + 1 - done)
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
-    final_epochs = strategy.final_epochs()
-    slowdown = finalist_slowdown(problem) if runner.finalists and final_epochs else (1.0, "")
-    log.info(estimate(task, todo, ev.jobs, strategy.epochs_per_network(), runner.finalists, final_epochs, slowdown))
+    epochs, final_epochs = strategy.epochs_per_network(), strategy.final_epochs()
+    log.info(estimate(task, todo, ev.jobs, epochs, runner.finalists, final_epochs, problem))
     try:
         state = runner.run()
     finally:

@@ -179,16 +179,16 @@ class Evaluator:
     def reporting(self, genome_texts: list[str], epochs: int, every: float = 600.0) -> Iterator[None]:
         """While the block runs, log every ``every`` seconds how far each long training of ``genome_texts``
         has come (the finalists' top rung takes hours, and its workers' own lines stay in their processes)."""
-        stop = threading.Event()
+        stop, keys = threading.Event(), {text: parse_genome(text).key for text in genome_texts}
 
         def report() -> None:
             while not stop.wait(every):
-                for text in genome_texts:
+                for text, key in keys.items():
                     done = self.live_epochs(text)
                     if done and done[0]:
                         n, seconds = done
                         left = (epochs - n) * seconds / n / 3600
-                        log.info(f"top rung: {parse_genome(text).key} at epoch {n}/{epochs}, "
+                        log.info(f"top rung: {key} at epoch {n}/{epochs}, "
                                  f"{seconds / n:.0f} s an epoch, ~{left:.1f} h to go")  # fmt: skip
 
         thread = threading.Thread(target=report, name="top-rung-progress", daemon=True)
@@ -312,6 +312,7 @@ def finalist_slowdown(problem: Problem, samples: int = 64, seed: int = 0) -> tup
     a latency or FLOPs budget there is nothing to scale by."""
     import random
 
+    from nas.evolve.problem import CAP_UNITS
     from nas.genome.space import sample
 
     name = next((n for n in ("latency_ms", "flops") if n in problem.caps), None)
@@ -320,18 +321,17 @@ def finalist_slowdown(problem: Problem, samples: int = 64, seed: int = 0) -> tup
     rng, values = random.Random(seed), []
     for _ in range(samples * 20):
         genome = sample(problem.space, rng)
-        costs = problem.costs(genome, latency=name == "latency_ms")
-        if costs is not None and problem.violation(costs) <= 0 and costs.get(name):
-            values.append(costs[name])
+        if problem.admits(genome) and problem.costs(genome).get(name):  # a capped latency is predicted
+            values.append(problem.costs(genome)[name])
             if len(values) == samples:
                 break
     if not values:
         return 1.0, ""
-    ratio = problem.caps[name] / (sum(values) / len(values))
-    unit = "ms" if name == "latency_ms" else "MFLOPs"
-    scale = 1.0 if name == "latency_ms" else 1e6
-    mean = format(sum(values) / len(values) / scale, ".3g")
-    return ratio, f" (finalists sit at the budget, {ratio:.1f}x the {mean} {unit} of the space's average network)"
+    mean = sum(values) / len(values)
+    ratio = problem.caps[name] / mean
+    scale, unit = CAP_UNITS[name][:2]
+    average = f"{mean / scale:.3g} {unit} of the space's average network"
+    return ratio, f" (finalists sit at the budget, {ratio:.1f}x the {average})"
 
 
 def estimate(
@@ -341,12 +341,12 @@ def estimate(
     epochs: float | None = None,
     finalists: int = 0,
     final_epochs: float = 0.0,
-    slowdown: tuple[float, str] = (1.0, ""),
+    problem: Problem | None = None,
 ) -> str:
     """Up-front cost: a probe network's measured training speed times the number of evaluations, each
     training ``epochs`` of the schedule on average (successive halving stops most networks early), plus the
     top rung, if the search has one: ``finalists`` continuing ``final_epochs`` each, ``jobs`` at a time,
-    each ``slowdown`` times as costly an epoch as the average network (``finalist_slowdown``)."""
+    each epoch as much costlier than the average network's as ``problem``'s budget says (``finalist_slowdown``)."""
     from nas.genome.space import load_baselines
 
     probe = load_baselines()["mini_xception"]
@@ -371,7 +371,8 @@ def estimate(
         f" repeats come from the cache, so usually less)"
     )
     if finalists and final_epochs:
-        final = math.ceil(finalists / jobs) * n_train * final_epochs / ips * slowdown[0]
+        slowdown, why = finalist_slowdown(problem) if problem is not None else (1.0, "")
+        final = math.ceil(finalists / jobs) * n_train * final_epochs / ips * slowdown
         text += f"; then {finalists} finalist(s) finish their training, {final_epochs:g} epochs each"
-        text += f" ~ {final / 3600:.1f} h{slowdown[1]}; ~ {(total + final) / 3600:.1f} h in all"
+        text += f" ~ {final / 3600:.1f} h{why}; ~ {(total + final) / 3600:.1f} h in all"
     return text
