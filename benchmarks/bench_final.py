@@ -122,20 +122,26 @@ def lineage_lines(entries: list[dict], run: str | None) -> list[str]:
     return ["| network | lineage | genome | the seed's genome |", "|---|---|---|---|", *lines] if lines else []
 
 
+def shorter(entry: dict, entries: list[dict]) -> list[dict]:
+    """The entries a wsd entry may continue: the same network, recipe, seed and changes, fewer epochs."""
+    if entry["changes"].get("scheduler") != "wsd":
+        return []
+    same = {k: v for k, v in entry["changes"].items() if k != "epochs"}
+    return [
+        e for e in entries
+        if (e["network"], e["recipe"], e["seed"]) == (entry["network"], entry["recipe"], entry["seed"])
+        and {k: v for k, v in e["changes"].items() if k != "epochs"} == same and e["epochs"] < entry["epochs"]
+    ]  # fmt: skip
+
+
 def continue_shorter(entry: dict, entries: list[dict], out: Path) -> None:
     """Give a wsd entry the stable state of the longest shorter entry of its network, recipe and seed."""
     state = out / entry["label"] / "train_state.pt"
-    if state.exists() or entry["changes"].get("scheduler") != "wsd":
+    if state.exists():
         return
-    same = {k: v for k, v in entry["changes"].items() if k != "epochs"}
-    shorter = [
-        e for e in entries
-        if (e["network"], e["recipe"], e["seed"]) == (entry["network"], entry["recipe"], entry["seed"])
-        and {k: v for k, v in e["changes"].items() if k != "epochs"} == same
-        and e["epochs"] < entry["epochs"] and stable_copy(out / e["label"] / "train_state.pt").exists()
-    ]  # fmt: skip
-    if shorter:
-        source = stable_copy(out / max(shorter, key=lambda e: e["epochs"])["label"] / "train_state.pt")
+    shorter_ones = [e for e in shorter(entry, entries) if stable_copy(out / e["label"] / "train_state.pt").exists()]
+    if shorter_ones:
+        source = stable_copy(out / max(shorter_ones, key=lambda e: e["epochs"])["label"] / "train_state.pt")
         make_dir(state.parent)
         atomic_write(state, source.read_bytes())
         print(f"{entry['label']}: continues {source}", file=sys.stderr, flush=True)
@@ -150,15 +156,8 @@ def _with_teachers(changes: dict, out: Path) -> dict:
 
 def waits_for(entry: dict, entries: list[dict]) -> set[str]:
     """The labels an entry needs finished first: shorter wsd entries it may continue, and its teachers."""
-    needs = set(filter(None, str(entry["changes"].get("teacher", "")).split(";")))
-    if entry["changes"].get("scheduler") == "wsd":
-        same = {k: v for k, v in entry["changes"].items() if k != "epochs"}
-        needs |= {
-            e["label"] for e in entries
-            if (e["network"], e["recipe"], e["seed"]) == (entry["network"], entry["recipe"], entry["seed"])
-            and {k: v for k, v in e["changes"].items() if k != "epochs"} == same and e["epochs"] < entry["epochs"]
-        }  # fmt: skip
-    return needs
+    teachers = set(filter(None, str(entry["changes"].get("teacher", "")).split(";")))
+    return teachers | {e["label"] for e in shorter(entry, entries)}
 
 
 def train_plan(entries: list[dict], todo: dict[str, dict], out: Path, jobs: int, **common) -> None:
