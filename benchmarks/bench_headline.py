@@ -37,7 +37,7 @@ def choose(run: Path, latency: dict[str, float] | None = None) -> tuple[list[dic
     latency = latency or timed(front, BASELINES)
     ranked = search_order(front)
     bounds = {f"{name}'s latency": latency[name] for name in BASELINES} | {f"{BUDGET_MS:g} ms": BUDGET_MS}
-    chosen = []
+    genomes, chosen = {r["key"]: r["genome"] for r in front}, []
     for bound, limit in bounds.items():
         within = [r for r in ranked if latency[r["key"]] <= limit]
         if champion.get("key") in {r["key"] for r in within}:
@@ -46,30 +46,30 @@ def choose(run: Path, latency: dict[str, float] | None = None) -> tuple[list[dic
             pick, why = within[0]["key"], "the front member the search ranks best there (trained fully now)"
         else:
             pick, why = None, "no front member is this fast"
-        chosen.append({"bound": bound, "limit_ms": limit, "key": pick, "why": why})
+        chosen.append({"bound": bound, "limit_ms": limit, "key": pick, "why": why, "genome": genomes.get(pick, ""),
+                       "champion": pick is not None and pick == champion.get("key")})  # fmt: skip
     return chosen, latency
 
 
-def plan(chosen: list[dict], champion_key: str | None, seeds: list[int], baseline_recipe: str) -> str:
+def plan(chosen: list[dict], seeds: list[int], baseline_recipe: str) -> str:
     """``bench_final.py``'s plan: each chosen network and each baseline, every seed."""
-    networks = dict.fromkeys(c["key"] for c in chosen if c["key"])
+    networks = {c["key"]: c["champion"] for c in chosen if c["key"]}
     entries = [
-        f"{'champion:searched' if key == champion_key else f'{key}:default'}:{seed}"
-        for key in networks
+        f"{'champion:searched' if champion else f'{key}:default'}:{seed}"
+        for key, champion in networks.items()
         for seed in seeds
     ]
     entries += [f"{name}:{baseline_recipe}:{seed}" for name in BASELINES for seed in seeds]
     return ",".join(entries)
 
 
-def selection_lines(chosen: list[dict], latency: dict[str, float], front: list[dict]) -> list[str]:
-    genomes = {r["key"]: r["genome"] for r in front}
+def selection_lines(chosen: list[dict], latency: dict[str, float]) -> list[str]:
     lines = ["| bound | ms (timed now) | searched network | its ms | why | genome |", "|---|---|---|---|---|---|"]
     for c in chosen:
         key = c["key"]
         own = f"{latency[key]:.3f}" if key else "-"
         lines.append(f"| {c['bound']} | {c['limit_ms']:.3f} | {key or '-'} | {own} | {c['why']} | "
-                     f"`{genomes.get(key, '')}` |")  # fmt: skip
+                     f"`{c['genome']}` |")  # fmt: skip
     return lines
 
 
@@ -90,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = args.out / "selection.json"
     timing = json.loads(kept.read_text())["latency"] if kept.exists() and not args.choose_again else None
     chosen, latency = choose(args.run, timing)
-    champion_key = json.loads((args.run / "champion.json").read_text()).get("key")
-    text = plan(chosen, champion_key, seeds, args.baseline_recipe)
-    lines = selection_lines(chosen, latency, read_front(args.run))
+    text = plan(chosen, seeds, args.baseline_recipe)
+    lines = selection_lines(chosen, latency)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "selection.md").write_text("\n".join([*lines, "", f"plan: {text}", ""]))
     kept.write_text(json.dumps({"chosen": chosen, "latency": latency}, indent=1))
