@@ -424,9 +424,16 @@ def search_cost(run_dir: Path) -> dict | None:
             "generations": int(rows[-1]["gen"]),
             "networks_trained": sum(int(r["evals"]) - int(r["cache_hits"]) - int(r["failed"]) for r in rows),
             "minutes": round(float(rows[-1]["seconds"]) / 60, 1),
-        }  # fmt: skip
+        } | _top_rung(run_dir)  # fmt: skip
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error, OSError) as exc:
         raise RunDirError(f"{path}: not a progress table ({type(exc).__name__}: {exc})") from None
+
+
+def _top_rung(run_dir: Path) -> dict:
+    """The finalists' full training after the generations (``champion.json``), where the search did it."""
+    path = Path(run_dir) / CHAMPION
+    seconds = read_json(path, "champion").get("top_rung_seconds") if path.exists() else None
+    return {"top_rung_minutes": round(seconds / 60, 1)} if isinstance(seconds, (int, float)) and seconds > 0 else {}
 
 
 def distilled_sentence(teacher: dict) -> str:
@@ -443,7 +450,9 @@ def distilled_sentence(teacher: dict) -> str:
 
 def search_sentence(search: dict) -> str:
     """``search_cost``'s figures in words, for the report and the model card."""
+    top_rung = search.get("top_rung_minutes")
+    then = f", then {top_rung} minutes of the finalists' full training" if top_rung else ""
     return (
         f"run {search['run']}: {search['generations']} generations, {search['networks_trained']} networks trained, "
-        f"{search['minutes']} minutes"
+        f"{search['minutes']} minutes{then}"
     )

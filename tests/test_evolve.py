@@ -310,6 +310,9 @@ def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(
     report = json.loads((run / "report.json").read_text())
     assert report["genome"] == champion["genome"] and report["epochs_run"] == 6 and report["recipe"] == "searched"
     assert report["val_acc"] == champion["finalist"]["val_acc"]  # the very training the champion was chosen on
+    top_rung = report["search"]["top_rung_minutes"]  # from the command to this report: the search, then this
+    assert top_rung == round(champion["top_rung_seconds"] / 60, 1) and champion["top_rung_seconds"] > 0
+    assert f"then {top_rung} minutes of the finalists' full training" in (run / "report.md").read_text()
     evaluations = pd.read_csv(run / "evaluations.csv")
     assert set(evaluations["epochs"].dropna()) <= {1, 2}  # the rungs; the top rung is the finalists' alone
     progress = pd.read_csv(run / "progress.csv")

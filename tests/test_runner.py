@@ -292,6 +292,34 @@ def test_the_champion_is_the_best_finalist_after_a_longer_training(tmp_path):
     assert [f["genome"] for f in champion["finalists"]] == strategy.finalized
 
 
+@pytest.mark.parametrize("jobs, expected", [(2, 400.0), (1, 600.0)])
+def test_the_champion_says_how_long_the_finalists_trained_after_the_generations(tmp_path, jobs, expected):
+    """Their own clocks (a resume continues them) less the first rung each already counted in the search's
+    clock; finalists in parallel take the longest one's time, or the total over the workers if more."""
+
+    class Continued(FakeStrategy):
+        evaluator = type("Evaluator", (), {"jobs": jobs})()
+
+        def final_epochs(self) -> float:
+            return 98.0
+
+        def state_file(self, genome):
+            return None
+
+        @staticmethod
+        def _record(genome, key, costs):
+            return FakeStrategy._record(genome, key, costs) | {"train_seconds": 20.0}
+
+        def finalize(self, genomes, fidelity):
+            clocks = [420.0, 220.0]  # the first rung's 20 s included
+            return [{"status": "ok", "val_acc": 0.5, "clock_seconds": c} for c in clocks[: len(genomes)]]
+
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+    cache = Cache(tmp_path / "cache.jsonl")
+    Runner(problem, Continued(cache, problem), cache, SearchConfig(1, 8, "nsga2", 3, {}, finalists=2), tmp_path).run()
+    assert json.loads((tmp_path / "champion.json").read_text())["top_rung_seconds"] == expected
+
+
 def test_a_resume_that_fails_leaves_the_finalists_champion_in_place(tmp_path, monkeypatch):
     run(tmp_path, "nsga2", generations=2, finalists=3)
     before = (tmp_path / "champion.json").read_text()

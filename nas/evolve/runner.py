@@ -134,6 +134,7 @@ class Runner:
         rule = choose_champion(state.front, c, self.problem.objectives)["rule"]
         state.champion = {
             **self.with_lineage(brief),
+            "top_rung_seconds": self._top_rung_seconds(contenders, finals),
             "rule": f"{rule}, then the best of the top {len(contenders)} at fidelity {c.finalist_fidelity}",
             "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")}
             | self._checkpoint_of(brief["genome"]),
@@ -144,6 +145,17 @@ class Runner:
         }
         if self.run_dir is not None:
             rundir.write_json(self.run_dir / rundir.CHAMPION, state.champion)
+
+    def _top_rung_seconds(self, briefs: list[dict], finals: list[dict]) -> float:
+        """The finalists' training after the generations, in wall seconds, from their own clocks (which a
+        resume continues): what the search adds to its generations before the champion is fully trained."""
+        continued = bool(self.strategy.final_epochs())  # the clock then counts the first rung too
+        spent = [max(f["clock_seconds"] - (b.get("train_seconds") or 0.0) * continued, 0.0)
+                 for b, f in zip(briefs, finals) if f["status"] == "ok" and "clock_seconds" in f]  # fmt: skip
+        return round(max(max(spent, default=0.0), sum(spent) / self._workers()), 1)
+
+    def _workers(self) -> int:
+        return getattr(getattr(self.strategy, "evaluator", None), "jobs", 1)
 
     def _checkpoint_of(self, genome: str) -> dict:
         """Where the champion's finished training is kept (the top rung of a continuable schedule), relative
@@ -188,8 +200,7 @@ class Runner:
                  if r.get("train_seconds") and r.get("epochs")]  # fmt: skip
         top_rung = bool(final_epochs and rates)
         if top_rung:
-            jobs = getattr(getattr(self.strategy, "evaluator", None), "jobs", 1)
-            seconds += max(rates) * final_epochs * math.ceil(len(rates) / jobs)
+            seconds += max(rates) * final_epochs * math.ceil(len(rates) / self._workers())
         if not left and not top_rung:
             return ""
         return f"; at this pace ~{seconds / 3600:.1f} h to go" + ", the finalists' top rung included" * top_rung

@@ -119,6 +119,7 @@ def train_candidate(
             if keep_state:
                 record["state"] = checkpoint.read_bytes()
         record |= {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs": result.epochs_run}
+        record["clock_seconds"] = round(result.seconds, 1)  # the training's own clock: across resumes, from epoch 1
         # the learning curve: cheap signals (the sum of training losses, early epochs) are read off it
         record["curve"] = [
             {k: None if row.get(k) is None else round(row[k], 5) for k in ("train_loss", "val_acc", "branch_acc")
