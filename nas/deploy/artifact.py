@@ -221,8 +221,8 @@ LIMITATIONS = """\
   accuracy on it is about 65% (Goodfellow et al., 2013), so some labels are wrong or debatable.
 - Its demographics were never recorded: accuracy on particular groups of people, on profiles, on children
   and under other lighting is unmeasured and may be lower.
-- The classes are imbalanced (disgust is 1.5% of Training): read each class's recall below before relying
-  on it, and do not use the model to decide anything about a person.
+- The classes are imbalanced (disgust is 1.5% of Training): read each class's recall in the test results
+  above before relying on it, and do not use the model to decide anything about a person.
 - It classifies the expression of a face already found and cropped; it does not detect faces, and an
   expression is not a feeling."""
 
@@ -306,8 +306,8 @@ def _card_data(info: dict) -> list[str]:
     lines = [
         "## Training data",
         "",
-        "FER2013 (Goodfellow et al., 2013): the architecture was searched and the training recipe tuned on "
-        "`Training` (28,709 images) and `PublicTest` (3,589, validation and early stopping); `PrivateTest` "
+        "FER2013 (Goodfellow et al., 2013): the architecture was searched (and any tuning of the training recipe "
+        "done) on `Training` (28,709 images) and `PublicTest` (3,589, validation and early stopping); `PrivateTest` "
         "(3,589) was used once, for the figures below. FER2013's licence allows research use only and the "
         "data is not redistributed with this model; check that your use of the model is allowed.",
         "",
