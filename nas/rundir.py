@@ -451,7 +451,7 @@ def distilled_sentence(teacher: dict) -> str:
 def search_sentence(search: dict) -> str:
     """``search_cost``'s figures in words, for the report and the model card."""
     top_rung = search.get("top_rung_minutes")
-    then = f", then {top_rung} minutes of the finalists' full training" if top_rung else ""
+    then = f", then {top_rung} minutes of the finalists' full training" if top_rung is not None else ""
     return (
         f"run {search['run']}: {search['generations']} generations, {search['networks_trained']} networks trained, "
         f"{search['minutes']} minutes{then}"
