@@ -307,6 +307,7 @@ def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(
                    "--finalists", "2") == 0  # fmt: skip
     champion = json.loads((run / "champion.json").read_text())
     assert champion["finalist"]["epochs"] == 6 and (run / champion["finalist"]["checkpoint"]).is_file()
+    assert champion["rule"].endswith("then the best of the top 2 after their full training (the top rung)")
     report = json.loads((run / "report.json").read_text())
     assert report["genome"] == champion["genome"] and report["epochs_run"] == 6 and report["recipe"] == "searched"
     assert report["val_acc"] == champion["finalist"]["val_acc"]  # the very training the champion was chosen on

@@ -135,7 +135,7 @@ class Runner:
         state.champion = {
             **self.with_lineage(brief),
             "top_rung_seconds": self._top_rung_seconds(contenders, finals),
-            "rule": f"{rule}, then the best of the top {len(contenders)} at fidelity {c.finalist_fidelity}",
+            "rule": f"{rule}, then the best of the top {len(contenders)} {self._finalist_training()}",
             "finalist": {k: final.get(k) for k in ("val_acc", "val_f1", "fidelity", "epochs", "train_seconds")}
             | self._checkpoint_of(brief["genome"]),
             "finalists": [
@@ -153,6 +153,12 @@ class Runner:
         spent = [max(f["clock_seconds"] - (b.get("train_seconds") or 0.0) * continued, 0.0)
                  for b, f in zip(briefs, finals) if f["status"] == "ok" and "clock_seconds" in f]  # fmt: skip
         return round(max(max(spent, default=0.0), sum(spent) / self._workers()), 1)
+
+    def _finalist_training(self) -> str:
+        """How the finalists were compared, in words: at the end of their own training, or after another one."""
+        if self.strategy.final_epochs():
+            return "after their full training (the top rung)"
+        return f"at fidelity {self.config.finalist_fidelity}"
 
     def _workers(self) -> int:
         return getattr(getattr(self.strategy, "evaluator", None), "jobs", 1)
