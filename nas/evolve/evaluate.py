@@ -321,8 +321,9 @@ def finalist_slowdown(problem: Problem, samples: int = 64, seed: int = 0) -> tup
     rng, values = random.Random(seed), []
     for _ in range(samples * 20):
         genome = sample(problem.space, rng)
-        if problem.admits(genome) and problem.costs(genome).get(name):  # a capped latency is predicted
-            values.append(problem.costs(genome)[name])
+        costs = problem.costs(genome) if problem.admits(genome) else None  # a capped latency is predicted
+        if costs and costs.get(name):
+            values.append(costs[name])
             if len(values) == samples:
                 break
     if not values:
