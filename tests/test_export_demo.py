@@ -243,9 +243,13 @@ def test_the_demo_benchmark_names_the_model_and_times_its_inference(exported):
 
 
 @needs_faces
-def test_the_packages_own_model_is_used_where_none_is_named_once_one_ships(exported, tmp_path, monkeypatch, capsys):
+def test_the_packages_own_model_is_used_where_none_is_named_once_one_ships(
+    exported, synthetic_csv, tmp_path, monkeypatch, capsys
+):
     import nas
-    from nas.deploy import artifact, classifier
+    from nas import data
+    from nas.deploy import classifier
+    from nas.training.ship import SHIPPED, ship
 
     monkeypatch.setattr(classifier, "DEFAULT_MODEL", tmp_path / "model")
     photo, out = str(FACES / "facerec_two_people.jpg"), tmp_path / "out.png"
@@ -254,16 +258,48 @@ def test_the_packages_own_model_is_used_where_none_is_named_once_one_ships(expor
     card = (exported / "MODEL_CARD.md").read_text()
     (exported / "MODEL_CARD.md").write_text(card.replace("ten-crop", "ten crops"))  # a card that says otherwise
     report = json.loads((exported.parent / "report.json").read_text())
+    test = data.load(str(synthetic_csv), ("test",))["test"]
     with pytest.raises(NasError, match="the card is not what"):
-        artifact.ship(exported, report)
+        ship(exported, report, test)
     (exported / "MODEL_CARD.md").write_text(card)
     with pytest.raises(NasError, match="its test figures are not those of"):  # another training's report
-        artifact.ship(exported, report | {"ten_crop": {"acc": 0.9, "f1": 0.9}})
-    shipped = artifact.ship(exported, report)
-    assert sorted(p.name for p in shipped.iterdir()) == sorted(artifact.SHIPPED)
+        ship(exported, report | {"ten_crop": {"acc": 0.9, "f1": 0.9}}, test)
+    assert not (tmp_path / "model").exists()  # nothing shipped from a bad export
+    shipped = ship(exported, report, test)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(SHIPPED)
+    weights = json.loads((shipped / "model.json").read_text())["weights"]
+    assert weights["float32_test"]["ten_crop"] == report["ten_crop"] and 0 < weights["max_abs_difference"] < 0.05
     assert main(["demo", "--source", photo, "--headless", "--output", str(out)]) == 0 and out.exists()
-    assert len(nas.analyze(photo)) == 2 and nas.analyze(photo) == nas.analyze(photo, exported)
+    faces, faces32 = nas.analyze(photo), nas.analyze(photo, exported)
+    assert [f["box"] for f in faces] == [f["box"] for f in faces32] and len(faces) == 2
+    for face, face32 in zip(faces, faces32, strict=True):  # the same classifier, its weights rounded
+        p, p32 = face["probabilities"], face32["probabilities"]
+        assert max(abs(p[k] - p32[k]) for k in p) < 0.01
     check_shipped(shipped)
+
+
+def test_weights_stored_as_float16_halve_the_file_and_round_the_weights_only(exported):
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from nas.training.ship import OnnxNet, half_weights
+
+    original = (exported / "model.onnx").read_bytes()
+    compact = half_weights(original)
+    assert len(compact) < 0.6 * len(original)
+    graph = onnx.load_from_string(compact).graph
+    halved = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.data_type == TensorProto.FLOAT16}
+    halved |= {
+        n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+        for n in graph.node
+        if n.op_type == "Constant" and n.attribute[0].t.data_type == TensorProto.FLOAT16
+    }
+    kept = [i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and np.prod(i.dims) > 1]
+    assert halved and not kept
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(8, 1, 48, 48)).astype(np.float32))
+    with torch.no_grad():
+        a, b = OnnxNet(original)(x), OnnxNet(compact)(x)
+    assert 0 < (a - b).abs().max() < 1e-2 * a.abs().max()  # rounded, not changed
 
 
 def check_shipped(folder: Path) -> None:
@@ -274,7 +310,8 @@ def check_shipped(folder: Path) -> None:
 
     info = json.loads((folder / "model.json").read_text())
     assert (folder / "MODEL_CARD.md").read_text() == artifact.model_card(info)
-    assert info["test"] == artifact._test_summary(read_report(folder / "report.json"))
+    assert (folder / "model.onnx").stat().st_size <= 2 * 2**20  # the project keeps every tracked file under 2 MiB
+    assert info["test"] == artifact.report_summary(read_report(folder / "report.json"))
     assert "FER2013" in (folder / "MODEL_CARD.md").read_text()
     code = (
         "import sys\nsys.modules['torch'] = None  # import torch now fails\nimport json\nfrom pathlib import Path\n"

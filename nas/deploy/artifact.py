@@ -29,7 +29,6 @@ from nas.rundir import (
     cpu_model,
     distilled_sentence,
     make_dir,
-    read_json,
     search_sentence,
     write_json,
 )
@@ -143,46 +142,19 @@ def export(
         "machine": _machine(),
         "max_abs_difference": diffs,
         "metrics": metrics or {},
-        "test": _test_summary(test_report),
+        "test": report_summary(test_report),
         "search": _search_summary(test_report),
         "files": {"onnx": "model.onnx", "torchscript": "model.ts", "card": "MODEL_CARD.md"},
     }
     card = model_card(info)
     out_dir = make_dir(out_dir)  # only once the export is known to be right
-    atomic_write(out_dir / "model.onnx", _with_metadata(onnx_model, info, card))
+    atomic_write(out_dir / "model.onnx", with_metadata(onnx_model, info, card))
     buf = io.BytesIO()
     torch.jit.save(scripted, buf)
     atomic_write(out_dir / "model.ts", buf.getvalue())
     atomic_write(out_dir / "MODEL_CARD.md", card.encode())
     write_json(out_dir / "model.json", info)
     return info
-
-
-SHIPPED = ("model.onnx", "model.json", "MODEL_CARD.md", "report.json")  # what the package's own model keeps
-
-
-def ship(export_dir: str | Path, report: dict, dest: str | Path | None = None) -> Path:
-    """Make an export the package's own model (``nas.deploy.classifier.DEFAULT_MODEL``): its ONNX file,
-    ``model.json``, card and the test report the card quotes, once they are shown to agree (the card is
-    what ``model.json`` says, its test figures are ``report``'s: the export's ``report.json``, beside its
-    ``model.pt``, as ``nas.training.report.read_report`` checked it), so that the demo and ``nas.analyze``
-    need no ``--model``."""
-    from nas.deploy.classifier import DEFAULT_MODEL
-
-    export_dir = Path(export_dir)
-    files = {name: export_dir / name for name in SHIPPED[:3]} | {"report.json": export_dir.parent / "report.json"}
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        raise NasError(f"{missing[0]}: not found; export a trained model with its test report first")
-    info = read_json(files["model.json"], "model description")
-    if model_card(info) != files["MODEL_CARD.md"].read_text(encoding="utf-8"):
-        raise NasError(f"{files['MODEL_CARD.md']}: the card is not what {files['model.json']} says; export again")
-    if not info.get("test") or info["test"] != _test_summary(report):
-        raise NasError(f"{files['model.json']}: its test figures are not those of {files['report.json']}")
-    dest = make_dir(DEFAULT_MODEL if dest is None else dest)
-    for name, source in files.items():
-        atomic_write(dest / name, source.read_bytes())
-    return dest
 
 
 def _machine() -> dict:
@@ -197,7 +169,7 @@ def _search_summary(report: dict | None) -> dict:
     return search if isinstance(search, dict) and set(SEARCH_COST) <= set(search) else {}
 
 
-def _test_summary(report: dict | None) -> dict:
+def report_summary(report: dict | None) -> dict:
     """The test report's figures a model card shows (the confusion matrix stays in report.json)."""
     if not report:
         return {}
@@ -205,7 +177,7 @@ def _test_summary(report: dict | None) -> dict:
     return {k: report[k] for k in keys if k in report}
 
 
-def _with_metadata(onnx_model: bytes, info: dict, card: str) -> bytes:
+def with_metadata(onnx_model: bytes, info: dict, card: str) -> bytes:
     """The ONNX file carries what model.json says (``metadata_props``), for users who only have that file."""
     import onnx
 
@@ -270,6 +242,7 @@ print(classes[int(p.argmax())], round(float(p.max()), 3))
 def model_card(info: dict) -> str:
     """MODEL_CARD.md: what the model is for, how to feed it, how well it does, where it fails."""
     lines = [*_card_model(info), *_card_data(info), "## Test results", "", *_card_test(info.get("test") or {})]
+    lines += _card_weights(info.get("weights") or {})
     lines += ["## Limitations", "", LIMITATIONS, "", "## Use it with numpy and ONNX Runtime only", "", USAGE, ""]
     return "\n".join(lines)
 
@@ -319,6 +292,20 @@ def _card_data(info: dict) -> list[str]:
     if isinstance((info.get("metrics") or {}).get("teacher"), dict):
         lines += [distilled_sentence(info["metrics"]["teacher"]), ""]
     return lines
+
+
+def _card_weights(weights: dict) -> list[str]:
+    """How the weights are stored, where the shipped file rounded them (``nas.training.ship``)."""
+    if not weights:
+        return []
+    before = weights["float32_test"]
+    return [
+        f"The weights are stored as {weights['storage']} and cast to float32 when the model loads (half the "
+        f"file); its logits differ from the float32 model's by at most {weights['max_abs_difference']:.2g} on "
+        f"the test images. The figures above are this file's own; the float32 model's: "
+        f"{before['single_crop']['acc']:.4f} single crop, {before['ten_crop']['acc']:.4f} ten-crop.",
+        "",
+    ]
 
 
 def _card_test(test: dict) -> list[str]:

@@ -19,7 +19,7 @@ from nas.settings import number_in
 BACKENDS = ("onnx", "torchscript")
 # the model that ships inside the package (the headline's champion, ``scripts/ship_model.py``): the one the
 # demo and ``nas.analyze`` use where no model is named
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models"
 
 
 def default_model() -> Path:

@@ -298,11 +298,11 @@ def predict_ten_crop(model: nn.Module, x: torch.Tensor, device: torch.device, sh
     n, c, h, w = x.shape
     padded = F.pad(x.float(), (shift, shift, shift, shift), mode="replicate").to(torch.uint8)
     offsets = [(0, 0), (0, 2 * shift), (2 * shift, 0), (2 * shift, 2 * shift), (shift, shift)]
-    total = torch.zeros(n, model.head[-1].out_features)
+    total = 0  # + the first view's probabilities: exactly those, as a sum from zeros would give
     for dy, dx in offsets:
         view = padded[:, :, dy : dy + h, dx : dx + w]
         for v in (view, view.flip(3)):
-            total += predict(model, v, device).softmax(1)
+            total = total + predict(model, v, device).softmax(1)
     return total / (2 * len(offsets))
 
 
