@@ -36,8 +36,9 @@ import pandas as pd
 import torch
 
 from nas import api
-from nas.deploy.artifact import load_checkpoint
 from nas.deploy.latency import measure
+from nas.genome.build import build
+from nas.genome.grammar import parse_genome
 from nas.genome.space import load_baselines
 from nas.rundir import MODEL, PARETO, atomic_write, make_dir, write_json
 from nas.training.loop import stable_copy
@@ -190,12 +191,14 @@ def _training(entry: dict, todo: dict[str, dict], out: Path, common: dict) -> di
 
 
 def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
-    """Each trained network's ONNX Runtime latency (ms), all timed round-robin in one measurement."""
+    """Each reported network's ONNX Runtime latency (ms), all timed round-robin in one measurement; built from
+    its report's genome, as the time does not depend on the weights (a report kept without its model.pt,
+    e.g. committed from another machine, is timed too)."""
     models = {}
     for entry in entries:
-        path = out / entry["label"] / MODEL
+        path = out / entry["label"] / "report.json"
         if entry["network"] not in models and path.exists():
-            models[entry["network"]] = load_checkpoint(path)[0]
+            models[entry["network"]] = build(parse_genome(json.loads(path.read_text())["genome"])).eval()
     return measure(models) if models else {}
 
 

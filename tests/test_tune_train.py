@@ -253,7 +253,7 @@ def test_train_writes_its_curve_and_names_the_recipe(run_dir, capsys):
 
 
 @pytest.mark.bench
-def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, capsys):
+def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, capsys, monkeypatch):
     bench = load_benchmark("bench_final")
     out = tmp_path / "final"
     front = f"key,genome,origin,variations\n0123456789abcdef,{GENOME.replace('c16', 'c8')},cnn4,3\n"
@@ -287,7 +287,11 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     assert recall_row.split("|")[3].strip() == f"{sum(round(r, 3) for r in recalls) / 2:.3f}"  # happy, the 4th class
     assert bench.main([*args, *plan]) == 0  # finished entries are read back, not trained again
     assert {p: p.read_text() for p in out.glob("*/report.json")} == reports and (out / "final.md").read_text() == table
+    (out / "0123456789abcdef-default-0" / "model.pt").unlink()  # a report kept without its weights
+    timed, bench_measure = [], bench.measure
+    monkeypatch.setattr(bench, "measure", lambda models: timed.append(sorted(models)) or bench_measure(models))
     assert bench.main([*args, *plan, "--report-only"]) == 0  # each network timed again, once for all its seeds
+    assert timed == [["0123456789abcdef", "cnn4"]]  # in one measurement, the one without its weights too
     rows = json.loads((out / "final.json").read_text())["rows"]
     cnn4 = {r["latency ms"] for r in rows if r["network"] == "cnn4"}
     assert len(rows) == 4 and len(cnn4) == 1 and "timed again" in (out / "final.md").read_text()
