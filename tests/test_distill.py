@@ -7,6 +7,7 @@ from conftest import CHAMPION
 from nas import data
 from nas.cli import main
 from nas.deploy.artifact import save_checkpoint
+from nas.errors import NasError
 from nas.genome.build import build
 from nas.genome.grammar import parse_genome
 from nas.training.distill import load_teacher
@@ -207,3 +208,24 @@ def test_a_study_with_teachers_tunes_the_distillation_and_its_recipe_trains_with
     again = ["train", "--run", str(run_dir), "--epochs", "1", "--recipe", "tuned", "--out", str(tmp_path / "o")]
     assert main(again) == 2
     assert "its teachers changed since the study" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_an_export_teaches_as_its_checkpoint_does_and_one_of_another_normalisation_is_one_error(splits, tmp_path):
+    from nas.deploy.artifact import export, load_checkpoint
+
+    checkpoint = _teacher_file(tmp_path / "t.pt", favoured=None)
+    export(load_checkpoint(checkpoint)[0], tmp_path / "export", {"val_acc": 0.5})
+    cfg = TrainConfig(distill_weight=0.5, distill_targets="offline")
+    x = splits[0].x[:64]
+    exported = load_teacher([tmp_path / "export"], (1, 48, 48), 7)  # the folder: its model.onnx
+    assert exported.members[0]["path"] == str(tmp_path / "export" / "model.onnx")
+    checkpointed = load_teacher([checkpoint], (1, 48, 48), 7)
+    soft, soft_pt = (t.targets(cfg, x, "cpu")(x, torch.arange(64)) for t in (exported, checkpointed))
+    assert torch.allclose(soft, soft_pt, atol=1e-4) and not torch.equal(soft[0], soft[1])
+    with pytest.raises(NasError, match="a teacher must take the student's input 32x32x1"):
+        load_teacher([tmp_path / "export" / "model.onnx"], (1, 32, 32), 7)
+    info = json.loads((tmp_path / "export" / "model.json").read_text())
+    info["input"]["normalize"]["mean"] = 0.5
+    (tmp_path / "export" / "model.json").write_text(json.dumps(info))
+    with pytest.raises(NasError, match=r"model.onnx: normalises its input with mean 0.5 and std 0.255; a teacher"):
+        load_teacher([tmp_path / "export"], (1, 48, 48), 7)

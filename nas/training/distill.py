@@ -1,10 +1,11 @@
 """Knowledge distillation: a small network learns from the averaged probabilities of trained ones.
 
-The teachers are fully trained checkpoints (``model.pt``): the run's best by PublicTest accuracy, or files a
-user names. An ensemble averages its members' probabilities. The loss (``nas.training.loop``'s
-``distillation_loss``) mixes the labels' cross-entropy with the teachers' tempered probabilities (Hinton et
-al. 2015); the training loop only sees a function from a batch to the teachers' probabilities, made here in
-one of two ways (``distill_targets``):
+The teachers are fully trained networks: the run's best checkpoints (``model.pt``) by PublicTest accuracy,
+or files a user names, checkpoints or exports (``model.onnx``, e.g. the package's own model). An ensemble
+averages its members' probabilities. The loss (``nas.training.loop``'s ``distillation_loss``) mixes the
+labels' cross-entropy with the teachers' tempered probabilities (Hinton et al. 2015); the training loop
+only sees a function from a batch to the teachers' probabilities, made here in one of two ways
+(``distill_targets``):
 
 - ``online``: the teachers see the student's own augmented batch, so the target is their answer for exactly
   the view the student sees, at the cost of the teachers' forward passes every step;
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from nas import data as fer
 from nas import rundir
 from nas.deploy.artifact import load_checkpoint
 from nas.errors import NasError
@@ -67,20 +69,19 @@ class Teacher:
 
 
 def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) -> Teacher:
-    """The teachers at ``paths`` (``model.pt`` files or folders holding one), each checked against the
-    student's input shape and classes: a mismatch is one line naming the file."""
+    """The teachers at ``paths`` (``model.pt`` or ``model.onnx`` files, or folders holding one), each checked
+    against the student's input shape and classes: a mismatch is one line naming the file."""
     models, members, digests = [], [], []
     for given in paths:
         path = _model_file(given)
-        model, state = load_checkpoint(path)
-        shape, classes = tuple(state["input_shape"]), state["num_classes"]
+        model, shape, classes, member = _read_teacher(path)
         if shape != tuple(input_shape) or classes != num_classes:
             raise NasError(
                 f"{path}: a teacher must take the student's input {_shape(input_shape)} and {num_classes} classes; "
                 f"this one takes {_shape(shape)} and {classes} classes"
             )
         models.append(model)
-        members.append(_member(path, state))
+        members.append(member)
         digests.append(hashlib.sha256(path.read_bytes()).hexdigest()[:12])
     if not models:
         raise NasError("--teacher: no teacher given")
@@ -124,11 +125,35 @@ def resolve(run_dir: Path, names: tuple[str, ...]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def _member(path: Path, state: dict) -> dict:
+def _read_teacher(path: Path) -> tuple[torch.nn.Module, tuple, int, dict]:
+    """A teacher's network, input shape, classes and what is known of it (path, genome, PublicTest and test
+    accuracy): a checkpoint (``model.pt``, its report beside it) or an export (``model.onnx`` with its
+    ``model.json``, e.g. the package's own model, run by ONNX Runtime)."""
+    if path.suffix == ".onnx":
+        return _exported_teacher(path)
+    model, state = load_checkpoint(path)
     report = path.parent / "report.json"
     test = read_report(report)["ten_crop"]["acc"] if report.exists() else None
-    return {"path": str(path), "genome": state["genome"], "val_acc": state["metrics"].get("val_acc"),
-            "test_acc_ten_crop": test}  # fmt: skip
+    member = {"path": str(path), "genome": state["genome"], "val_acc": state["metrics"].get("val_acc"),
+              "test_acc_ten_crop": test}  # fmt: skip
+    return model, tuple(state["input_shape"]), state["num_classes"], member
+
+
+def _exported_teacher(path: Path) -> tuple[torch.nn.Module, tuple, int, dict]:
+    from nas.deploy.artifact import OnnxNet
+    from nas.deploy.classifier import Classifier
+
+    exported = Classifier(path)  # model.json and the file checked against each other, each problem one line
+    if (exported.mean, exported.std) != (fer.MEAN, fer.STD):
+        raise NasError(
+            f"{path}: normalises its input with mean {exported.mean:g} and std {exported.std:g}; a teacher must "
+            f"take the student's ({fer.MEAN:g}, {fer.STD:g})"
+        )
+    info = exported.info
+    test = (info.get("test") or {}).get("ten_crop", {}).get("acc")
+    member = {"path": str(path), "genome": info.get("genome"), "val_acc": (info.get("metrics") or {}).get("val_acc"),
+              "test_acc_ten_crop": test}  # fmt: skip
+    return OnnxNet(path.read_bytes()), tuple(info["input"]["shape"][1:]), len(exported.class_names), member
 
 
 def _shape(shape) -> str:
@@ -142,11 +167,15 @@ def ensemble_accuracy(paths: list[str | Path], split, device: str = "auto") -> d
     from nas.training import metrics
 
     dev = resolve_device(device)
-    members = [predict_ten_crop(load_checkpoint(_model_file(p))[0].to(dev), split.x, dev) for p in paths]
+    members = [predict_ten_crop(_read_teacher(_model_file(p))[0].to(dev), split.x, dev) for p in paths]
     y = split.y.numpy()
     scores = metrics.summary(y, (sum(members) / len(members)).argmax(1).numpy(), members[0].shape[1])
     return scores | {"per_member": [metrics.summary(y, m.argmax(1).numpy(), m.shape[1])["acc"] for m in members]}
 
 
 def _model_file(path: str | Path) -> Path:
-    return Path(path) / rundir.MODEL if Path(path).is_dir() else Path(path)
+    """A teacher's file: the one named, or in a folder its ``model.pt``, else its export's ``model.onnx``."""
+    path = Path(path)
+    if not path.is_dir() or (path / rundir.MODEL).exists() or not (path / "model.onnx").exists():
+        return path / rundir.MODEL if path.is_dir() else path
+    return path / "model.onnx"

@@ -102,8 +102,9 @@ class FinalOptions:
     out: str | None = setting(None, "output folder (default: the run directory; distilled/<name> with --teacher)")
     teacher: tuple[str, ...] = setting(
         (),
-        "distil from these fully trained networks (model.pt files or folders holding one, comma-separated; "
-        "best: the run's 3 most accurate by PublicTest accuracy); an ensemble averages their probabilities",
+        "distil from these fully trained networks (model.pt or exported model.onnx files, or folders holding one, "
+        "comma-separated; best: the run's 3 most accurate by PublicTest accuracy; nas/models: the package's own "
+        "model); an ensemble averages their probabilities",
     )
     distill_weight: float | None = setting(None, f"the teachers' share of the loss (default: {DISTILL_WEIGHT})")
     distill_temperature: float | None = setting(None, "the teachers' temperature (default: the recipe's, 4)")

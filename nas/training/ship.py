@@ -18,8 +18,7 @@ import torch
 
 from nas.data import Split
 from nas.deploy import classifier
-from nas.deploy.artifact import model_card, report_summary, with_metadata
-from nas.deploy.classifier import ort_session
+from nas.deploy.artifact import OnnxNet, model_card, report_summary, with_metadata
 from nas.errors import NasError
 from nas.rundir import REPORT, atomic_write, make_dir, read_json, write_json
 
@@ -62,18 +61,6 @@ def half_weights(onnx_model: bytes) -> bytes:
     graph.node.extend(casts + nodes)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
-
-
-class OnnxNet(torch.nn.Module):
-    """An ONNX model as a module taking normalised batches, so that the test report measures the file itself."""
-
-    def __init__(self, onnx_model: bytes) -> None:
-        super().__init__()
-        self.session = ort_session(onnx_model)
-        self.input = self.session.get_inputs()[0].name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {self.input: x.float().numpy()})[0])
 
 
 def _largest_difference(a: torch.nn.Module, b: torch.nn.Module, test: Split) -> float:
