@@ -103,6 +103,9 @@ def summary(state) -> tuple:
 
 
 ALGORITHMS = ["nsga2", "surrogate", "ga", "aging", "random"]
+# Optuna's runs cost several times a DEAP algorithm's here (its sampler, not the fake trainings): in the
+# default run its own behaviour is tested in test_algorithms.py; the sweep runs it on every property too
+OPTUNA = pytest.param("optuna", marks=pytest.mark.sweep)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -445,7 +448,7 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(point, tmp_pa
     assert files(tmp_path / "parts") == files(tmp_path / "whole")
 
 
-@pytest.mark.parametrize("algorithm", [*ALGORITHMS, "optuna"])
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, OPTUNA])
 def test_an_objective_declared_once_runs_on_every_algorithm(algorithm, tmp_path, monkeypatch):
     """A new objective is one declaration: the algorithms, the surrogate's ranking, the front, the tables and
     the hypervolume take its column and direction from it."""
@@ -463,7 +466,7 @@ def test_an_objective_declared_once_runs_on_every_algorithm(algorithm, tmp_path,
         assert any(p["predictor_tau"] is not None for p in state.progress)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS + ["optuna"])
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, OPTUNA])
 def test_a_network_under_the_accuracy_floor_is_never_on_the_front_nor_the_champion(algorithm, tmp_path):
     state, _ = run(tmp_path, algorithm, generations=3, floor=Floor(0.45, 2))
     records = Cache(tmp_path / "cache.jsonl").records
@@ -490,7 +493,7 @@ def test_the_surrogate_never_chooses_a_child_it_predicts_under_the_floor(tmp_pat
 SEEDS = {"big": "conv_k3_c16_s1_relu_bn | conv_k3_c16_s1_relu_bn | gap", "small": "conv_k3_c4_s2_relu_bn | gap"}
 
 
-@pytest.mark.parametrize("algorithm", ["nsga2", "surrogate", "ga", "aging", "optuna"])
+@pytest.mark.parametrize("algorithm", ["nsga2", "surrogate", "ga", "aging", OPTUNA])
 def test_the_first_generation_starts_from_the_seeds_and_their_descendants_say_so(algorithm, tmp_path):
     state, _ = run(tmp_path, algorithm, generations=3, seeds=SEEDS)
     first = [r for r in state.rows if r["generation"] == 0]

@@ -176,6 +176,6 @@ def ensemble_accuracy(paths: list[str | Path], split, device: str = "auto") -> d
 def _model_file(path: str | Path) -> Path:
     """A teacher's file: the one named, or in a folder its ``model.pt``, else its export's ``model.onnx``."""
     path = Path(path)
-    if not path.is_dir() or (path / rundir.MODEL).exists() or not (path / "model.onnx").exists():
-        return path / rundir.MODEL if path.is_dir() else path
-    return path / "model.onnx"
+    if path.is_dir() and not (path / rundir.MODEL).exists() and (path / "model.onnx").exists():
+        return path / "model.onnx"
+    return path / rundir.MODEL if path.is_dir() else path
