@@ -91,14 +91,15 @@ def ship(export_dir: str | Path, report: dict, test: Split, dest: str | Path | N
         raise NasError(f"{files['model.json']}: its test figures are not those of {files['report.json']}")
     original = files["model.onnx"].read_bytes()
     compact = half_weights(original)
+    shipped = OnnxNet(compact)
     weights = {
         "storage": "float16",
-        "max_abs_difference": _largest_difference(OnnxNet(original), OnnxNet(compact), test),
+        "max_abs_difference": _largest_difference(OnnxNet(original), shipped, test),
         "float32_test": {k: report[k] for k in ("single_crop", "ten_crop")},
     }
     extra = {k: v for k, v in report.items() if k not in MEASURED} | {"weights": weights}
     with tempfile.TemporaryDirectory() as tmp:
-        measured = test_report(OnnxNet(compact), test, Path(tmp), extra | {"device": "cpu"})
+        measured = test_report(shipped, test, Path(tmp), extra | {"device": "cpu"})
     info = info | {"test": report_summary(measured), "weights": weights}
     card = model_card(info)
     dest = make_dir(classifier.DEFAULT_MODEL if dest is None else dest)
