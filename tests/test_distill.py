@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import CHAMPION
@@ -229,3 +230,21 @@ def test_an_export_teaches_as_its_checkpoint_does_and_one_of_another_normalisati
     (tmp_path / "export" / "model.json").write_text(json.dumps(info))
     with pytest.raises(NasError, match=r"model.onnx: normalises its input with mean 0.5 and std 0.255; a teacher"):
         load_teacher([tmp_path / "export"], (1, 48, 48), 7)
+
+
+def test_offline_targets_are_kept_for_the_next_training_and_a_damaged_copy_is_made_again(splits, tmp_path, caplog):
+    teacher = load_teacher([_teacher_file(tmp_path / "t.pt", favoured=None)], (1, 48, 48), 7)
+    cfg = TrainConfig(distill_weight=0.5, distill_targets="offline")
+    x, idx, keep = splits[0].x[:64], torch.arange(64), tmp_path / "distilled"
+    first = teacher.targets(cfg, x, "cpu", keep)(x, idx)
+    (kept,) = keep.glob("soft-targets-*.npy")
+    assert teacher.fingerprint in kept.name and not list(keep.glob(".*"))  # nothing half-written beside it
+    np.save(kept, np.full((64, 7), 1 / 7, dtype=np.float32))  # a kept copy is read, not computed again
+    assert torch.allclose(teacher.targets(cfg, x, "cpu", keep)(x, idx), torch.full((64, 7), 1 / 7))
+    assert len(list(keep.glob("soft-targets-*.npy"))) == 1
+    other = teacher.targets(cfg, x[:32], "cpu", keep)(x[:32], idx[:32])  # other images: their own copy
+    assert torch.allclose(other, first[:32], atol=1e-6) and len(list(keep.glob("soft-targets-*.npy"))) == 2
+    kept.write_bytes(b"not an array")
+    assert torch.allclose(teacher.targets(cfg, x, "cpu", keep)(x, idx), first, atol=1e-6)
+    assert "not the teachers' soft targets for these 64 images; computing them again" in caplog.text
+    assert torch.allclose(torch.from_numpy(np.load(kept)), first, atol=1e-6)

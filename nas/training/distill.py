@@ -10,15 +10,20 @@ only sees a function from a batch to the teachers' probabilities, made here in o
 - ``online``: the teachers see the student's own augmented batch, so the target is their answer for exactly
   the view the student sees, at the cost of the teachers' forward passes every step;
 - ``offline``: each training image's ten-crop average, computed once before the first epoch (the classic
-  soft targets: cheap per step, but blind to the augmentation the student sees).
+  soft targets: cheap per step, but blind to the augmentation the student sees), and kept in the run
+  directory (``distilled/soft-targets-*.npy``), so that every student, seed and resumed training of the same
+  teachers on the same images reuses them (five teachers' targets take minutes of a core).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nas import data as fer
@@ -33,6 +38,8 @@ from nas.training.report import read_report
 BEST = "best"
 BEST_COUNT = 3
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Teacher:
@@ -42,13 +49,14 @@ class Teacher:
     members: tuple[dict, ...]  # path, genome, PublicTest accuracy and, where a report is beside it, test accuracy
     fingerprint: str
 
-    def targets(self, cfg: TrainConfig, x_train: torch.Tensor, device: str | torch.device) -> Targets:
-        """The teachers' probabilities for a batch of the training split (``x_train``, uint8 images)."""
+    def targets(self, cfg: TrainConfig, x_train: torch.Tensor, device: str | torch.device,
+                keep: Path | None = None) -> Targets:  # fmt: skip
+        """The teachers' probabilities for a batch of the training split (``x_train``, uint8 images); offline
+        targets are read from, or else written to, the folder ``keep`` where one is given."""
         dev = resolve_device(str(device))
         models = [m.to(dev).eval().requires_grad_(False) for m in self.models]
         if cfg.distill_targets == "offline":
-            soft = sum(predict_ten_crop(m, x_train, dev) for m in models) / len(models)
-            soft = soft.to(dev)
+            soft = self.soft_targets(models, x_train, dev, keep).to(dev)
             return lambda xb, idx: soft[idx]
 
         @torch.no_grad()
@@ -56,6 +64,22 @@ class Teacher:
             return sum(m(xb).float().softmax(1) for m in models) / len(models)
 
         return online
+
+    def soft_targets(self, models: list, x_train: torch.Tensor, dev: torch.device, keep: Path | None) -> torch.Tensor:
+        """Each image's ten-crop average over the teachers: the kept copy when it is whole (same teachers,
+        same images), else computed now and kept (written at once: a killed process leaves none half)."""
+        digest = hashlib.sha256(x_train.numpy().tobytes()).hexdigest()[:12]
+        path = None if keep is None else Path(keep) / f"soft-targets-{self.fingerprint}-{digest}.npy"
+        if path is not None and path.exists():
+            kept = _read_soft(path, len(x_train))
+            if kept is not None:
+                return kept
+        soft = sum(predict_ten_crop(m, x_train, dev) for m in models) / len(models)
+        if path is not None:
+            buf = io.BytesIO()
+            np.save(buf, soft.numpy().astype(np.float32), allow_pickle=False)
+            rundir.atomic_write(rundir.make_dir(path.parent) / path.name, buf.getvalue())
+        return soft
 
     def summary(self, cfg: TrainConfig) -> dict:
         """What a report and a model card say of the distillation."""
@@ -154,6 +178,20 @@ def _exported_teacher(path: Path) -> tuple[torch.nn.Module, tuple, int, dict]:
     member = {"path": str(path), "genome": info.get("genome"), "val_acc": (info.get("metrics") or {}).get("val_acc"),
               "test_acc_ten_crop": test}  # fmt: skip
     return OnnxNet(path.read_bytes()), tuple(info["input"]["shape"][1:]), len(exported.class_names), member
+
+
+def _read_soft(path: Path, images: int) -> torch.Tensor | None:
+    """Kept soft targets, or None (said in one line) where the file is not one row of probabilities an image."""
+    try:
+        soft = np.load(path, allow_pickle=False)
+        whole = soft.ndim == 2 and len(soft) == images and np.isfinite(soft).all()
+        whole = whole and bool(np.allclose(soft.sum(1), 1, atol=1e-3)) and bool((soft >= 0).all())
+    except (OSError, ValueError) as exc:
+        whole, soft = False, exc
+    if not whole:
+        log.warning(f"{path}: not the teachers' soft targets for these {images} images; computing them again")
+        return None
+    return torch.from_numpy(soft)
 
 
 def _shape(shape) -> str:

@@ -204,7 +204,8 @@ def train_final(
         if on_epoch is not None:
             on_epoch(epoch, row)
 
-    targets = teacher.targets(cfg, dataset["train"].x, device) if teacher is not None else None
+    keep = run_dir / rundir.DISTILLED  # offline targets, kept for every student and seed of these teachers
+    targets = teacher.targets(cfg, dataset["train"].x, device, keep) if teacher is not None else None
     result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show,
                             checkpoint=state_file, targets=targets)  # fmt: skip
     metrics = _metrics(result, recipe_name, mode, cfg, teacher)

@@ -220,7 +220,7 @@ def _optimize(study: optuna.Study, model_genome, splits: tuple, o: StudyOptions,
         torch.manual_seed(seed)
         model = build(model_genome)
         if cfg.distill_weight and cfg.distill_targets not in made:
-            made[cfg.distill_targets] = teacher.targets(cfg, train_split.x, device)
+            made[cfg.distill_targets] = teacher.targets(cfg, train_split.x, device, run_dir / rundir.DISTILLED)
 
         def report(epoch: int, row: dict) -> None:
             trial.report(row["val_acc"], epoch)
@@ -373,7 +373,8 @@ def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir:
         cfg = fastest(cfg.replace(seed=seed), model, device)
         checkpoint = make_dir(run_dir / "confirm") / f"{genome.key}-{seed}-{name.replace(' ', '-')}.pt"
         log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
-        targets = teacher.targets(cfg, dataset["train"].x, device) if cfg.distill_weight else None
+        keep = run_dir / rundir.DISTILLED  # offline targets, shared with train.py's distilled trainings
+        targets = teacher.targets(cfg, dataset["train"].x, device, keep) if cfg.distill_weight else None
         result = train(model, dataset["train"], dataset["val"], cfg, device, checkpoint=checkpoint, targets=targets)
         return {"val_acc": result.best_acc, "val_f1": result.best_f1, "epochs_run": result.epochs_run,
                 "core_hours": round(result.seconds * torch.get_num_threads() / 3600, 3),
