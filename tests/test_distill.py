@@ -220,6 +220,8 @@ def test_an_export_teaches_as_its_checkpoint_does_and_one_of_another_normalisati
     x = splits[0].x[:64]
     exported = load_teacher([tmp_path / "export"], (1, 48, 48), 7)  # the folder: its model.onnx
     assert exported.members[0]["path"] == str(tmp_path / "export" / "model.onnx")
+    threads = exported.models[0].session.get_session_options().intra_op_num_threads
+    assert threads == torch.get_num_threads()  # a teacher's targets take every thread the training has
     checkpointed = load_teacher([checkpoint], (1, 48, 48), 7)
     soft, soft_pt = (t.targets(cfg, x, "cpu")(x, torch.arange(64)) for t in (exported, checkpointed))
     assert torch.allclose(soft, soft_pt, atol=1e-4) and not torch.equal(soft[0], soft[1])

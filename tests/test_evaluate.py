@@ -322,3 +322,27 @@ def test_the_full_fidelity_trains_as_the_final_training_does():
     searched = fidelity.FIDELITIES["full"].train_config(seed=3)
     final = RECIPES["default"].replace(epochs=100, scheduler="wsd", seed=3)
     assert changed_settings(asdict(searched), final) == [] and set(RECORDING) == {"validate_every_epoch"}
+
+
+def _training(folder, val: list[float], test: float):
+    import json
+
+    folder.mkdir(parents=True)
+    rows = [f"{e},{1.5 - 0.1 * e},{v}" for e, v in enumerate(val, start=1)]
+    (folder / "history.csv").write_text("epoch,train_loss,val_acc\n" + "\n".join(rows) + "\n")
+    (folder / "report.json").write_text(json.dumps({"ten_crop": {"acc": test}}))
+
+
+def test_the_curves_benchmark_says_from_which_epoch_the_order_is_the_final_one(tmp_path, capsys):
+    from conftest import load_benchmark
+
+    bench = load_benchmark("bench_curves")
+    for seed in range(2):  # a fast learner that the slow one overtakes by the end
+        _training(tmp_path / f"fast-wsd-{seed}", [0.50, 0.55, 0.56], 0.60 + seed / 100)
+        _training(tmp_path / f"slow-wsd-{seed}", [0.40, 0.50, 0.60], 0.65 + seed / 100)
+    assert bench.main(["--trainings", str(tmp_path / "*-wsd-*"), "--epochs", "1,3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| epoch | slow (2) | fast (2) | Kendall tau | pairs in order |" in lines
+    assert any(line.startswith("| 1 | 0.400 | 0.500 | -") and line.endswith("| 0.00 |") for line in lines)
+    assert any(line.startswith("| 3 | 0.600 | 0.560 | 0.") and line.endswith("| 1.00 |") for line in lines)
+    assert bench.main(["--trainings", str(tmp_path / "fast-*")]) == 2  # one network: nothing to order

@@ -171,11 +171,12 @@ def _search_summary(report: dict | None) -> dict:
 
 class OnnxNet(torch.nn.Module):
     """An ONNX model as a module taking normalised batches (run by ONNX Runtime on the CPU): the test report
-    measures the shipped file itself with it, and an export can teach a distilled training."""
+    measures the shipped file itself with it, and an export can teach a distilled training. It runs on as
+    many threads as torch does here (a teacher's soft targets are minutes of work, not a latency measure)."""
 
     def __init__(self, onnx_model: bytes) -> None:
         super().__init__()
-        self.session = ort_session(onnx_model)
+        self.session = ort_session(onnx_model, threads=torch.get_num_threads())
         self.input = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
