@@ -93,6 +93,11 @@ def test_train_distils_from_the_runs_best_networks_and_reports_them(run_dir, tmp
         str(p) for p in (run_dir / "model.pt", run_dir / "baselines/mini_xception/model.pt")
     )
     assert report["teacher"]["weight"] == 0.5 and report["teacher"]["targets"] == "offline"
+    (kept,) = (run_dir / "distilled").glob("soft-targets-*.npy")  # the teachers' targets, for the next student
+    again = ["--out", str(tmp_path / "again"), "--distill-targets", "offline"]
+    assert main([*args, *again]) == 0 and kept.exists()
+    reused = json.loads((tmp_path / "again" / "report.json").read_text())["teacher"]["targets_seconds"]
+    assert 0 <= reused < report["teacher"]["targets_seconds"]
     shown = (out / "report.md").read_text()
     assert "Distilled (Hinton et al. 2015) from 2 fully trained networks" in shown
     assert "| teacher 1: " in shown and "| without teacher: run |" in shown

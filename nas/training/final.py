@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -205,20 +206,24 @@ def train_final(
             on_epoch(epoch, row)
 
     keep = run_dir / rundir.DISTILLED  # offline targets, kept for every student and seed of these teachers
+    started = time.perf_counter()
     targets = teacher.targets(cfg, dataset["train"].x, device, keep) if teacher is not None else None
+    made = round(time.perf_counter() - started, 3)  # the teachers' cost before the first epoch (0: kept ones)
     result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show,
                             checkpoint=state_file, targets=targets)  # fmt: skip
-    metrics = _metrics(result, recipe_name, mode, cfg, teacher)
+    metrics = _metrics(result, recipe_name, mode, cfg, teacher, made)
     save_checkpoint(out / rundir.MODEL, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     return _report(run_dir, out, name, genome, device, metrics, search, test)
 
 
-def _metrics(result: training.TrainResult, recipe_name: str, mode: str, cfg: TrainConfig, teacher) -> dict:
+def _metrics(result: training.TrainResult, recipe_name: str, mode: str, cfg: TrainConfig, teacher,
+             targets_seconds: float = 0.0) -> dict:  # fmt: skip
     """What ``model.pt`` keeps of its training, for the report and the model card."""
+    taught = {"teacher": teacher.summary(cfg) | {"targets_seconds": targets_seconds}} if teacher is not None else {}
     return {
         "val_acc": result.best_acc, "val_f1": result.best_f1, "best_epoch": result.best_epoch + 1,
         "epochs_run": result.epochs_run, "train_seconds": round(result.seconds, 1), "recipe": recipe_name,
-        "numerics": mode, "seed": cfg.seed, **({"teacher": teacher.summary(cfg)} if teacher is not None else {}),
+        "numerics": mode, "seed": cfg.seed, **taught,
     }  # fmt: skip
 
 

@@ -155,7 +155,8 @@ def _figures(report: dict) -> dict:
     epochs = max(1, report.get("epochs_run", 1))
     return {"ten_crop": report["ten_crop"]["acc"], "single_crop": report["single_crop"]["acc"],
             "f1": report["ten_crop"]["f1"], "val_acc": report.get("val_acc"),
-            "seconds_per_epoch": round(report.get("train_seconds", 0.0) / epochs, 1), "out": report["out"]}  # fmt: skip
+            "seconds_per_epoch": round(report.get("train_seconds", 0.0) / epochs, 1), "out": report["out"],
+            "targets_seconds": (report.get("teacher") or {}).get("targets_seconds", 0.0)}  # fmt: skip
 
 
 def _ensemble_test(run_dir: Path, paths: list[str], settings: dict) -> dict:
@@ -177,11 +178,11 @@ def summary_markdown(summary: dict) -> str:
                      f"{'not reported' if test is None else f'{test:.4f}'} |")  # fmt: skip
     lines += [f"| the ensemble | | {summary['ensemble']['acc']:.4f} |", "",
               "| student | group | params | latency ms | seed | acc without (10 crops) | acc with | s/epoch without "
-              "| s/epoch with |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| s/epoch with | s of teachers' targets |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in summary["students"]:
         lines.append(
             f"| `{s['key']}` | {'; '.join(s['groups'])} | {s['params']:,} | {s['latency_ms']:.3f} | {s['seed']} "
             f"| {s['without']['ten_crop']:.4f} | {s['with']['ten_crop']:.4f} | {s['without']['seconds_per_epoch']} "
-            f"| {s['with']['seconds_per_epoch']} |"
+            f"| {s['with']['seconds_per_epoch']} | {s['with'].get('targets_seconds', 0.0)} |"
         )
     return "\n".join([*lines, ""])
