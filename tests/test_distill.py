@@ -251,7 +251,13 @@ def test_offline_targets_are_kept_for_the_next_training_and_a_damaged_copy_is_ma
     assert len(list(keep.glob("soft-targets-*.npy"))) == 1
     other = teacher.targets(cfg, x[:32], "cpu", keep)(x[:32], idx[:32])  # other images: their own copy
     assert torch.allclose(other, first[:32], atol=1e-6) and len(list(keep.glob("soft-targets-*.npy"))) == 2
-    kept.write_bytes(b"not an array")
+    for damaged in (b"not an array", b""):
+        kept.write_bytes(damaged)
+        assert torch.allclose(teacher.targets(cfg, x, "cpu", keep)(x, idx), first, atol=1e-6)
+    np.save(kept, np.array([["a"] * 7] * 64))  # an array, but of text
     assert torch.allclose(teacher.targets(cfg, x, "cpu", keep)(x, idx), first, atol=1e-6)
     assert "not the teachers' soft targets for these 64 images; computing them again" in caplog.text
     assert torch.allclose(torch.from_numpy(np.load(kept)), first, atol=1e-6)
+    (tmp_path / "a-file").write_text("")  # where no copy can be kept, the training has its targets all the same
+    assert torch.allclose(teacher.targets(cfg, x, "cpu", tmp_path / "a-file")(x, idx), first, atol=1e-6)
+    assert "a-file: exists and is not a folder; the teachers' targets are not kept" in caplog.text

@@ -29,7 +29,7 @@ import torch
 from nas import data as fer
 from nas import rundir
 from nas.deploy.artifact import load_checkpoint
-from nas.errors import NasError
+from nas.errors import NasError, RunDirError, first_line
 from nas.settings import number_in
 from nas.training.loop import Targets, TrainConfig, predict_ten_crop, resolve_device
 from nas.training.report import read_report
@@ -74,11 +74,14 @@ class Teacher:
             kept = _read_soft(path, len(x_train))
             if kept is not None:
                 return kept
-        soft = sum(predict_ten_crop(m, x_train, dev) for m in models) / len(models)
+        soft = (sum(predict_ten_crop(m, x_train, dev) for m in models) / len(models)).cpu()
         if path is not None:
             buf = io.BytesIO()
             np.save(buf, soft.numpy().astype(np.float32), allow_pickle=False)
-            rundir.atomic_write(rundir.make_dir(path.parent) / path.name, buf.getvalue())
+            try:
+                rundir.atomic_write(rundir.make_dir(path.parent) / path.name, buf.getvalue())
+            except RunDirError as exc:  # a copy for later trainings: this one goes on without it
+                log.warning(f"{first_line(exc)}; the teachers' targets are not kept")
         return soft
 
     def summary(self, cfg: TrainConfig) -> dict:
@@ -184,11 +187,11 @@ def _read_soft(path: Path, images: int) -> torch.Tensor | None:
     """Kept soft targets, or None (said in one line) where the file is not one row of probabilities an image."""
     try:
         soft = np.load(path, allow_pickle=False)
-        whole = soft.ndim == 2 and len(soft) == images and np.isfinite(soft).all()
-        whole = whole and bool(np.allclose(soft.sum(1), 1, atol=1e-3)) and bool((soft >= 0).all())
-    except (OSError, ValueError) as exc:
-        whole, soft = False, exc
-    if not whole:
+    except (OSError, ValueError, EOFError):
+        soft = None
+    soft = soft if isinstance(soft, np.ndarray) else np.empty(0)  # not an array at all (e.g. an .npz)
+    whole = soft.ndim == 2 and soft.dtype.kind == "f" and len(soft) == images and bool(np.isfinite(soft).all())
+    if not (whole and np.allclose(soft.sum(1), 1, atol=1e-3) and (soft >= 0).all()):
         log.warning(f"{path}: not the teachers' soft targets for these {images} images; computing them again")
         return None
     return torch.from_numpy(soft)
