@@ -205,15 +205,22 @@ def train_final(
         if on_epoch is not None:
             on_epoch(epoch, row)
 
-    keep = run_dir / rundir.DISTILLED  # offline targets, kept for every student and seed of these teachers
-    started = time.perf_counter()
-    targets = teacher.targets(cfg, dataset["train"].x, device, keep) if teacher is not None else None
-    made = round(time.perf_counter() - started, 3)  # the teachers' cost before the first epoch (0: kept ones)
+    targets, made = _targets(teacher, cfg, dataset["train"].x, device, run_dir / rundir.DISTILLED)
     result = training.train(model, dataset["train"], dataset["val"], cfg, device, on_epoch=show,
                             checkpoint=state_file, targets=targets)  # fmt: skip
     metrics = _metrics(result, recipe_name, mode, cfg, teacher, made)
     save_checkpoint(out / rundir.MODEL, model.cpu(), metrics, json.loads(json.dumps(cfg.__dict__)))
     return _report(run_dir, out, name, genome, device, metrics, search, test)
+
+
+def _targets(teacher, cfg: TrainConfig, x_train: torch.Tensor, device: str, keep: Path) -> tuple:
+    """The teachers' targets (None without teachers), offline ones kept in ``keep`` for every student and seed
+    of the same teachers, and the seconds they cost before the first epoch (about 0 where kept ones are read)."""
+    if teacher is None:
+        return None, 0.0
+    started = time.perf_counter()
+    targets = teacher.targets(cfg, x_train, device, keep)
+    return targets, round(time.perf_counter() - started, 3)
 
 
 def _metrics(result: training.TrainResult, recipe_name: str, mode: str, cfg: TrainConfig, teacher,
