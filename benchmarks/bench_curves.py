@@ -14,6 +14,7 @@ at epoch ``e`` of the same schedule (before its cool-down) sees what column ``e`
 from __future__ import annotations
 
 import argparse
+import glob
 import itertools
 import json
 import sys
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write the table here (markdown)")
     args = p.parse_args(argv)
     patterns = args.trainings or [str(RESULTS / g) for g in DEFAULT]
-    folders = sorted({f for g in patterns for f in Path("/").glob(str(Path(g).resolve()).lstrip("/")) if f.is_dir()})
+    folders = sorted({Path(f) for g in patterns for f in glob.glob(g) if Path(f).is_dir()})
     if len({f.name.split("-")[0] for f in folders}) < 2:
         print(f"bench_curves: need full trainings of two networks at least, found {len(folders)} folders")
         return 2

@@ -224,7 +224,7 @@ def _targets(teacher, cfg: TrainConfig, x_train: torch.Tensor, device: str, keep
 
 
 def _metrics(result: training.TrainResult, recipe_name: str, mode: str, cfg: TrainConfig, teacher,
-             targets_seconds: float = 0.0) -> dict:  # fmt: skip
+             targets_seconds: float) -> dict:  # fmt: skip
     """What ``model.pt`` keeps of its training, for the report and the model card."""
     taught = {"teacher": teacher.summary(cfg) | {"targets_seconds": targets_seconds}} if teacher is not None else {}
     return {

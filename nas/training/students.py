@@ -183,6 +183,6 @@ def summary_markdown(summary: dict) -> str:
         lines.append(
             f"| `{s['key']}` | {'; '.join(s['groups'])} | {s['params']:,} | {s['latency_ms']:.3f} | {s['seed']} "
             f"| {s['without']['ten_crop']:.4f} | {s['with']['ten_crop']:.4f} | {s['without']['seconds_per_epoch']} "
-            f"| {s['with']['seconds_per_epoch']} | {s['with'].get('targets_seconds', 0.0)} |"
+            f"| {s['with']['seconds_per_epoch']} | {s['with']['targets_seconds']} |"
         )
     return "\n".join([*lines, ""])
