@@ -24,6 +24,9 @@ from typing import Any
 from nas.errors import RunDirError, SettingError, first_line
 from nas.settings import number_in, typed
 
+_UMASK = os.umask(0o022)  # read once, at import (the only way to read it changes it: set back at once)
+os.umask(_UMASK)
+
 # the files of a run directory, named once
 CONFIG, CACHE, CHECKPOINT, CHAMPION = "config.json", "cache.jsonl", "checkpoint.json", "champion.json"
 LOCK = ".lock"  # held (flock) by the process searching in the run directory
@@ -127,6 +130,8 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
         raise RunDirError(f"{path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # POSIX (and Windows from Python 3.13)
+                os.fchmod(f.fileno(), _mode_for(path))
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
@@ -138,6 +143,15 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
             raise RunDirError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a plain ``open`` would give ``path`` (the old file's where one is replaced), not
+    mkstemp's owner-only 0600, so that people sharing a run directory can read each other's results."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ trained: what is tested is the runner and the algorithms alone.
 import json
 import logging
 import math
+import os
 import pickle
 import random
 
@@ -522,3 +523,16 @@ def test_random_search_ignores_the_seeds_and_says_so(tmp_path, caplog):
     state, _ = run(tmp_path, "random", generations=1, seeds=SEEDS)
     assert not any(r["origin"] for r in state.rows)
     assert "random search ignores the seed networks" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="no fchmod on this platform")
+def test_a_written_file_has_the_permissions_of_any_file_not_owner_only(tmp_path):
+    """People sharing a run directory read each other's results: a new file gets 0666 less the umask (as
+    ``open`` gives), a replaced one keeps its mode."""
+    new = rundir.atomic_write(tmp_path / "new.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(new, 0o640)
+    rundir.atomic_write(new, "[]")
+    assert new.stat().st_mode & 0o777 == 0o640 and new.read_text() == "[]"
