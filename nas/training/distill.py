@@ -13,6 +13,9 @@ only sees a function from a batch to the teachers' probabilities, made here in o
   soft targets: cheap per step, but blind to the augmentation the student sees), and kept in the run
   directory (``distilled/soft-targets-*.npy``), so that every student, seed and resumed training of the same
   teachers on the same images reuses them (five teachers' targets take minutes of a core).
+
+Either way each teacher answers in this machine's faster numerics for its size (``answers_in_bf16``),
+whatever the student's: its probabilities only steer the student, and the teachers are most of the cost.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from nas import data as fer
 from nas import rundir
 from nas.deploy.artifact import load_checkpoint
 from nas.errors import NasError, RunDirError, first_line
+from nas.genome.build import count_flops
 from nas.settings import number_in
+from nas.training import numerics
 from nas.training.loop import Targets, TrainConfig, predict_ten_crop, resolve_device
 from nas.training.report import read_report
 
@@ -55,17 +60,23 @@ class Teacher:
         targets are read from, or else written to, the folder ``keep`` where one is given."""
         dev = resolve_device(str(device))
         models = [m.to(dev).eval().requires_grad_(False) for m in self.models]
+        low = [answers_in_bf16(m, dev) for m in models]
         if cfg.distill_targets == "offline":
-            soft = self.soft_targets(models, x_train, dev, keep).to(dev)
+            soft = self.soft_targets(models, low, x_train, dev, keep).to(dev)
             return lambda xb, idx: soft[idx]
 
         @torch.no_grad()
         def online(xb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            return sum(m(xb).float().softmax(1) for m in models) / len(models)
+            total = 0
+            for m, bf16 in zip(models, low):  # each in its own numerics, whatever the student's autocast
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    total = total + m(xb).float().softmax(1)
+            return total / len(models)
 
         return online
 
-    def soft_targets(self, models: list, x_train: torch.Tensor, dev: torch.device, keep: Path | None) -> torch.Tensor:
+    def soft_targets(self, models: list, low: list[bool], x_train: torch.Tensor, dev: torch.device,
+                     keep: Path | None) -> torch.Tensor:  # fmt: skip
         """Each image's ten-crop average over the teachers: the kept copy when it is whole (same teachers,
         same images), else computed now and kept (written at once: a killed process leaves none half)."""
         digest = hashlib.sha256(x_train.numpy().tobytes()).hexdigest()[:12]
@@ -74,7 +85,7 @@ class Teacher:
             kept = _read_soft(path, len(x_train))
             if kept is not None:
                 return kept
-        soft = (sum(predict_ten_crop(m, x_train, dev) for m in models) / len(models)).cpu()
+        soft = (sum(predict_ten_crop(m, x_train, dev, bf16=b) for m, b in zip(models, low)) / len(models)).cpu()
         if path is not None:
             buf = io.BytesIO()
             np.save(buf, soft.numpy().astype(np.float32), allow_pickle=False)
@@ -93,6 +104,17 @@ class Teacher:
             "targets": cfg.distill_targets,
             "fingerprint": self.fingerprint,
         }
+
+
+def answers_in_bf16(model: torch.nn.Module, dev: torch.device) -> bool:
+    """Whether a teacher runs under bf16 autocast: on a GPU always (as training does), on the CPU where this
+    machine's calibrated rule trains a network of its FLOPs in bf16 (a forward pass gains alike: 1.8x for
+    ``cnn4`` and ``4e7abb38`` on one AMD core); its probabilities only steer a student. An ONNX teacher
+    counts no FLOPs here and runs as ONNX Runtime does."""
+    if dev.type != "cpu":
+        return dev.type == "cuda"
+    above = numerics.machine_rule(torch.get_num_threads(), "cpu")
+    return above is not None and count_flops(model) > above
 
 
 def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) -> Teacher:

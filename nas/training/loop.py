@@ -289,8 +289,10 @@ def predict(
 
 
 @torch.no_grad()
-def predict_ten_crop(model: nn.Module, x: torch.Tensor, device: torch.device, shift: int = 3) -> torch.Tensor:
-    """Class probabilities averaged over ten views: five shifted crops of an edge-padded image, each flipped.
+def predict_ten_crop(model: nn.Module, x: torch.Tensor, device: torch.device, shift: int = 3,
+                     bf16: bool = False) -> torch.Tensor:  # fmt: skip
+    """Class probabilities averaged over ten views: five shifted crops of an edge-padded image, each flipped
+    (``bf16``: as ``predict``'s).
 
     The classic FER2013 test-time augmentation, done at the network's own input size so that networks
     with a flattening readout can take it too.
@@ -302,7 +304,7 @@ def predict_ten_crop(model: nn.Module, x: torch.Tensor, device: torch.device, sh
     for dy, dx in offsets:
         view = padded[:, :, dy : dy + h, dx : dx + w]
         for v in (view, view.flip(3)):
-            total = total + predict(model, v, device).softmax(1)
+            total = total + predict(model, v, device, bf16=bf16).softmax(1)
     return total / (2 * len(offsets))
 
 
