@@ -13,7 +13,7 @@ DEFAULT = load_space("default")
 BASELINES = load_baselines()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_sampled_networks_run_with_the_right_shapes(seed):
     genome = sample(DEFAULT, random.Random(seed))
