@@ -108,8 +108,9 @@ class Teacher:
 
 def answers_in_bf16(model: torch.nn.Module, dev: torch.device) -> bool:
     """Whether a teacher runs under bf16 autocast: on a GPU always (as training does), on the CPU where this
-    machine's calibrated rule trains a network of its FLOPs in bf16 (a forward pass gains alike: 1.8x for
-    ``cnn4`` and ``4e7abb38`` on one AMD core); its probabilities only steer a student. An ONNX teacher
+    machine's calibrated rule trains a network of its FLOPs in bf16 (a forward pass gains alike: ten-crop
+    answers 1.6x faster for ``cnn4``, 1.7x for ``4e7abb38`` on two AMD threads, accuracy within 0.3 points,
+    ``bench_teachers.py --numerics``); its probabilities only steer a student. An ONNX teacher
     counts no FLOPs here and runs as ONNX Runtime does."""
     if dev.type != "cpu":
         return dev.type == "cuda"
