@@ -33,7 +33,6 @@ from nas import data as fer
 from nas import rundir
 from nas.deploy.artifact import load_checkpoint
 from nas.errors import NasError, RunDirError, first_line
-from nas.genome.build import count_flops
 from nas.settings import number_in
 from nas.training import numerics
 from nas.training.loop import Targets, TrainConfig, predict_ten_crop, resolve_device
@@ -114,8 +113,7 @@ def answers_in_bf16(model: torch.nn.Module, dev: torch.device) -> bool:
     counts no FLOPs here and runs as ONNX Runtime does."""
     if dev.type != "cpu":
         return dev.type == "cuda"
-    above = numerics.machine_rule(torch.get_num_threads(), "cpu")
-    return above is not None and count_flops(model) > above
+    return numerics.bf16_pays(model, "cpu")
 
 
 def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) -> Teacher:
