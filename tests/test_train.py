@@ -300,3 +300,15 @@ def test_a_network_validates_in_the_mode_it_trains_in_and_batching_changes_nothi
     assert torch.allclose(logits, training.predict(model, x, cpu, batch_size=7), atol=1e-5)
     low = training.predict(model, x, cpu, bf16=True)
     assert low.dtype == torch.float32 and not torch.equal(low, logits) and torch.allclose(low, logits, atol=0.2)
+
+
+def test_a_curve_whose_rate_ends_at_zero_is_drawn_without_a_warning(tmp_path):
+    import warnings
+
+    from nas.training.report import write_history
+
+    history = [{"epoch": 0, "train_loss": 1.9, "val_acc": 0.3, "val_f1": 0.2, "lr": 0.0, "seconds": 1.0}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        csv, png = write_history(history, tmp_path, "one epoch of wsd")
+    assert png.stat().st_size > 0 and "0.0" in csv.read_text()

@@ -56,7 +56,8 @@ def write_history(history: list[dict], out_dir: Path, title: str) -> list[Path]:
     axes[1].set_ylabel("PublicTest")
     axes[1].legend()
     axes[2].plot(frame["epoch"], frame["lr"])
-    axes[2].set_yscale("log")
+    if (frame["lr"] > 0).any():  # log scale, but not for a curve of zeros (one epoch of wsd ends at 0)
+        axes[2].set_yscale("log")
     axes[2].set_ylabel("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
