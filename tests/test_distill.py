@@ -70,7 +70,9 @@ def test_a_distilled_training_resumes_exactly(splits, tmp_path, targets):
     full_model, full = _distil(splits, teacher, cfg)
     ckpt = tmp_path / "ckpt.pt"
     _distil(splits, teacher, cfg, checkpoint=ckpt, on_epoch=lambda e, m: e == 0)  # "crash" after epoch 1
-    resumed_model, resumed = _distil(splits, teacher, cfg, checkpoint=ckpt)
+    trained = []
+    resumed_model, resumed = _distil(splits, teacher, cfg, checkpoint=ckpt, on_epoch=lambda e, m: trained.append(e))
+    assert trained == [1, 2]  # continued, not started again
     assert [h["val_acc"] for h in resumed.history] == [h["val_acc"] for h in full.history]
     assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()))
 
@@ -85,7 +87,7 @@ def test_train_distils_from_the_runs_best_networks_and_reports_them(run_dir, tmp
     assert main(["train", "--run", str(run_dir), "--baseline", "mini_xception", "--epochs", "1"]) == 0
     assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0  # the champion without a teacher
     args = ["train", "--run", str(run_dir), "--epochs", "1", "--teacher", "best"]
-    assert main([*args, "--distill-targets", "offline"]) == 0
+    assert main([*args[:-1], f"best,{run_dir}", "--distill-targets", "offline"]) == 0  # the champion named twice
     out = run_dir / "distilled" / "champion"
     report = json.loads((out / "report.json").read_text())
     members = [m["path"] for m in report["teacher"]["members"]]
@@ -125,10 +127,23 @@ def test_a_teacher_of_another_input_or_classes_is_one_error_naming_it(run_dir, t
     assert not (run_dir / "distilled").exists()
 
 
-@pytest.mark.parametrize("flags", [["--distill-weight", "0.5"], ["--teacher", "best", "--distill-weight", "0"]])
+def test_a_teacher_ensemble_of_another_shape_is_one_error_naming_it(splits, tmp_path):
+    from nas.training.distill import ensemble_accuracy
+
+    bad = _teacher_file(tmp_path / "bad.pt", classes=5)
+    with pytest.raises(NasError, match=r"bad.pt: a teacher must take the student's input 48x48x1 and 7 classes"):
+        ensemble_accuracy([_teacher_file(tmp_path / "good.pt"), bad], splits[1])
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--distill-weight", "0.5"], ["--teacher", "best", "--distill-weight", "0"], ["--teacher", "none,best"]],
+)
 def test_distillation_settings_are_checked_before_anything_runs(run_dir, capsys, flags):
     assert main(["train", "--run", str(run_dir), "--epochs", "1", *flags]) == 2
-    assert "--distill-weight" in capsys.readouterr().err and not (run_dir / "distilled").exists()
+    said = capsys.readouterr().err
+    assert "--distill-weight" in said or "--teacher none stands alone" in said
+    assert not (run_dir / "distilled").exists()
 
 
 def test_the_distillation_stage_offers_no_out_flag_it_would_refuse(run_dir, capsys):
@@ -150,10 +165,11 @@ SMALL = "conv_k3_c4_s2_relu_bn | gap"
 def test_the_distillation_stage_teaches_the_best_ranked_small_network_beside_itself_untaught(run_dir, capsys):
     assert main(["train", "--run", str(run_dir), "--epochs", "1"]) == 0  # the teacher: the champion
     _front(run_dir, [("a" * 16, GENOME, 0.45, 1000, 2), ("b" * 16, SMALL, 0.30, 50, 100)])  # b reached the top rung
-    args = ["distill", "--run", str(run_dir), "--epochs", "1", "--max-params", "100"]
+    args = ["distill", "--run", str(run_dir), "--epochs", "1", "--max-params", "100", "--distill-targets", "offline"]
     capsys.readouterr()
     assert main(args) == 0
     summary = json.loads((run_dir / "distilled" / "summary-s0.json").read_text())
+    assert summary["distillation"]["targets"] == "offline"  # the taught one's; the untaught one has none
     (student,) = summary["students"]
     assert student["key"] == "b" * 16 and len(student["groups"]) == 2  # fast and small: both groups agree
     assert [m["path"] for m in summary["teachers"]] == [str(run_dir / "model.pt")]
@@ -169,6 +185,13 @@ def test_the_distillation_stage_teaches_the_best_ranked_small_network_beside_its
     figures = [(s["key"], s["without"]["ten_crop"], s["with"]["ten_crop"]) for s in summary["students"]]
     assert [(s["key"], s["without"]["ten_crop"], s["with"]["ten_crop"]) for s in again] == figures
     assert capsys.readouterr().out == first
+    plan["chosen"] = {}  # a damaged plan: its students are chosen again (the same), nothing trained twice
+    (run_dir / "distilled" / "plan-s0.json").write_text(json.dumps(plan))
+    untaught = run_dir / "students" / ("b" * 16 + "-s0") / "history.csv"  # rewritten by every epoch trained
+    stamp = untaught.stat().st_mtime_ns
+    assert main(args) == 0 and untaught.stat().st_mtime_ns == stamp
+    third = json.loads((run_dir / "distilled" / "summary-s0.json").read_text())["students"]
+    assert [(s["key"], s["without"]["ten_crop"], s["with"]["ten_crop"]) for s in third] == figures
     assert "| bbbbbbbbbbbbbbbb-s0 |" in (run_dir / "students" / ("b" * 16 + "-s0") / "report.md").read_text()
 
 
@@ -209,6 +232,13 @@ def test_a_study_with_teachers_tunes_the_distillation_and_its_recipe_trains_with
     assert main(["train", "--run", str(run_dir), "--epochs", "1", "--recipe", "tuned"]) == 0
     report = json.loads((run_dir / "report.json").read_text())
     assert report["teacher"]["members"][0]["path"] == str(teacher) and report["recipe"] == "tuned"
+    plain = ["train", "--run", str(run_dir), "--epochs", "1", "--recipe", "tuned", "--out", str(tmp_path / "plain")]
+    assert main([*plain, "--teacher", "none"]) == 0  # the same recipe without its teachers
+    untaught = json.loads((tmp_path / "plain" / "report.json").read_text())
+    assert "teacher" not in untaught and "distill_weight=0.0" in untaught["recipe"]
+    taught = ["train", "--run", str(run_dir), "--epochs", "1", "--teacher", str(teacher)]
+    assert main(taught) == 0  # the run's champion was distilled too: not shown as this one "without teacher"
+    assert "without teacher" not in (run_dir / "distilled" / "champion" / "report.md").read_text()
     _teacher_file(teacher, favoured=0)  # another teacher in its place: the tuned recipe no longer holds
     capsys.readouterr()
     again = ["train", "--run", str(run_dir), "--epochs", "1", "--recipe", "tuned", "--out", str(tmp_path / "o")]
@@ -232,7 +262,14 @@ def test_an_export_teaches_as_its_checkpoint_does_and_one_of_another_normalisati
     assert torch.allclose(soft, soft_pt, atol=1e-4) and not torch.equal(soft[0], soft[1])
     with pytest.raises(NasError, match="a teacher must take the student's input 32x32x1"):
         load_teacher([tmp_path / "export" / "model.onnx"], (1, 32, 32), 7)
+    (tmp_path / "export" / "other.onnx").write_bytes((tmp_path / "export" / "model.onnx").read_bytes())
+    with pytest.raises(NasError, match=r"other.onnx: its model.json describes model.onnx, not this file"):
+        load_teacher([tmp_path / "export" / "other.onnx"], (1, 48, 48), 7)
     info = json.loads((tmp_path / "export" / "model.json").read_text())
+    reordered = info | {"class_names": info["class_names"][::-1]}
+    (tmp_path / "export" / "model.json").write_text(json.dumps(reordered))
+    with pytest.raises(NasError, match=r"model.onnx: its classes are neutral, surprise.*a teacher must answer in"):
+        load_teacher([tmp_path / "export"], (1, 48, 48), 7)
     info["input"]["normalize"]["mean"] = 0.5
     (tmp_path / "export" / "model.json").write_text(json.dumps(info))
     with pytest.raises(NasError, match=r"model.onnx: normalises its input with mean 0.5 and std 0.255; a teacher"):
@@ -246,6 +283,7 @@ def test_offline_targets_are_kept_for_the_next_training_and_a_damaged_copy_is_ma
     first = teacher.targets(cfg, x, "cpu", keep)(x, idx)
     (kept,) = keep.glob("soft-targets-*.npy")
     assert teacher.fingerprint in kept.name and not list(keep.glob(".*"))  # nothing half-written beside it
+    assert kept.name.endswith("-f.npy")  # the teacher answered in fp32 (a small network on this CPU)
     np.save(kept, np.full((64, 7), 1 / 7, dtype=np.float32))  # a kept copy is read, not computed again
     assert torch.allclose(teacher.targets(cfg, x, "cpu", keep)(x, idx), torch.full((64, 7), 1 / 7))
     assert len(list(keep.glob("soft-targets-*.npy"))) == 1
@@ -276,10 +314,11 @@ def test_a_teacher_runs_in_bf16_where_the_machine_trains_its_flops_in_bf16(split
 
     def soft(rule):
         monkeypatch.setattr(numerics, "machine_rule", lambda threads, device: rule)
-        return teacher.targets(cfg, x, "cpu")(view, idx)
+        return teacher.targets(cfg, x, "cpu", tmp_path / "kept")(view, idx)  # offline ones kept, by numerics
 
     model = teacher.models[0]
     with torch.no_grad():
         fp32 = model(view).softmax(1) if targets == "online" else predict_ten_crop(model, x, torch.device("cpu"))
     low, high = soft(0.0), soft(1e12)
     assert torch.equal(high, fp32) and not torch.equal(low, fp32) and torch.allclose(low, fp32, atol=3e-2)
+    assert len(list((tmp_path / "kept").glob("*.npy"))) == (2 if targets == "offline" else 0)

@@ -12,7 +12,8 @@ only sees a function from a batch to the teachers' probabilities, made here in o
 - ``offline``: each training image's ten-crop average, computed once before the first epoch (the classic
   soft targets: cheap per step, but blind to the augmentation the student sees), and kept in the run
   directory (``distilled/soft-targets-*.npy``), so that every student, seed and resumed training of the same
-  teachers on the same images reuses them (five teachers' targets take minutes of a core).
+  teachers, in the same numerics, on the same images reuses them (five teachers' targets take minutes of a
+  core).
 
 Either way each teacher answers in this machine's faster numerics for its size (``answers_in_bf16``),
 whatever the student's: its probabilities only steer the student, and the teachers are most of the cost.
@@ -36,6 +37,7 @@ from nas.errors import NasError, RunDirError, first_line
 from nas.settings import number_in
 from nas.training import numerics
 from nas.training.loop import Targets, TrainConfig, predict_ten_crop, resolve_device
+from nas.training.options import NO_TEACHER
 from nas.training.report import read_report
 
 # the teachers ``--teacher best`` takes: the run's most accurate fully trained networks (PublicTest)
@@ -77,9 +79,13 @@ class Teacher:
     def soft_targets(self, models: list, low: list[bool], x_train: torch.Tensor, dev: torch.device,
                      keep: Path | None) -> torch.Tensor:  # fmt: skip
         """Each image's ten-crop average over the teachers: the kept copy when it is whole (same teachers,
-        same images), else computed now and kept (written at once: a killed process leaves none half)."""
-        digest = hashlib.sha256(x_train.numpy().tobytes()).hexdigest()[:12]
-        path = None if keep is None else Path(keep) / f"soft-targets-{self.fingerprint}-{digest}.npy"
+        same images, each teacher in the same numerics), else computed now and kept (written at once: a killed
+        process leaves none half)."""
+        path = None
+        if keep is not None:
+            digest = hashlib.sha256(x_train.numpy().tobytes()).hexdigest()[:12]
+            mode = "".join("b" if b else "f" for b in low)  # bf16 or fp32, teacher by teacher
+            path = Path(keep) / f"soft-targets-{self.fingerprint}-{digest}-{mode}.npy"
         if path is not None and path.exists():
             kept = _read_soft(path, len(x_train))
             if kept is not None:
@@ -138,8 +144,8 @@ def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) 
 
 def teacher_for(run_dir: Path, names: tuple[str, ...], genome) -> Teacher | None:
     """The teachers ``--teacher`` names (``best``: the run's best) for a student of ``genome`` (parsed), read
-    and checked against its input and classes before any training; None where none is named."""
-    if not names:
+    and checked against its input and classes before any training; None where none is named (or ``none``)."""
+    if not names or names == (NO_TEACHER,):
         return None
     from nas.genome.build import build
 
@@ -166,11 +172,13 @@ def best_teachers(run_dir: Path, count: int = BEST_COUNT) -> list[Path]:
 
 
 def resolve(run_dir: Path, names: tuple[str, ...]) -> list[Path]:
-    """``--teacher``'s files, with ``best`` standing for the run's best networks."""
-    paths: list[Path] = []
+    """``--teacher``'s files, with ``best`` standing for the run's best networks; a file named twice (by
+    its folder, by ``best``) teaches once."""
+    files: dict[Path, Path] = {}
     for name in names:
-        paths += best_teachers(run_dir) if name == BEST else [Path(name)]
-    return list(dict.fromkeys(paths))
+        for path in best_teachers(run_dir) if name == BEST else [Path(name)]:
+            files.setdefault(_model_file(path).resolve(), path)
+    return list(files.values())
 
 
 def _read_teacher(path: Path) -> tuple[torch.nn.Module, tuple, int, dict]:
@@ -192,6 +200,14 @@ def _exported_teacher(path: Path) -> tuple[torch.nn.Module, tuple, int, dict]:
     from nas.deploy.classifier import Classifier
 
     exported = Classifier(path)  # model.json and the file checked against each other, each problem one line
+    described = path.parent / exported.info["files"]["onnx"]
+    if described.resolve() != path.resolve():
+        raise NasError(f"{path}: its model.json describes {described.name}, not this file; name that one or the folder")
+    if tuple(exported.class_names) != fer.CLASS_NAMES:
+        raise NasError(
+            f"{path}: its classes are {', '.join(exported.class_names)}; a teacher must answer in the student's "
+            f"order ({', '.join(fer.CLASS_NAMES)})"
+        )
     if (exported.mean, exported.std) != (fer.MEAN, fer.STD):
         raise NasError(
             f"{path}: normalises its input with mean {exported.mean:g} and std {exported.std:g}; a teacher must "
@@ -229,7 +245,8 @@ def ensemble_accuracy(paths: list[str | Path], split, device: str = "auto") -> d
     from nas.training import metrics
 
     dev = resolve_device(device)
-    members = [predict_ten_crop(_read_teacher(_model_file(p))[0].to(dev), split.x, dev) for p in paths]
+    teacher = load_teacher(paths, tuple(split.x.shape[1:]), len(fer.CLASS_NAMES))  # checked as for a student
+    members = [predict_ten_crop(m.to(dev), split.x, dev) for m in teacher.models]
     y = split.y.numpy()
     scores = metrics.summary(y, (sum(members) / len(members)).argmax(1).numpy(), members[0].shape[1])
     return scores | {"per_member": [metrics.summary(y, m.argmax(1).numpy(), m.shape[1])["acc"] for m in members]}

@@ -179,7 +179,7 @@ def train_final(
     changes |= {"teacher": teacher.fingerprint} if teacher is not None else {}
     cfg, recipe_name = _recipe(run_dir, genome, o.recipe, changes, o.epochs, o.patience, o.seed, device)
     teacher = teacher or _tuned_teacher(run_dir, cfg, genome)
-    name, out = _destination(run_dir, o.recipe, baseline, o.out, genome, distilled=bool(o.teacher))
+    name, out = _destination(run_dir, o.recipe, baseline, o.out, genome, distilled=o.taught)
     if out == run_dir:
         _beside(run_dir)  # a damaged report beside it: said now, not after the training
     dataset = fer.load(data, ("train", "val"))
@@ -343,7 +343,7 @@ def _teachers_and_undistilled(run_dir: Path, genome: str, teacher: dict) -> dict
     for report in sorted(run_dir.rglob(rundir.REPORT)):
         if rundir.DISTILLED not in report.relative_to(run_dir).parts:
             r = read_report(report)
-            if r.get("genome") == genome:
+            if r.get("genome") == genome and "teacher" not in r:  # e.g. a tuned recipe that distils
                 shown[f"without teacher: {report.parent.relative_to(run_dir.parent)}"] = r
     return shown
 

@@ -26,6 +26,9 @@ PRUNERS = ("median", "hyperband", "none")
 DISTILL_TARGETS = ("online", "offline")
 # the teachers' share of a distilled training's loss unless told: Hinton et al.'s (2015) usual mix
 DISTILL_WEIGHT = 0.5
+# ``--teacher none``: no teacher, also where the recipe itself distils (a tuned one; the distillation stage's
+# students trained without their teachers)
+NO_TEACHER = "none"
 
 
 def _at_least(minimum: float, **values: float | None) -> None:
@@ -104,7 +107,7 @@ class FinalOptions:
         (),
         "distil from these fully trained networks (model.pt or exported model.onnx files, or folders holding one, "
         "comma-separated; best: the run's 3 most accurate by PublicTest accuracy; nas/models: the package's own "
-        "model); an ensemble averages their probabilities",
+        "model; none: no teacher, even where the recipe distils); an ensemble averages their probabilities",
     )
     distill_weight: float | None = setting(None, f"the teachers' share of the loss (default: {DISTILL_WEIGHT})")
     distill_temperature: float | None = setting(None, "the teachers' temperature (default: the recipe's, 4)")
@@ -122,7 +125,9 @@ class FinalOptions:
         distilling = {"distill_weight": self.distill_weight, "distill_temperature": self.distill_temperature,
                       "distill_targets": self.distill_targets}  # fmt: skip
         stray = [k for k, v in distilling.items() if v is not None]
-        if stray and not self.teacher:
+        if NO_TEACHER in self.teacher and len(self.teacher) > 1:
+            raise SettingError(f"--teacher {NO_TEACHER} stands alone, got {','.join(self.teacher)}")
+        if stray and not self.taught:
             raise SettingError(f"--{stray[0].replace('_', '-')} needs --teacher")
         if self.distill_weight is not None and not 0 < self.distill_weight <= 1:
             raise SettingError(f"--distill-weight must be in (0, 1], got {self.distill_weight:g}")
@@ -133,9 +138,16 @@ class FinalOptions:
         """The training settings given on top of the recipe (a teacher's fingerprint is added once it is read)."""
         given = {"class_balance": self.class_balance, "ema": self.ema, "label_smoothing": self.label_smoothing,
                  "distill_temperature": self.distill_temperature, "distill_targets": self.distill_targets}  # fmt: skip
-        if self.teacher:
+        if self.taught:
             given["distill_weight"] = DISTILL_WEIGHT if self.distill_weight is None else self.distill_weight
+        elif self.teacher:  # none: whatever the recipe's distillation
+            given |= {"distill_weight": 0.0, "teacher": ""}
         return {k: v for k, v in given.items() if v is not None}
+
+    @property
+    def taught(self) -> bool:
+        """Whether teachers are named (``none`` names none)."""
+        return bool(self.teacher) and self.teacher != (NO_TEACHER,)
 
 
 @dataclass(frozen=True)

@@ -29,20 +29,21 @@ def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoc
     beside them in ``distilled/summary-s<seed>.md``. ``settings``: ``StudentOptions``' fields and ``train``'s.
     Run again, it finishes what an interrupted stage left (the same teachers and students: ``_plan``)."""
     from nas.training.final import train_final
-    from nas.training.options import StudentOptions
+    from nas.training.options import NO_TEACHER, StudentOptions
 
     run_dir = Path(run_dir)
     own = {f.name for f in fields(StudentOptions)}
     o = typed(StudentOptions, {k: settings.pop(k) for k in list(settings) if k in own}, "distill")
     if settings.get("out") is not None:
         raise SettingError("--out: the distillation stage writes under the run directory (distilled/, students/)")
-    seed = settings.get("seed") or 0
+    settings["seed"] = seed = settings.get("seed") or 0  # both trainings, and the folders' names, say it
     paths, students = _plan(run_dir, o, tuple(teacher), seed)
+    untaught = {k: v for k, v in settings.items() if not k.startswith("distill_")}
     rows = []
     for key, student in students.items():
         where = f"{key}-s{seed}"
         plain = train_final(run_dir, genome=student["genome"], out=run_dir / rundir.STUDENTS / where, on_epoch=on_epoch,
-                            **settings)  # fmt: skip
+                            teacher=(NO_TEACHER,), **untaught)  # fmt: skip
         taught = train_final(run_dir, genome=student["genome"], out=run_dir / rundir.DISTILLED / where, teacher=paths,
                              on_epoch=on_epoch, **settings)  # fmt: skip
         rows.append(student | {"seed": seed, "without": _figures(plain), "with": _figures(taught)})
@@ -64,15 +65,24 @@ def _plan(run_dir: Path, o, teacher: tuple[str, ...], seed: int) -> tuple[list[s
     asked = {"teacher": list(teacher), "students": asdict(o)}
     kept = rundir.read_json(path, "distillation plan") if path.exists() else {}
     chosen = kept.get("chosen")
-    whole = isinstance(chosen, dict) and all(isinstance(c, dict) and isinstance(c.get("genome"), str)
-                                             for c in chosen.values())  # fmt: skip
-    if kept.get("asked") == asked and whole and isinstance(kept.get("teachers"), list):
+    if kept.get("asked") == asked and _whole(chosen) and isinstance(kept.get("teachers"), list):
         return [str(t) for t in kept["teachers"]], chosen
     paths = [str(p) for p in resolve(run_dir, teacher)]
     chosen = choose_students(run_dir, o)
     rundir.make_dir(path.parent)
     rundir.write_json(path, {"asked": asked, "teachers": paths, "chosen": chosen})
     return paths, chosen
+
+
+def _whole(chosen: object) -> bool:
+    """Whether a kept plan's students are all there is to train and summarise; else they are chosen again."""
+
+    def entry(c: object) -> bool:
+        return (isinstance(c, dict) and isinstance(c.get("key"), str) and isinstance(c.get("genome"), str)
+                and number_in(c.get("params"), 0) and number_in(c.get("latency_ms"), 0)
+                and isinstance(c.get("groups"), list) and bool(c["groups"]))  # fmt: skip
+
+    return isinstance(chosen, dict) and bool(chosen) and all(entry(c) for c in chosen.values())
 
 
 def choose_students(run_dir: Path, o) -> dict[str, dict]:
