@@ -328,3 +328,91 @@ def check_shipped(folder: Path) -> None:
 @pytest.mark.skipif(not (DEFAULT_MODEL / "model.json").exists(), reason="no model ships yet: the headline ships one")
 def test_the_model_that_ships_with_the_package_agrees_with_its_card_and_report_and_runs_without_torch():
     check_shipped(DEFAULT_MODEL)
+
+
+def _demo(exported, source, output, *extra) -> list[str]:
+    return ["demo", "--model", str(exported), "--source", str(source), "--headless", "--output", str(output), *extra]
+
+
+def test_the_demo_never_writes_over_what_it_reads(exported, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    before = (photos / "a.png").read_bytes()
+    for source, output in ((photos / "a.png", photos / "a.png"), (photos, photos)):
+        assert main(_demo(exported, source, output)) == 2
+        assert f"{photos / 'a.png'}: is what the demo reads" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png"] and (photos / "a.png").read_bytes() == before
+    cv2.imwrite(str(photos / "a.jpg"), np.full((64, 64, 3), 90, np.uint8))  # two outputs a.png: refused
+    assert main(_demo(exported, photos, tmp_path / "out")) == 2
+    assert "a.jpg and a.png share the name 'a'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_image_of_a_folder_is_skipped_named_and_the_others_written(exported, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    (photos / "b.png").write_bytes(b"not a png")
+    cv2.imwrite(str(photos / "c.png"), np.full((80, 40, 3), 90, np.uint8))  # another size: letterboxed
+    assert main(_demo(exported, photos, tmp_path / "out")) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and f"{photos / 'b.png'}: not a readable image; skipped" in err[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png", "frames.csv"]
+    assert main(_demo(exported, photos, tmp_path / "all.avi")) == 2  # a video of every readable image
+    assert int(cv2.VideoCapture(str(tmp_path / "all.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    assert sorted(p.name for p in tmp_path.glob("all*")) == ["all.avi", "all.csv"]  # no .part left
+
+
+def test_a_run_that_fails_leaves_the_earlier_image_and_csv_as_they_were(exported, tmp_path, monkeypatch):
+    from nas.deploy.demo import Demo
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(photos / f"{name}.png"), np.full((64, 64, 3), 90, np.uint8))
+    out = tmp_path / "last.png"
+    cv2.imwrite(str(tmp_path / "earlier.png"), np.full((64, 64, 3), 200, np.uint8))
+    assert main(_demo(exported, tmp_path / "earlier.png", out)) == 0
+    earlier = out.read_bytes(), out.with_suffix(".csv").read_bytes()
+    calls = []
+
+    def failing(self, frame):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the disk went away")
+        return []
+
+    monkeypatch.setattr(Demo, "process", failing)
+    with pytest.raises(OSError):
+        run(str(photos), str(exported), str(out), headless=True)
+    assert (out.read_bytes(), out.with_suffix(".csv").read_bytes()) == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier.png", "last.csv", "last.png", "photos"]
+
+
+def test_analyze_takes_grey_bgr_bgra_and_16_bit_arrays_and_refuses_others_in_one_line(exported):
+    from nas.deploy.demo import analyze
+
+    grey = np.full((96, 96), 90, np.uint8)
+    for image in (grey, grey[..., None], cv2.cvtColor(grey, cv2.COLOR_GRAY2BGRA), grey.astype(np.uint16) << 8):
+        assert analyze(image, exported) == []  # no face, no error
+    for image, says in ((grey.astype(np.float32), "float32 96x96"), (np.zeros((0, 0, 3), np.uint8), "uint8 0x0x3")):
+        with pytest.raises(NasError, match=f"the image array: not a picture: .* got {says}"):
+            analyze(image, exported)
+
+
+def test_torchscript_without_torch_is_one_line_saying_what_is_missing(exported, tmp_path):
+    code = "import sys\nsys.modules['torch'] = None\nfrom nas.cli import main\nsys.exit(main(sys.argv[1:]))"
+    argv = _demo(exported, FACES / "skimage_astronaut.png", tmp_path / "o.png", "--backend", "torchscript")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "model.ts: --backend torchscript needs torch" in done.stderr.strip().splitlines()[-1]
+
+
+def test_an_export_refuses_the_test_report_of_another_network(exported, tmp_path, capsys):
+    report = json.loads((exported.parent / "report.json").read_text())
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", build(parse_genome(GENOME)).eval(), {"val_acc": 0.5})
+    (tmp_path / "report.json").write_text(json.dumps(report | {"genome": "conv_k3_c8_s1_relu_bn | gap"}))
+    assert main(["export", "--checkpoint", str(tmp_path / "model.pt")]) == 2
+    assert "report.json: the test report of another network" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()

@@ -147,7 +147,10 @@ def _onnx_runner(file: Path, threads: int):
 
 
 def _torchscript_runner(file: Path, threads: int):
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise NasError(f"{file}: --backend torchscript needs torch (pip install torch); onnx does not") from None
 
     torch.set_num_threads(threads)
     try:

@@ -11,6 +11,7 @@ label and bars for every class. Sources: a webcam, a video file, an image, or a 
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 
 from nas.errors import NasError, SettingError
-from nas.rundir import make_dir
+from nas.rundir import atomic_write, make_dir
 
 if TYPE_CHECKING:  # the loader and the data module import torch: `nas --help` should not wait for it
     from nas.deploy.classifier import Classifier
@@ -126,6 +127,20 @@ def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float, size: tuple[i
     return np.stack(crops) if crops else np.zeros((0, 1, *size), np.uint8)
 
 
+def as_gray(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """A picture as the detector and the classifier take it, 8-bit grey: from grey, BGR or BGRA, of 8 or 16
+    bits (16-bit kept to its high byte); anything else is one line naming it."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    channels = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
+    if image.dtype != np.uint8 or channels not in (1, 3, 4) or image.size == 0:
+        raise NasError(f"{name}: not a picture: 8- or 16-bit grey, BGR or BGRA expected, got {image.dtype} "
+                       f"{'x'.join(map(str, image.shape))}")  # fmt: skip
+    if channels == 1:
+        return image.reshape(image.shape[:2])
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
@@ -213,6 +228,18 @@ class Frame:
     continues: bool
 
 
+def _image_files(folder: Path) -> list[Path]:
+    """A folder's images, by name; two of one stem are refused, the outputs and the CSV being named by it."""
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise NasError(f"{folder}: no image ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    for a, b in zip(files, files[1:]):
+        if a.stem == b.stem:
+            raise NasError(f"{folder}: {a.name} and {b.name} share the name {a.stem!r}, which names the outputs; "
+                           "rename one")  # fmt: skip
+    return files
+
+
 class Source:
     """A webcam index, a video file, an image file or a folder of images, opened (and its first frame read)
     at once, so a source that cannot be read fails before any output is created."""
@@ -221,14 +248,17 @@ class Source:
         self.source, path = source, Path(source)
         self.is_images = not source.isdigit() and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES)
         self.fps: float | None = None
+        self.inputs: list[Path] = [] if source.isdigit() else [path]  # the files read (never written over)
+        self.skipped: list[Path] = []  # a folder's unreadable images
         if not source.isdigit() and not path.exists():
             raise NasError(f"{source}: video or image not found")
         if self.is_images:
-            files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-            if not files:
-                raise NasError(f"{source}: no image ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-            self._files = files
-            self._first = self._read_image(files[0])
+            self.inputs = _image_files(path) if path.is_dir() else [path]
+            self._images = self._readable(folder=path.is_dir())
+            self._first = next(self._images, None)
+            if self._first is None:
+                what = "no readable image in this folder" if path.is_dir() else "not a readable image"
+                raise NasError(f"{source}: {what}")
         else:
             self._cap = cv2.VideoCapture(int(source) if source.isdigit() else str(path))
             ok, frame = self._cap.read() if self._cap.isOpened() else (False, None)
@@ -239,17 +269,21 @@ class Source:
             self.fps = fps if not source.isdigit() and 0 < fps < 1000 else None
             self._first = frame
 
-    @staticmethod
-    def _read_image(f: Path) -> np.ndarray:
-        frame = cv2.imread(str(f))
-        if frame is None:
-            raise NasError(f"{f}: not a readable image")
-        return frame
+    def _readable(self, folder: bool) -> Iterator[tuple[Path, np.ndarray]]:
+        """The images with their pictures; in a folder, an unreadable one is said, skipped and kept in
+        ``skipped`` (the run ends with an error naming it, the others written)."""
+        for f in self.inputs:
+            frame = cv2.imread(str(f))
+            if frame is not None:
+                yield f, frame
+            elif folder:
+                log.warning(f"{f}: not a readable image; skipped")
+                self.skipped.append(f)
 
     def __iter__(self) -> Iterator[Frame]:
         if self.is_images:
-            for k, f in enumerate(self._files):
-                yield Frame(self._first if k == 0 else self._read_image(f), f.stem, 0.0, False)
+            for f, frame in itertools.chain([self._first], self._images):
+                yield Frame(frame, f.stem, 0.0, False)
             return
         start = time.perf_counter()
         frame, i = self._first, 0
@@ -301,7 +335,7 @@ class Demo:
 
     def process(self, frame: np.ndarray) -> list[Track]:
         t0 = time.perf_counter()
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        gray = as_gray(frame)
         detect = self._since_detect % self.cfg.detect_every == 0
         self._since_detect += 1
         boxes, held = self._find(gray, detect)
@@ -347,12 +381,14 @@ def analyze(
 
     classifier = model if isinstance(model, Classifier) else Classifier(model, backend)
     if isinstance(image, np.ndarray):
-        frame = image
+        gray = as_gray(image, "the image array")
     else:
+        if not Path(image).exists():
+            raise NasError(f"{image}: not found")
         frame = cv2.imread(str(image))
         if frame is None:
-            raise NasError(f"{image}: {'not found' if not Path(image).exists() else 'not a readable image'}")
-    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+            raise NasError(f"{image}: not a readable image")
+        gray = as_gray(frame, str(image))
     boxes = FaceDetector(cfg)(gray)
     boxes = boxes[np.argsort(-boxes[:, 2] * boxes[:, 3], kind="stable")] if len(boxes) else boxes
     probs = classifier.predict_proba(crop_faces(gray, boxes, cfg.margin, classifier.input_size))
@@ -387,8 +423,10 @@ def run(
     frame), a folder (every frame, named after its input) or a .csv alone. Every output but a .csv comes with a
     CSV of every face beside it (``<output>.csv``, or ``frames.csv`` in the folder).
 
-    Settings, the model and the source are all checked before anything is written; the CSV appears only
-    complete (written as ``.part`` and renamed when the run ends, also on Ctrl-C)."""
+    Settings, the model and the source are all checked before anything is written, and no output may be a
+    file the run reads; every output appears only complete (the image, the video and the CSV when the run
+    ends, also on Ctrl-C). An unreadable image of a folder is skipped, the others written, and the run ends
+    with an error naming it."""
     if max_frames is not None and max_frames < 1:
         raise SettingError(f"--max-frames must be >= 1, got {max_frames}")
     out = Path(output) if output else None
@@ -402,7 +440,7 @@ def run(
 
     demo = Demo(Classifier(model, backend), cfg)
     frames = Source(source)
-    outputs, finished = _Outputs(out, kind, demo.classifier.class_names, frames.fps), False
+    outputs, finished = _Outputs(out, kind, demo.classifier.class_names, frames), False
     try:
         for i, f in enumerate(frames):
             if max_frames is not None and i >= max_frames:
@@ -422,52 +460,104 @@ def run(
         outputs.close(finished)
         if not headless:
             cv2.destroyAllWindows()
+    if frames.skipped:
+        more = f" (and {len(frames.skipped) - 1} more)" if len(frames.skipped) > 1 else ""
+        raise NasError(f"{frames.skipped[0]}: not a readable image{more}; skipped, the other images written")
     return demo
 
 
 class _Outputs:
-    """Where the annotated frames go (a video, a folder, the last frame as an image) and the CSV of every face,
-    written as ``.part`` and renamed only when the run ends."""
+    """Where the annotated frames go (a video, a folder, the last frame as an image) and the CSV of every face.
+    Nothing the run reads is written over; each file appears whole: a folder's images one by one, the image,
+    the video (written as a hidden ``.part``) and the CSV (``.part``) when the run ends."""
 
-    def __init__(self, out: Path | None, kind: str | None, class_names: list[str], fps: float | None) -> None:
-        self.out, self.kind, self.fps, self.video = out, kind, fps, None
+    def __init__(self, out: Path | None, kind: str | None, class_names: list[str], source: Source) -> None:
+        self.out, self.kind, self.fps, self.video, self.last, self.size = out, kind, source.fps, None, None, (0, 0)
         self.csv = None if out is None else out / "frames.csv" if kind == "folder" else out.with_suffix(".csv")
         if out is not None:
+            _refuse_overwriting(self._targets(source.inputs), source.inputs)
             make_dir(out if kind == "folder" else out.parent)
         self.part = None if self.csv is None else self.csv.with_name(self.csv.name + ".part")
+        self.moving = None if kind != "video" else out.with_name(f".{out.stem}.part{out.suffix}")
         self.file = self.part.open("w", newline="") if self.part else None
         self.writer = csv.writer(self.file) if self.file else None
         if self.writer:
             self.writer.writerow(["frame", "name", "time_s", "face", "x", "y", "w", "h", *class_names])
 
-    def write(self, i: int, f, tracks) -> None:
+    def _targets(self, inputs: list[Path]) -> list[Path]:
+        named = [self.out / f"{f.stem}.png" for f in inputs] if self.kind == "folder" else [self.out]
+        return [p for p in (*named, self.csv) if p is not None]
+
+    def write(self, i: int, f: Frame, tracks: list[Track]) -> None:
         frame = f.image
         for t in tracks if self.writer else ():
             self.writer.writerow([i, f.name, f"{f.time_s:.3f}", t.id, *map(int, t.box), *(f"{p:.5f}" for p in t.probs)])
         if self.kind == "video":
             if self.video is None:
                 codec = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
-                self.video = cv2.VideoWriter(str(self.out), codec, self.fps or 25.0, (frame.shape[1], frame.shape[0]))
-            self.video.write(frame)
+                self.size = (frame.shape[1], frame.shape[0])
+                self.video = cv2.VideoWriter(str(self.moving), codec, self.fps or 25.0, self.size)
+                if not self.video.isOpened():
+                    raise NasError(f"{self.out}: cannot write a video there")
+            self.video.write(letterboxed(frame, self.size))
         elif self.kind == "folder":
-            cv2.imwrite(str(self.out / f"{f.name}.png"), frame)
+            write_image(self.out / f"{f.name}.png", frame)
         elif self.kind == "image":
-            cv2.imwrite(str(self.out), frame)  # an image output keeps the last frame
+            self.last = frame  # an image output keeps the last frame, written at the end
 
     def close(self, finished: bool) -> None:
-        """The video closed; the CSV renamed into place if the run finished, removed if it did not."""
+        """The video and the image put in place, the CSV renamed into place, if the run finished; else the
+        partial files removed and whatever was there before left as it was."""
         if self.video is not None:
             self.video.release()
+            _settle(self.moving, self.out, finished)
+        if finished and self.last is not None:
+            write_image(self.out, self.last)
         if self.file:
             self.file.close()
-            if finished:
-                os.replace(self.part, self.csv)
-            else:
-                self.part.unlink(missing_ok=True)
+            _settle(self.part, self.csv, finished)
+
+
+def _settle(part: Path, path: Path, finished: bool) -> None:
+    """A file written under another name put in place when the run finished, else removed."""
+    if finished:
+        os.replace(part, path)
+    else:
+        part.unlink(missing_ok=True)
+
+
+def _refuse_overwriting(targets: list[Path], inputs: list[Path]) -> None:
+    read = {p.resolve() for p in inputs}
+    clash = next((p for p in targets if p.resolve() in read), None)
+    if clash is not None:
+        raise SettingError(f"{clash}: is what the demo reads; name another --output")
+
+
+def write_image(path: Path, frame: np.ndarray) -> None:
+    """An annotated frame as the image file ``path`` names (by its suffix), written whole."""
+    ok, encoded = cv2.imencode(path.suffix, frame)
+    if not ok:
+        raise NasError(f"{path}: cannot encode an image as {path.suffix}")
+    atomic_write(path, encoded.tobytes())
+
+
+def letterboxed(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` scaled to fit ``size`` (width, height), centred on black: a video takes one size of frame."""
+    w, h = size
+    if frame.shape[1] == w and frame.shape[0] == h:
+        return frame
+    scale = min(w / frame.shape[1], h / frame.shape[0])
+    fw, fh = max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - fw) // 2, (h - fh) // 2
+    canvas[y : y + fh, x : x + fw] = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_AREA)
+    return canvas
 
 
 def _output_kind(out: Path) -> str:
     suffix = out.suffix.lower()
+    if out.is_dir():
+        return "folder"
     if suffix in VIDEO_SUFFIXES:
         return "video"
     if suffix in IMAGE_SUFFIXES:
