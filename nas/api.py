@@ -348,15 +348,15 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
 
 def demo(source: str, model: str | Path | None = None, output: str | Path | None = None, headless: bool = False,
          backend: str = "onnx", max_frames: int | None = None, **config):  # fmt: skip
-    """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields);
-    ``model`` by default the one that ships with the package."""
-    from nas.deploy.demo import DemoConfig, run
+    """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields
+    set on top of the demo's settings for the source, None for its own); ``model`` by default the one that
+    ships with the package."""
+    from nas.deploy.demo import run
 
     if headless and not output:
         raise NasError("--headless needs --output (out.mp4, out.png or a folder)")
     return run(str(source), None if model is None else str(model), str(output) if output else None, headless,
-               DemoConfig(**config), backend,
-               max_frames)  # fmt: skip
+               None, backend, max_frames, **{k: v for k, v in config.items() if v is not None})  # fmt: skip
 
 
 def analyze(image, model: str | Path | None = None, backend: str = "onnx") -> list[dict]:

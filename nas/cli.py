@@ -325,10 +325,10 @@ def cmd_export(args) -> int:
 
 
 def _demo_parser(sub) -> None:
-    from nas.deploy.demo import DemoConfig
+    from nas.deploy.demo import STILL, DemoConfig
     from nas.settings import finite
 
-    d = DemoConfig()
+    d, still = DemoConfig(), STILL
     p = sub.add_parser(
         "demo",
         parents=[_COMMON],
@@ -340,14 +340,19 @@ def _demo_parser(sub) -> None:
     p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx", help="which exported file runs")
     p.add_argument("--headless", action="store_true", help="no window; use with --output")
     p.add_argument("--output", default=None, help="out.mp4, out.png or a folder; a CSV of every face is written too")
-    p.add_argument("--scale-factor", type=finite, default=d.scale_factor, help="Haar step between face sizes")
-    p.add_argument("--min-neighbors", type=int, default=d.min_neighbors, help="Haar detections a face needs")
-    p.add_argument("--min-face", type=int, default=d.min_face, help="smallest face in pixels")
-    p.add_argument("--detect-width", type=int, default=d.detect_width, help="detector runs at this frame width")
-    p.add_argument("--detect-every", type=int, default=d.detect_every, help="detect on every Nth frame, track between")
-    p.add_argument("--margin", type=finite, default=d.margin, help="widen each face box by this fraction")
-    p.add_argument("--smoothing", type=finite, default=d.smoothing, help="1 = no temporal smoothing")
-    p.add_argument("--hold", type=int, default=d.hold, help="frames a face that is not found keeps its box")
+    # None: the demo's setting for the source (a video's or a camera's, else a still's: nas.deploy.demo.STILL)
+    p.add_argument("--scale-factor", type=finite, default=None, help=f"Haar step between face sizes ({d.scale_factor})")
+    p.add_argument("--min-neighbors", type=int, default=None, help=f"Haar detections a face needs ({d.min_neighbors})")
+    p.add_argument("--min-face", type=int, default=None,
+                   help=f"smallest face in pixels ({d.min_face}; {still.min_face} for pictures)")  # fmt: skip
+    p.add_argument("--detect-width", type=int, default=None,
+                   help=f"detector runs at this frame width ({d.detect_width}; pictures: their own)")  # fmt: skip
+    p.add_argument(
+        "--detect-every", type=int, default=None, help=f"detect on every Nth frame, track between ({d.detect_every})"
+    )
+    p.add_argument("--margin", type=finite, default=None, help=f"widen each face box by this fraction ({d.margin})")
+    p.add_argument("--smoothing", type=finite, default=None, help=f"1 = no temporal smoothing ({d.smoothing})")
+    p.add_argument("--hold", type=int, default=None, help=f"frames a face that is not found keeps its box ({d.hold})")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.set_defaults(func=cmd_demo)
 

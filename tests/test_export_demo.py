@@ -416,3 +416,17 @@ def test_an_export_refuses_the_test_report_of_another_network(exported, tmp_path
     assert main(["export", "--checkpoint", str(tmp_path / "model.pt")]) == 2
     assert "report.json: the test report of another network" in capsys.readouterr().err
     assert not (tmp_path / "export").exists()
+
+
+@needs_faces
+def test_the_demo_finds_in_a_picture_the_faces_analyze_finds(exported, tmp_path):
+    from nas.deploy.demo import analyze
+
+    face = cv2.imread(str(FACES / "facerec_obama_small.jpg"))
+    big = np.full((1800, 2400, 3), 90, np.uint8)  # a small face in a large picture: a video's 640 px would lose it
+    big[900 : 900 + face.shape[0], 1200 : 1200 + face.shape[1]] = face
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    found = analyze(tmp_path / "big.png", exported)
+    assert main(_demo(exported, tmp_path / "big.png", tmp_path / "out.csv")) == 0
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert len(found) == 1 and [(int(r["x"]), int(r["y"])) for r in rows] == [found[0]["box"][:2]]

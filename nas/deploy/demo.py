@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -240,13 +240,19 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
+def is_images(source: str) -> bool:
+    """Whether a source is pictures of their own (an image, a folder of them), not a video or a camera."""
+    path = Path(source)
+    return not source.isdigit() and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES)
+
+
 class Source:
     """A webcam index, a video file, an image file or a folder of images, opened (and its first frame read)
     at once, so a source that cannot be read fails before any output is created."""
 
     def __init__(self, source: str) -> None:
         self.source, path = source, Path(source)
-        self.is_images = not source.isdigit() and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES)
+        self.is_images = is_images(source)
         self.fps: float | None = None
         self.inputs: list[Path] = [] if source.isdigit() else [path]  # the files read (never written over)
         self.skipped: list[Path] = []  # a folder's unreadable images
@@ -415,9 +421,10 @@ def run(
     model: str | None = None,
     output: str | None = None,
     headless: bool = False,
-    cfg: DemoConfig = DemoConfig(),
+    cfg: DemoConfig | None = None,
     backend: str = "onnx",
     max_frames: int | None = None,
+    **changes: float | int,
 ) -> Demo:
     """Run the demo; ``output``: a video (.mp4/.avi, at the source's frame rate), an image (.png/.jpg: the last
     frame), a folder (every frame, named after its input) or a .csv alone. Every output but a .csv comes with a
@@ -426,7 +433,9 @@ def run(
     Settings, the model and the source are all checked before anything is written, and no output may be a
     file the run reads; every output appears only complete (the image, the video and the CSV when the run
     ends, also on Ctrl-C). An unreadable image of a folder is skipped, the others written, and the run ends
-    with an error naming it."""
+    with an error naming it. ``cfg``: by default ``STILL`` for pictures (as ``analyze`` finds faces), else
+    ``DemoConfig()``; ``changes``: its fields set on top."""
+    cfg = replace(cfg or (STILL if is_images(source) else DemoConfig()), **changes)
     if max_frames is not None and max_frames < 1:
         raise SettingError(f"--max-frames must be >= 1, got {max_frames}")
     out = Path(output) if output else None
