@@ -263,7 +263,7 @@ def test_an_export_teaches_as_its_checkpoint_does_and_one_of_another_normalisati
     with pytest.raises(NasError, match="a teacher must take the student's input 32x32x1"):
         load_teacher([tmp_path / "export" / "model.onnx"], (1, 32, 32), 7)
     (tmp_path / "export" / "other.onnx").write_bytes((tmp_path / "export" / "model.onnx").read_bytes())
-    with pytest.raises(NasError, match=r"other.onnx: its model.json describes model.onnx, not this file"):
+    with pytest.raises(NasError, match=r"other.onnx: its model.json describes model.onnx and model.ts, not this"):
         load_teacher([tmp_path / "export" / "other.onnx"], (1, 48, 48), 7)
     info = json.loads((tmp_path / "export" / "model.json").read_text())
     reordered = info | {"class_names": info["class_names"][::-1]}

@@ -430,3 +430,14 @@ def test_the_demo_finds_in_a_picture_the_faces_analyze_finds(exported, tmp_path)
     assert main(_demo(exported, tmp_path / "big.png", tmp_path / "out.csv")) == 0
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert len(found) == 1 and [(int(r["x"]), int(r["y"])) for r in rows] == [found[0]["box"][:2]]
+
+
+def test_a_model_file_its_model_json_does_not_describe_is_refused_not_swapped(exported, tmp_path):
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(exported, folder)
+    (folder / "other.onnx").write_bytes((folder / "model.onnx").read_bytes())
+    with pytest.raises(NasError, match=r"other.onnx: its model.json describes model.onnx and model.ts, not this file"):
+        Classifier(folder / "other.onnx")
+    assert Classifier(folder / "model.onnx").class_names == Classifier(folder).class_names

@@ -1,5 +1,6 @@
 """The package as users install it: a wheel built from the sources, installed away from the checkout."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,3 +51,24 @@ def test_the_wheel_holds_the_spaces_and_runs_a_search(installed, tmp_path):
     assert search.returncode == 0, search.stderr[-2000:]
     assert (tmp_path / "run" / "evaluations.csv").exists()
     assert _run(installed, tmp_path, "-m", "nas", "baselines").returncode == 0
+
+
+@pytest.mark.skipif(not (ROOT / "nas" / "models" / "model.onnx").exists(), reason="no model ships yet")
+def test_the_installed_package_finds_faces_with_its_own_model_and_without_torch(installed, tmp_path):
+    from conftest import FACES  # noqa: PLC0415
+
+    photo = FACES / "facerec_two_people.jpg"
+    if not photo.exists():
+        pytest.skip("face photos not present")
+    code = (
+        "import sys\nsys.modules['torch'] = None  # import torch now fails\nimport json, nas\n"
+        "from nas.deploy.classifier import DEFAULT_MODEL\nprint(DEFAULT_MODEL)\n"
+        "print(json.dumps(nas.analyze(sys.argv[1])))"
+    )
+    analyzed = _run(installed, tmp_path, "-c", code, str(photo))
+    assert analyzed.returncode == 0, analyzed.stderr[-2000:]
+    model, faces = analyzed.stdout.splitlines()
+    assert model.startswith(str(installed)) and len(json.loads(faces)) == 2  # the wheel's own model
+    demo = _run(installed, tmp_path, "-m", "nas", "demo", "--source", str(photo), "--headless", "--output", "out.png")
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert (tmp_path / "out.png").exists() and len((tmp_path / "out.csv").read_text().splitlines()) == 3

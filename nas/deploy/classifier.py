@@ -51,6 +51,10 @@ class Classifier:
         self.mean, self.std = float(norm["mean"]), float(norm["std"])
         self.input_size = tuple(int(v) for v in self.info["input"]["shape"][-2:])  # (H, W) of a face crop
         self.backend = backend
+        described = [str(self.info["files"][k]) for k in ("onnx", "torchscript")]
+        if path.is_file() and path.suffix in (".onnx", ".ts") and path.name not in described:
+            raise NasError(f"{path}: its model.json describes {' and '.join(described)}, not this file; name one of "
+                           "those or the folder")  # fmt: skip
         file = folder / self.info["files"]["onnx" if backend == "onnx" else "torchscript"]
         if not file.exists():
             raise NasError(f"{file}: model file not found")
