@@ -14,7 +14,9 @@ seed, planned before it (a 50-epoch training's epoch 40 is a 100-epoch training'
 trains no epoch twice. ``+teacher=LABEL;LABEL`` distils the entry from other entries of the same ``--out``
 (their ``model.pt``; ``train.py --teacher``), e.g. mini-Xception taught by two seeds of ``cnn4``, beside its
 untaught seeds. Besides a row per training, ``final.md`` summarises each network and
-recipe over its seeds (mean and range), and ``final.png`` plots those against latency and parameters.
+recipe over its seeds (mean and range; ``--same`` counts entries planned under one name as seeds of another,
+e.g. the search's own training of its champion beside seeds trained here), and ``final.png`` plots those
+against latency and parameters.
 A training times its network's latency beside whatever else runs (two trainings at a time read 0.091 and
 0.123 ms for one network here); ``--report-only`` times every network again, round-robin in one
 measurement, for latencies that compare: run it on idle cores.
@@ -222,6 +224,25 @@ def row(entry: dict, report: dict, run: str | None = None) -> dict:
     }
 
 
+def parse_same(same: list[list[str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """``--same PLANNED COUNTED_AS`` pairs of ``NETWORK:RECIPE``, checked before anything trains."""
+    pairs = {}
+    for planned, counted in same:
+        left, right = tuple(planned.split(":")), tuple(counted.split(":"))
+        if len(left) != 2 or len(right) != 2:
+            raise SystemExit(f"error: --same: {planned!r} {counted!r} is not NETWORK:RECIPE NETWORK:RECIPE")
+        pairs[left] = right
+    return pairs
+
+
+def count_as(rows: list[dict], pairs: dict[tuple[str, str], tuple[str, str]]) -> None:
+    """Each row planned as a pair's first ``NETWORK:RECIPE`` summarised as a seed of its second: one network
+    and recipe under two names, e.g. the search's own training of its champion (its ``full`` fidelity is the
+    default recipe with wsd) beside seeds trained here, ``champion:searched`` and ``KEY:default+scheduler=wsd``."""
+    for r in rows:
+        r["network"], r["plan"] = pairs.get((r["network"], r["plan"]), (r["network"], r["plan"]))
+
+
 def summary(rows: list[dict]) -> pd.DataFrame:
     """One row per network and recipe as the plan names it: the test figures' mean and range over seeds (seeds
     decide a gap under 2 points, not one training)."""
@@ -309,8 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="table of the finished entries, their latency timed again; train nothing",
     )
+    p.add_argument(
+        "--same",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PLANNED", "COUNTED_AS"),
+        help="summarise the seeds planned as NETWORK:RECIPE PLANNED as seeds of COUNTED_AS (one training under "
+        "two names, e.g. champion:searched KEY:default+scheduler=wsd); repeatable",
+    )
     args = p.parse_args(argv)
-    out, entries = Path(args.out), parse_plan(args.plan)
+    out, entries, same = Path(args.out), parse_plan(args.plan), parse_same(args.same)
     for entry in entries:
         entry["epochs"] = int(entry["changes"].pop("epochs", args.epochs))
     todo = {  # every network to train is resolved before the first training, so a bad NETWORK costs nothing
@@ -343,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n".join(lines)
         + "\n"
     )
+    count_as(rows, same)
     if rows:
         table = summary(rows)
         text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"

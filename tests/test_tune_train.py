@@ -376,3 +376,18 @@ def test_the_headline_benchmark_picks_per_latency_bound_the_champion_where_it_fi
     (run_dir / "champion.json").write_text(json.dumps({"genome": GENOME, "key": "d" * 16}))  # the top rung's choice
     assert bench.main(rerun) == 0
     assert "champion:searched:0" in (out / "selection.md").read_text().split("plan: ")[1]  # the choice follows it
+
+
+def test_the_final_benchmark_counts_a_training_planned_under_another_name_as_a_seed():
+    bench = load_benchmark("bench_final")
+    figures = {"params": 1, "MFLOPs": 0.1, "latency ms": 0.1, "train min": 1.0, "disgust recall": 0.5,
+               "test acc (1 crop)": 0.6, "test acc (10 crops)": 0.6, "macro-F1 (10 crops)": 0.5}  # fmt: skip
+    rows = [{"network": "champion", "plan": "searched", "seed": 0, **figures},
+            {"network": "abc", "plan": "default+scheduler=wsd", "seed": 1, **figures},
+            {"network": "abc", "plan": "default", "seed": 2, **figures}]  # fmt: skip
+    bench.count_as(rows, bench.parse_same([["champion:searched", "abc:default+scheduler=wsd"]]))
+    table = bench.summary(rows)
+    assert table[["network", "plan", "seeds"]].values.tolist() == [["abc", "default+scheduler=wsd", 2],
+                                                                     ["abc", "default", 1]]  # fmt: skip
+    with pytest.raises(SystemExit, match="--same: 'champion' 'abc:default' is not NETWORK:RECIPE"):
+        bench.parse_same([["champion", "abc:default"]])
