@@ -441,3 +441,14 @@ def test_a_model_file_its_model_json_does_not_describe_is_refused_not_swapped(ex
     with pytest.raises(NasError, match=r"other.onnx: its model.json describes model.onnx and model.ts, not this file"):
         Classifier(folder / "other.onnx")
     assert Classifier(folder / "model.onnx").class_names == Classifier(folder).class_names
+
+
+def test_a_face_at_the_frames_edge_is_cropped_with_its_edge_repeated_not_stretched():
+    from nas.deploy.demo import crop_faces
+
+    frame = np.tile(np.arange(100, dtype=np.uint8), (100, 1))  # grey rising from left to right
+    inside, edge = np.array([[30, 30, 40, 40]]), np.array([[0, 30, 40, 40]])  # the second leaves the frame left
+    (crop,) = crop_faces(frame, edge, 0.25, (60, 60))
+    (whole,) = crop_faces(np.pad(frame, ((0, 0), (10, 0)), mode="edge"), edge + [10, 0, 0, 0], 0.25, (60, 60))
+    assert np.array_equal(crop, whole)  # as if the frame went on as its edge
+    assert crop_faces(frame, inside, 0.25, (60, 60)).shape == (1, 1, 60, 60)

@@ -109,21 +109,27 @@ class FaceDetector:
         return boxes[np.argmax([iou(b, box) for b in boxes])].round().astype(int)
 
 
-def widened(box: np.ndarray, by: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+def widened(box: np.ndarray, by: float, shape: tuple[int, ...] | None = None) -> tuple[int, int, int, int]:
     """Corners (x0, y0, x1, y1) of an (x, y, w, h) box widened by ``by`` of its size on every side, clipped
-    to a frame of ``shape``."""
+    to a frame of ``shape`` where one is given."""
     x, y, w, h = (int(v) for v in box)
     dx, dy = int(w * by), int(h * by)
+    if shape is None:
+        return x - dx, y - dy, x + w + dx, y + h + dy
     return max(0, x - dx), max(0, y - dy), min(shape[1], x + w + dx), min(shape[0], y + h + dy)
 
 
 def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float, size: tuple[int, int] = (48, 48)) -> np.ndarray:
-    """(N, 1, H, W) uint8 crops of ``size`` (the model's input), each box widened by ``margin`` and clipped to
-    the frame, resized as the training images were (area interpolation)."""
+    """(N, 1, H, W) uint8 crops of ``size`` (the model's input), each box widened by ``margin``, resized as the
+    training images were (area interpolation); where the widened box leaves the frame, the frame's edge is
+    repeated, so that a face at the edge keeps its proportions rather than being stretched."""
     crops = []
     for box in boxes:
         x0, y0, x1, y1 = widened(box, margin, gray.shape)
-        crops.append(cv2.resize(gray[y0:y1, x0:x1], size[::-1], interpolation=cv2.INTER_AREA)[None])
+        wx0, wy0, wx1, wy1 = widened(box, margin)
+        pad = (y0 - wy0, wy1 - y1, x0 - wx0, wx1 - x1)  # top, bottom, left, right: outside the frame
+        face = cv2.copyMakeBorder(gray[y0:y1, x0:x1], *pad, cv2.BORDER_REPLICATE) if any(pad) else gray[y0:y1, x0:x1]
+        crops.append(cv2.resize(face, size[::-1], interpolation=cv2.INTER_AREA)[None])
     return np.stack(crops) if crops else np.zeros((0, 1, *size), np.uint8)
 
 
