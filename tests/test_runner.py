@@ -131,6 +131,42 @@ def test_resumed_search_decides_like_an_uninterrupted_one(algorithm, tmp_path):
     assert len(strategy.requests) == len(resumed.rows) - len(checkpoint["rows"])  # only the generations left
 
 
+class RungStrategy(FakeStrategy):
+    """Like successive halving: a network's first evaluation is an early rung's record; asked again, it is
+    promoted to its full record (another cache key, another accuracy)."""
+
+    def evaluate(self, requests: list[Request], on_record=None) -> list[dict]:
+        out = []
+        for r in requests:
+            early, full = f"{r.genome.key}|fake@1", f"{r.genome.key}|fake"
+            if early not in self.cache:
+                record = self._record(r.genome, early, r.costs)
+                if record["status"] == "ok":  # the early rung flatters half of the networks
+                    record["val_acc"] += 0.03 if int(r.genome.key[8], 16) < 8 else -0.05
+                self.cache.put(record | {"epochs": 1})
+                out.append(self.cache.get(early))
+                continue
+            if full not in self.cache:
+                self.cache.put(self._record(r.genome, full, r.costs))
+            out.append(self.cache.get(full))
+        return out
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "ga", "aging"])  # those that ask for a network again
+def test_a_resumed_search_holds_each_network_by_the_record_it_was_told_not_its_latest(algorithm, tmp_path):
+    def search(folder, generations):
+        problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+        cache = Cache(rundir.make_dir(tmp_path / folder) / "cache.jsonl")
+        config = SearchConfig(generations, 8, algorithm, 3, {}, finalists=0, seeds={})
+        return Runner(problem, RungStrategy(cache, problem), cache, config, tmp_path / folder).run()
+
+    whole = search("whole", 8)
+    assert any(r["cache_key"].endswith("|fake") for r in whole.rows)  # some networks were promoted
+    search("parts", 3)
+    random.seed(999)
+    assert summary(search("parts", 8))[:3] == summary(whole)[:3]
+
+
 def test_ga_keeps_its_elites_and_breeds_the_rest(tmp_path):
     state, _ = run(tmp_path, "ga", generations=2, population=6)
     per_gen = [sum(r["generation"] == g for r in state.rows) for g in range(3)]
@@ -536,3 +572,9 @@ def test_a_written_file_has_the_permissions_of_any_file_not_owner_only(tmp_path)
     os.chmod(new, 0o640)
     rundir.atomic_write(new, "[]")
     assert new.stat().st_mode & 0o777 == 0o640 and new.read_text() == "[]"
+
+
+def test_the_surrogate_asks_for_no_more_than_a_population_when_its_pool_runs_short(tmp_path):
+    state, _ = run(tmp_path, "surrogate", generations=3, warmup=8, pool=1)  # one breeding a generation: short
+    per_gen = [sum(r["generation"] == g for r in state.rows) for g in range(4)]
+    assert max(per_gen) <= 8 and sum(per_gen) > 8

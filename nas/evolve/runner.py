@@ -329,8 +329,8 @@ class Runner:
                 by_genome[record["key"]] = record
                 self.lineage.setdefault(record["key"], {f: row.get(f, NO_LINEAGE[f]) for f in NO_LINEAGE})
 
-            def lookup(genome: Genome) -> Evaluation:
-                return self.problem.evaluation(genome, by_genome[genome.key])
+            def lookup(genome: Genome, cache_key: str | None = None) -> Evaluation:
+                return self.problem.evaluation(genome, cached(cache_key) if cache_key else by_genome[genome.key])
 
             self.algorithm.load_state_dict(checkpoint["algorithm"], lookup)
             return State(

@@ -18,10 +18,24 @@ from typing import Any, ClassVar
 
 from nas.errors import SettingError
 from nas.evolve.problem import Evaluation, Problem
-from nas.genome.grammar import Genome
+from nas.genome.grammar import Genome, parse_genome
 from nas.settings import flag_name, registered
 
-Lookup = Callable[[Genome], Evaluation]  # the run's evaluation of a genome (for resuming)
+# the run's evaluation of a genome (for resuming): the record of the cache key given, else its latest
+Lookup = Callable[[Genome, "str | None"], Evaluation]
+
+
+def saved(evaluations: list[Evaluation]) -> list[list[str]]:
+    """Evaluations as a checkpoint keeps them: each genome with its record's cache key, for a network may
+    have several records (successive halving: an early rung's, then its full training's), and a resumed run
+    must hold the one it was told."""
+    return [[str(ev.genome), str(ev.record.get("cache_key") or "")] for ev in evaluations]
+
+
+def restored(items: list, lookup: Lookup) -> list[Evaluation]:
+    """``saved``'s evaluations again (a checkpoint of before 2026-12-07 kept the genomes alone)."""
+    pairs = ((item, None) if isinstance(item, str) else (item[0], item[1] or None) for item in items)
+    return [lookup(parse_genome(genome), key) for genome, key in pairs]
 
 
 @dataclass(frozen=True)

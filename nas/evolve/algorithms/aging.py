@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.errors import SettingError
-from nas.evolve.algorithms import Algorithm, Lookup, Proposal
+from nas.evolve.algorithms import Algorithm, Lookup, Proposal, restored, saved
 from nas.evolve.algorithms.variation import Variation, breed, initial
 from nas.evolve.objectives import preference
 from nas.evolve.problem import Evaluation
-from nas.genome.grammar import Genome, parse_genome
+from nas.genome.grammar import Genome
 from nas.settings import setting
 
 
@@ -50,7 +50,7 @@ class RegularizedEvolution(Algorithm):
         self._last = (self._last + evaluations)[-self.population_size :]  # the oldest leave
 
     def state_dict(self) -> dict:
-        return {"population": [str(ev.genome) for ev in self._last]}
+        return {"population": saved(self._last)}
 
     def load_state_dict(self, state: dict, lookup: Lookup) -> None:
-        self._last = [lookup(parse_genome(g)) for g in state["population"]]
+        self._last = restored(state["population"], lookup)

@@ -15,10 +15,10 @@ from deap import base, creator, tools
 
 from nas.errors import SettingError
 from nas.evolve import objectives as objs
-from nas.evolve.algorithms import Algorithm, Lookup, Proposal
+from nas.evolve.algorithms import Algorithm, Lookup, Proposal, restored, saved
 from nas.evolve.algorithms.variation import Variation, breed, initial
 from nas.evolve.problem import Evaluation
-from nas.genome.grammar import Genome, parse_genome
+from nas.genome.grammar import Genome
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,10 @@ class NSGA2(Algorithm):
         return [ind.evaluation for ind in self.pop]
 
     def state_dict(self) -> dict:
-        return {"population": [str(Genome(tuple(ind))) for ind in self.pop]}
+        return {"population": saved(self.population)}
 
     def load_state_dict(self, state: dict, lookup: Lookup) -> None:
-        self.pop = [self._individual(lookup(parse_genome(g))) for g in state["population"]]
+        self.pop = [self._individual(ev) for ev in restored(state["population"], lookup)]
         self._rank()
 
     # ----------------------------------------------------------- what the penalised GA replaces

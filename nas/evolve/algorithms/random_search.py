@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from nas.evolve.algorithms import Algorithm, Lookup, Proposal
+from nas.evolve.algorithms import Algorithm, Lookup, Proposal, restored, saved
 from nas.evolve.algorithms.variation import fresh
 from nas.evolve.problem import Evaluation
-from nas.genome.grammar import Genome, parse_genome
+from nas.genome.grammar import Genome
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ class RandomSearch(Algorithm):
         self._last = evaluations
 
     def state_dict(self) -> dict:
-        return {"seen": sorted(self.seen), "population": [str(ev.genome) for ev in self._last]}
+        return {"seen": sorted(self.seen), "population": saved(self._last)}
 
     def load_state_dict(self, state: dict, lookup: Lookup) -> None:
         self.seen = set(state["seen"])
-        self._last = [lookup(parse_genome(g)) for g in state["population"]]
+        self._last = restored(state["population"], lookup)

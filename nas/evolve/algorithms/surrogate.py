@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.evolve import objectives as objs
-from nas.evolve.algorithms import Lookup, Proposal, nsga2
+from nas.evolve.algorithms import Lookup, Proposal, nsga2, restored, saved
 from nas.evolve.algorithms.variation import breed
 from nas.evolve.predictor import Predictor, features
 from nas.evolve.problem import Evaluation
-from nas.genome.grammar import Genome, parse_genome
+from nas.genome.grammar import Genome
 from nas.settings import setting
 
 
@@ -53,7 +53,7 @@ class SurrogateNSGA2(nsga2.NSGA2):
                     pool.setdefault(child.genome.key, child)
         candidates = list(pool.values())
         if len(candidates) <= n:
-            return candidates + super().ask(n - len(candidates))
+            return (candidates + super().ask(n - len(candidates)))[:n]  # NSGA-II breeds a whole population
         epochs = max(ev.record.get("epochs") or 0 for ev in trained)
         predictor = Predictor(self.seed).fit(
             [features(ev.genome, ev.record, ev.record.get("epochs") or epochs) for ev in trained],
@@ -97,8 +97,8 @@ class SurrogateNSGA2(nsga2.NSGA2):
         return {"predictor_tau": self.tau}
 
     def state_dict(self) -> dict:
-        return super().state_dict() | {"history": [str(ev.genome) for ev in self.history]}
+        return super().state_dict() | {"history": saved(self.history)}
 
     def load_state_dict(self, state: dict, lookup: Lookup) -> None:
         super().load_state_dict(state, lookup)
-        self.history = [lookup(parse_genome(g)) for g in state["history"]]
+        self.history = restored(state["history"], lookup)
