@@ -346,3 +346,17 @@ def test_the_curves_benchmark_says_from_which_epoch_the_order_is_the_final_one(t
     assert any(line.startswith("| 1 | 0.400 | 0.500 | -") and line.endswith("| 0.00 |") for line in lines)
     assert any(line.startswith("| 3 | 0.600 | 0.560 | 0.") and line.endswith("| 1.00 |") for line in lines)
     assert bench.main(["--trainings", str(tmp_path / "fast-*")]) == 2  # one network: nothing to order
+
+
+def test_a_damaged_kept_state_is_trained_again_from_the_start_to_the_same_record(task, tmp_path, caplog):
+    fresh = worker.train_candidate(GOOD[0], task, keep_state=True)
+    whole = fresh.pop("state")
+    same = ("status", "val_acc", "val_f1", "epochs", "curve")
+    for damaged in (b"junk", b"", whole[: len(whole) // 2], whole[:100]):
+        rec = worker.train_candidate(GOOD[0], task, state=damaged)
+        assert {k: rec[k] for k in same} == {k: fresh[k] for k in same}, rec["error"]
+    live = tmp_path / "live.pt"
+    live.write_bytes(whole[:100])  # a finalist's live file, cut short
+    rec = worker.train_candidate(GOOD[0], task, state=whole, live=str(live))
+    assert {k: rec[k] for k in same} == {k: fresh[k] for k in same} and live.stat().st_size > 100
+    assert "not a readable training state" in caplog.text and "trained again from the start" in caplog.text

@@ -5,6 +5,7 @@ state as bytes), one plain record out, never an exception (a bad candidate must 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -15,11 +16,14 @@ from pathlib import Path
 import torch
 
 from nas import data as fer
-from nas.errors import DataError
+from nas.errors import DataError, NasError, first_line
 from nas.evolve.fidelity import Fidelity
 from nas.genome.build import build, count_flops, count_params
 from nas.genome.grammar import Genome, parse_genome
-from nas.training.loop import Diverged, TimeLimitExceeded, resolve_device, train
+from nas.rundir import atomic_write
+from nas.training.loop import Diverged, TimeLimitExceeded, read_state, resolve_device, train
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,11 @@ def train_candidate(
         record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
         with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:
             checkpoint = Path(live or Path(tmp) / "state.pt") if state is not None or keep_state or live else None
+            if live and checkpoint.exists():
+                _usable(checkpoint)
             if state is not None and not checkpoint.exists():
-                checkpoint.write_bytes(state)
+                atomic_write(checkpoint, state)  # a finalist's live file: never half there after a kill
+                _usable(checkpoint)
             result = train(model, train_split, val_split, cfg, task.device, deadline=deadline, checkpoint=checkpoint,
                            until=until, branch=task.fidelity.branch)  # fmt: skip
             if keep_state:
@@ -129,6 +136,19 @@ def train_candidate(
         record |= _failure(exc)
     record["train_seconds"] = round(time.monotonic() - t0, 3)
     return record
+
+
+def _usable(checkpoint: Path) -> bool:
+    """Whether a kept training state can be continued; a damaged one is said and removed, and the training
+    starts again from its beginning: to the same result (a continued training is a straight one, bit for
+    bit), and never cached as the network's failure."""
+    try:
+        read_state(checkpoint)
+    except NasError as exc:
+        log.warning(f"{first_line(exc).removesuffix('; delete it to start over')}: trained again from the start")
+        checkpoint.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _network(genome: Genome, task: EvalTask, record: dict) -> tuple[torch.nn.Module, int]:
