@@ -360,3 +360,14 @@ def test_a_damaged_kept_state_is_trained_again_from_the_start_to_the_same_record
     rec = worker.train_candidate(GOOD[0], task, state=whole, live=str(live))
     assert {k: rec[k] for k in same} == {k: fresh[k] for k in same} and live.stat().st_size > 100
     assert "not a readable training state" in caplog.text and "trained again from the start" in caplog.text
+
+
+def test_a_dask_scheduler_out_of_reach_is_one_error_and_no_candidates_failure(task, tmp_path):
+    import dask
+
+    cache = Cache(tmp_path / "cache.jsonl")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        ev = Evaluator(task, cache, jobs=2, backend="dask", scheduler="tcp://127.0.0.1:9")
+        with pytest.raises(NasError, match=r"--scheduler tcp://127.0.0.1:9: no Dask scheduler answers"):
+            ev.evaluate(GOOD[:1])
+    assert not (tmp_path / "cache.jsonl").exists() or not (tmp_path / "cache.jsonl").read_text().strip()

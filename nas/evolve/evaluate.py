@@ -27,7 +27,7 @@ import torch
 
 from nas import data as fer
 from nas.deploy import latency
-from nas.errors import GenomeError, NasError
+from nas.errors import GenomeError, NasError, SettingError, first_line
 from nas.evolve.fidelity import Fidelity
 from nas.evolve.states import KeptStates
 from nas.evolve.worker import EvalTask, Job, _failed, _train_job, cache_key, hash_text
@@ -217,6 +217,8 @@ class Evaluator:
             for args in calls.values():
                 yield _train_job(*args)
             return
+        if self.backend == "dask":
+            self._connect_dask()  # a scheduler out of reach is this search's problem, not the candidates' failure
         done: set[str] = set()
         try:
             for record in self._parallel(list(calls.values())):
@@ -251,7 +253,12 @@ class Evaluator:
             from distributed import Client
 
             if self.scheduler:
-                self._client = Client(self.scheduler)
+                try:
+                    self._client = Client(self.scheduler)
+                except (OSError, TimeoutError) as exc:
+                    raise SettingError(
+                        f"--scheduler {self.scheduler}: no Dask scheduler answers ({first_line(exc)})"
+                    ) from None
             else:  # a local cluster answers on loopback only, its dashboard too
                 self._client = Client(processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:8787")
                 log.info(f"Dask dashboard: {self._client.dashboard_link}")
