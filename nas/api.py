@@ -67,12 +67,15 @@ def _start(run_dir: str | Path | None, config: RunConfig, callbacks: Sequence[Ca
     space = rundir.safe_name(str(config.space.get("name", "space")))  # a path component, whatever the file says
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{space}-s{config.search.seed}"
     run_dir = Path(run_dir) if run_dir else RUNS / name
-    if any((run_dir / f).exists() for f in (rundir.CHECKPOINT, rundir.OLD_CHECKPOINT, rundir.CACHE)):
-        raise RunDirError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
+    _refuse_a_used(run_dir)
     _load_data(config.data)  # bad data fails here, before anything is written (memoised: loaded once)
     rundir.make_dir(run_dir)
-    rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
-    return _run(run_dir, config, callbacks, plots)
+    return _run(run_dir, config, callbacks, plots, save_config=True, new=True)
+
+
+def _refuse_a_used(run_dir: Path) -> None:
+    if any((run_dir / f).exists() for f in (rundir.CHECKPOINT, rundir.OLD_CHECKPOINT, rundir.CACHE)):
+        raise RunDirError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
 
 
 def _load_data(path: str) -> None:
@@ -148,11 +151,14 @@ def _check_space(config: RunConfig, path: Path) -> None:
     space_from_dict(dict(config.space), source=str(path))
 
 
-def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool, save_config: bool = False
-         ) -> Result:  # fmt: skip
+def _run(run_dir: Path, config: RunConfig, callbacks: Sequence[Callback], plots: bool, save_config: bool = False,
+         new: bool = False) -> Result:  # fmt: skip
     """Run the search while this process holds the run directory (``rundir.locked``), logging into its
-    ``run.log`` too (appended to by every resume: the whole story of a long run, with times)."""
+    ``run.log`` too (appended to by every resume: the whole story of a long run, with times). A ``new`` run
+    checks again, under the lock, that no search has begun there since, before its ``config.json`` is written."""
     with rundir.locked(run_dir):
+        if new:
+            _refuse_a_used(run_dir)
         handler = logging.StreamHandler(rundir.open_append(run_dir / rundir.RUN_LOG))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         level = log.level

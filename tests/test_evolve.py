@@ -232,6 +232,17 @@ def test_existing_run_is_not_overwritten(uninterrupted, synthetic_csv, capsys):
     assert (uninterrupted / "cache.jsonl").read_text() == before
 
 
+def test_a_search_started_where_another_has_just_begun_leaves_its_config_alone(synthetic_csv, tmp_path, capsys):
+    from nas import rundir
+
+    run = rundir.make_dir(tmp_path / "r")
+    (run / "config.json").write_text('{"the first search": "its settings"}')  # before its first cache line
+    with rundir.locked(run):  # the first search holds the directory
+        assert _evolve(run, synthetic_csv) == 2
+    assert "in use by process" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == '{"the first search": "its settings"}'
+
+
 def test_report_redraws_from_csv(uninterrupted):
     """The plots come from the tables alone: redrawn from them, they are the very images the search drew."""
     drawn = {png.name: png.read_bytes() for png in uninterrupted.glob("*.png")}
