@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import rundir
-from nas.errors import RunDirError, SettingError, SpaceError, check_positive
+from nas.errors import RunDirError, SettingError, SpaceError, check_positive, first_line
 from nas.evolve.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, algorithm_class, resolve_options
 from nas.evolve.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, parse_objectives
 from nas.evolve.strategies import DEFAULT_STRATEGY, STRATEGIES, strategy_class
@@ -195,11 +195,25 @@ class RunConfig:
         if not isinstance(ev.fidelity, dict) or ev.jobs is None or ev.threads_per_job is None:
             raise RunDirError(f"{path}: [evaluation] needs fidelity as a table, jobs and threads_per_job, as a run's "
                               "config.json has them")  # fmt: skip
+        _check_fidelity(ev.fidelity, path)
         return cls(**sections, data=stored["data"], space=stored["space"], space_file=str(stored.get("space_file", "")),
                    **{k: stored[k] for k in ("versions", "cpu", "command", "created") if k in stored})  # fmt: skip
 
     def with_changes(self, section: str, **changes: Any) -> RunConfig:
         return replace(self, **{section: replace(getattr(self, section), **changes)})
+
+
+def _check_fidelity(fidelity: dict, path: Path | str) -> None:
+    """A stored fidelity's fields, each of its type and none missing, or one line naming the file."""
+    from nas.evolve.fidelity import Fidelity  # torch: only once a run's stored settings are read
+
+    where = f"{path}: [evaluation] fidelity"
+    try:
+        typed(Fidelity, fidelity, where)
+    except SettingError as exc:
+        raise RunDirError(str(exc)) from None
+    except TypeError as exc:  # a field without a default is missing
+        raise RunDirError(f"{where}: {first_line(exc).split('__init__() ')[-1]}") from None
 
 
 def read(run_dir: Path | str) -> RunConfig:

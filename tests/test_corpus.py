@@ -564,6 +564,30 @@ RUN_CASES = [
     ),
     Case("resume-config-a-list", resume_after(lambda r: write(r / "config.json", "[1, 2]")), ("config.json",)),
     Case(
+        "resume-config-fidelity-unknown-field",
+        resume_after(
+            replace_json(
+                "config.json",
+                lambda d: (
+                    d | {"evaluation": d["evaluation"] | {"fidelity": d["evaluation"]["fidelity"] | {"warmup": 3}}}
+                ),
+            )
+        ),  # fmt: skip
+        ("config.json", "[evaluation] fidelity: unknown setting(s) warmup"),
+    ),
+    Case(
+        "resume-config-fidelity-no-epochs",
+        resume_after(
+            replace_json(
+                "config.json",
+                lambda d: (
+                    d | {"evaluation": d["evaluation"] | {"fidelity": drop("epochs")(d["evaluation"]["fidelity"])}}
+                ),
+            )
+        ),  # fmt: skip
+        ("config.json", "[evaluation] fidelity", "epochs"),
+    ),
+    Case(
         "resume-checkpoint-corrupt", resume_after(lambda r: write(r / "checkpoint.json", "{oops")), ("checkpoint.json",)
     ),
     Case(
