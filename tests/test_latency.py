@@ -37,3 +37,9 @@ def test_predictions_come_from_kept_entries_and_a_run_keeps_its_own(tmp_path, mo
     machine.write_text(json.dumps({"entries": doubled}))
     assert LatencyTable(machine, run).predict(GENOME) == first
     assert LatencyTable(machine, None).predict(GENOME) == pytest.approx(2 * first)
+    # a new run on this machine: the units it uses come from the machine's table and are copied into its own
+    other = tmp_path / "other-run.json"
+    assert LatencyTable(machine, other).predict(GENOME) == pytest.approx(2 * first)
+    assert json.loads(other.read_text())["entries"] == doubled
+    machine.unlink()  # then the cache is wiped: the run predicts as before, from its own copy
+    assert LatencyTable(machine, other).predict(GENOME) == pytest.approx(2 * first)

@@ -136,9 +136,12 @@ class LatencyTable:
     def __init__(self, machine: Path | None = None, run: Path | None = None, rounds: int = 5, runs: int = 30):
         self.machine, self.run, self.rounds, self.runs = machine, run, rounds, runs
         self.entries: dict[str, float] = {}
+        self.in_run: set[str] = set()  # the units the run's copy holds
         for path in (machine, run):  # the run's own entries win
             if path is not None and path.exists():
                 self.entries |= _read_entries(path)
+        if run is not None and run.exists():
+            self.in_run = set(_read_entries(run))
 
     def units(self, genome, input_shape: tuple[int, int, int], num_classes: int) -> dict[str, Callable[[], tuple]]:
         """Unit key -> a function building (module, input shape), for every unit of ``genome``."""
@@ -161,6 +164,10 @@ class LatencyTable:
             missing[self.OVERHEAD] = partial(_unit, [], input_shape, None)
         if missing:
             self._measure(missing)
+        unkept = [k for k in (*units, self.OVERHEAD) if k not in self.in_run]
+        if self.run is not None and unkept:  # measured now or known to the machine: the run keeps each it uses
+            _add_entries(self.run, {k: self.entries[k] for k in unkept})
+            self.in_run |= set(unkept)
         overhead = self.entries[self.OVERHEAD]
         return max(overhead, sum(self.entries[k] - overhead for k in units) + overhead)
 
@@ -168,14 +175,17 @@ class LatencyTable:
         for key, make in missing.items():
             module, shape = make()
             self.entries[key] = measure({key: module}, shape, "onnx", self.rounds, self.runs)[key]
-        for path in (self.machine, self.run):
-            if path is not None:
-                from nas.rundir import write_json
+        if self.machine is not None:
+            _add_entries(self.machine, {k: self.entries[k] for k in missing})
 
-                known = _read_entries(path) if path.exists() else {}
-                path.parent.mkdir(parents=True, exist_ok=True)
-                new = {k: self.entries[k] for k in missing}
-                write_json(path, {"format": "fer-nas-latency/1", "entries": known | new})
+
+def _add_entries(path: Path, new: dict[str, float]) -> None:
+    """A latency table's file with ``new`` entries added (written whole)."""
+    from nas.rundir import write_json
+
+    known = _read_entries(path) if path.exists() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"format": "fer-nas-latency/1", "entries": known | new})
 
 
 def _read_entries(path: Path) -> dict[str, float]:
