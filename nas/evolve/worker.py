@@ -115,12 +115,7 @@ def train_candidate(
         gpu = resolve_device(task.device).type == "cuda"
         record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
         with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:
-            checkpoint = Path(live or Path(tmp) / "state.pt") if state is not None or keep_state or live else None
-            if live and checkpoint.exists():
-                _usable(checkpoint)
-            if state is not None and not checkpoint.exists():
-                atomic_write(checkpoint, state)  # a finalist's live file: never half there after a kill
-                _usable(checkpoint)
+            checkpoint = _checkpoint(Path(tmp), state, keep_state, live)
             result = train(model, train_split, val_split, cfg, task.device, deadline=deadline, checkpoint=checkpoint,
                            until=until, branch=task.fidelity.branch)  # fmt: skip
             if keep_state:
@@ -136,6 +131,20 @@ def train_candidate(
         record |= _failure(exc)
     record["train_seconds"] = round(time.monotonic() - t0, 3)
     return record
+
+
+def _checkpoint(tmp: Path, state: bytes | None, keep_state: bool, live: str | None) -> Path | None:
+    """Where the training checkpoints: the live file (continued where it is whole), else a file in ``tmp``
+    holding ``state``; None where nothing is continued or kept."""
+    if state is None and not keep_state and not live:
+        return None
+    checkpoint = Path(live or tmp / "state.pt")
+    if live and checkpoint.exists():
+        _usable(checkpoint)
+    if state is not None and not checkpoint.exists():
+        atomic_write(checkpoint, state)  # a finalist's live file: never half there after a kill
+        _usable(checkpoint)
+    return checkpoint
 
 
 def _usable(checkpoint: Path) -> bool:
