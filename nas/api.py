@@ -215,6 +215,9 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
     checkpoint = rundir.read_checkpoint(run_dir)
     _check_same_data(run_dir, checkpoint, cache, evaluator.fingerprint)
+    if checkpoint and search_cfg.generations < checkpoint["generation"]:
+        raise SettingError(f"--generations {search_cfg.generations}: {run_dir} has searched "
+                           f"{checkpoint['generation']} already; ask for at least that many")  # fmt: skip
     if save_config:
         rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
     done = checkpoint["generation"] + 1 if checkpoint else 0

@@ -135,11 +135,13 @@ def cmd_evolve(args) -> int:
     except KeyboardInterrupt:
         progress.close()
         run_dir = args.resume or progress.run_dir
-        print(
-            f"\ninterrupted: finished evaluations are saved in {run_dir}/cache.jsonl; continue with: "
-            f"python scripts/evolve.py --resume {run_dir}",
-            file=sys.stderr,
+        said = (
+            f"finished evaluations are saved in {run_dir}/cache.jsonl; continue with: python scripts/evolve.py "
+            f"--resume {run_dir}"
+            if run_dir
+            else "before the search began: nothing was saved"
         )
+        print(f"\ninterrupted: {said}", file=sys.stderr)
         return 130
     finally:  # before any error is printed: the line it is printed on must be its own
         progress.close()

@@ -243,6 +243,16 @@ def test_a_search_started_where_another_has_just_begun_leaves_its_config_alone(s
     assert (run / "config.json").read_text() == '{"the first search": "its settings"}'
 
 
+def test_a_resume_to_fewer_generations_than_searched_is_refused_and_changes_nothing(uninterrupted, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(uninterrupted, tmp_path / "run")
+    before = (run / "config.json").read_text()
+    assert main(["evolve", "--resume", str(run), "--generations", "1"]) == 2
+    assert f"--generations 1: {run} has searched 2 already" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == before
+
+
 def test_report_redraws_from_csv(uninterrupted):
     """The plots come from the tables alone: redrawn from them, they are the very images the search drew."""
     drawn = {png.name: png.read_bytes() for png in uninterrupted.glob("*.png")}
