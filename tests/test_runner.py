@@ -578,3 +578,16 @@ def test_the_surrogate_asks_for_no_more_than_a_population_when_its_pool_runs_sho
     state, _ = run(tmp_path, "surrogate", generations=3, warmup=8, pool=1)  # one breeding a generation: short
     per_gen = [sum(r["generation"] == g for r in state.rows) for g in range(4)]
     assert max(per_gen) <= 8 and sum(per_gen) > 8
+
+
+def test_a_search_whose_finalists_all_fail_says_so_and_keeps_the_brief_champion(tmp_path, caplog):
+    class Failing(FakeStrategy):
+        def finalize(self, genomes, fidelity):
+            return [{"status": "failed", "error": "diverged: at epoch 7"} for _ in genomes]
+
+    problem = Problem(TINY, objs.parse_objectives("acc,params"), {}, fake_costs)
+    cache = Cache(tmp_path / "cache.jsonl")
+    with caplog.at_level(logging.WARNING, logger="nas.evolve.runner"):
+        state = Runner(problem, Failing(cache, problem), cache, SearchConfig(1, 8, "nsga2", 3, {}, finalists=2)).run()
+    assert "every finalist's training failed (diverged: at epoch 7)" in caplog.text
+    assert "finalist" not in state.champion and state.champion["genome"] in {r["genome"] for r in state.front}

@@ -26,7 +26,7 @@ import numpy as np
 
 from nas import rundir
 from nas.config import SearchConfig
-from nas.errors import RunDirError
+from nas.errors import RunDirError, first_line
 from nas.evolve import objectives as objs
 from nas.evolve.algorithms import Algorithm, Proposal, algorithm_class, resolve_options
 from nas.evolve.problem import Evaluation, Problem
@@ -129,6 +129,9 @@ class Runner:
         finals = self.strategy.finalize(genomes, c.finalist_fidelity)
         scored = [(f[key], -b["params"], b, f) for b, f in zip(contenders, finals) if f["status"] == "ok"]
         if not scored:
+            errors = "; ".join(sorted({first_line(str(f.get("error") or f["status"])) for f in finals}))
+            log.warning(f"every finalist's training failed ({errors}): the champion is the front's best at its "
+                        "brief training, not trained further")  # fmt: skip
             return
         _, _, brief, final = max(scored, key=lambda s: s[:2])
         rule = choose_champion(state.front, c, self.problem.objectives)["rule"]
