@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nas import config as runconfig
 from nas import rundir
@@ -25,6 +26,9 @@ from nas.config import ProblemConfig, RunConfig
 from nas.errors import DataError, NasError, RunDirError, SettingError, first_line
 from nas.evolve.runner import Callback
 from nas.settings import typed
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("nas")
 RUNS = Path("runs")
@@ -368,7 +372,7 @@ def demo(source: str, model: str | Path | None = None, output: str | Path | None
                None, backend, max_frames, **{k: v for k, v in config.items() if v is not None})  # fmt: skip
 
 
-def analyze(image, model: str | Path | None = None, backend: str = "onnx") -> list[dict]:
+def analyze(image: str | Path | np.ndarray, model: str | Path | None = None, backend: str = "onnx") -> list[dict]:
     """The faces in one picture (a path or an array) with their expressions, as ``nas.deploy.demo.analyze``
     gives them; ``model`` by default the one that ships with the package."""
     from nas.deploy.demo import analyze as analyze_image

@@ -17,9 +17,10 @@ import os
 import platform
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from nas.errors import RunDirError, SettingError, first_line
 from nas.settings import number_in, typed
@@ -102,7 +103,7 @@ def no_link(path: Path) -> Path:
     return path
 
 
-def open_append(path: str | Path, mode: str = "a"):
+def open_append(path: str | Path, mode: str = "a") -> TextIO:
     """Open a run file for appending (``a``) or for reading and writing (``r+``, created if missing), never
     through a symbolic link."""
     path = no_link(Path(path))
@@ -155,7 +156,7 @@ def _mode_for(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def locked(run_dir: str | Path):
+def locked(run_dir: str | Path) -> Iterator[None]:
     """One search at a time in a run directory: a second process (a resume started twice) would train every
     network again and interleave its cache lines; it stops with a line saying who holds the directory."""
     try:
@@ -321,7 +322,8 @@ class Cache:
 # ---------------------------------------------------------------- tables, champion, checkpoint
 
 
-def write_tables(run_dir: Path, rows: list[dict], records: dict[str, dict], front: list[dict], progress: list[dict]):
+def write_tables(run_dir: Path, rows: list[dict], records: dict[str, dict], front: list[dict],
+                 progress: list[dict]) -> None:  # fmt: skip
     """``evaluations.csv`` (one row per evaluation request), ``pareto.csv`` and ``progress.csv``."""
     import pandas as pd
 

@@ -26,6 +26,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from nas.training import numerics
 from nas.training.loop import Targets, TrainConfig, predict_ten_crop, resolve_device
 from nas.training.options import NO_TEACHER
 from nas.training.report import read_report
+
+if TYPE_CHECKING:
+    from nas.genome.grammar import Genome
 
 # the teachers ``--teacher best`` takes: the run's most accurate fully trained networks (PublicTest)
 BEST = "best"
@@ -142,7 +146,7 @@ def load_teacher(paths: list[str | Path], input_shape: tuple, num_classes: int) 
     return Teacher(tuple(models), tuple(members), "+".join(sorted(digests)))
 
 
-def teacher_for(run_dir: Path, names: tuple[str, ...], genome) -> Teacher | None:
+def teacher_for(run_dir: Path, names: tuple[str, ...], genome: Genome) -> Teacher | None:
     """The teachers ``--teacher`` names (``best``: the run's best) for a student of ``genome`` (parsed), read
     and checked against its input and classes before any training; None where none is named (or ``none``)."""
     if not names or names == (NO_TEACHER,):
@@ -236,7 +240,7 @@ def _shape(shape) -> str:
     return f"{h}x{w}x{c}"
 
 
-def ensemble_accuracy(paths: list[str | Path], split, device: str = "auto") -> dict:
+def ensemble_accuracy(paths: list[str | Path], split: fer.Split, device: str = "auto") -> dict:
     """Trained networks' probabilities averaged over ten crops each, scored on ``split``: a teacher
     ensemble's own accuracy and macro-F1 (with ``per_member``: each network's alone, ten-crop)."""
     from nas.training import metrics

@@ -37,7 +37,8 @@ from nas.training.report import read_report, test_report, write_history
 log = logging.getLogger(__name__)
 
 
-def target(run_dir: Path, genome: str | None = None, baseline: str | None = None, data: str | None = None):
+def target(run_dir: Path, genome: str | None = None, baseline: str | None = None,
+           data: str | None = None) -> tuple[Path, str, str]:  # fmt: skip
     """The run directory, the genome to work on (champion unless given) and the data path."""
     from nas.genome.space import checked_genome, load_baselines
 

@@ -8,9 +8,13 @@ rule calibrated once per machine, never by timing each candidate (that would mak
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from nas.training.loop import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def bf16_pays(model: nn.Module, device: str) -> bool:
     return above is not None and count_flops(model) > above
 
 
-def fastest(cfg, model: nn.Module, device: str):
+def fastest(cfg: TrainConfig, model: nn.Module, device: str) -> TrainConfig:
     """``cfg`` (a TrainConfig) in this machine's faster numeric mode for ``model``: bf16 autocast on the
     CPU above the calibrated FLOPs, fp32 below."""
     return cfg.replace(cpu_bf16=bf16_pays(model, device))

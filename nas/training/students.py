@@ -9,8 +9,10 @@ teachers' own test accuracy, alone and as the ensemble the students learn from, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nas import rundir
 from nas.errors import NasError, RunDirError, SettingError, first_line
@@ -21,8 +23,12 @@ from nas.rundir import distilled_sentence
 from nas.settings import number_in, typed
 from nas.training.distill import BEST, ensemble_accuracy, resolve
 
+if TYPE_CHECKING:
+    from nas.training.options import StudentOptions
 
-def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,), on_epoch=None, **settings) -> dict:
+
+def distill_run(run_dir: str | Path, teacher: tuple[str, ...] = (BEST,),
+                on_epoch: Callable[[int, dict], None] | None = None, **settings: Any) -> dict:  # fmt: skip
     """Teach the search's small networks: the best-ranked front members of each group (``StudentOptions``),
     each trained fully without a teacher (under ``students/``) and with the teachers (under ``distilled/``),
     with the same recipe, seed and length; then the teachers' own test accuracy, alone and as the ensemble,
@@ -85,7 +91,7 @@ def _whole(chosen: object) -> bool:
     return isinstance(chosen, dict) and bool(chosen) and all(entry(c) for c in chosen.values())
 
 
-def choose_students(run_dir: Path, o) -> dict[str, dict]:
+def choose_students(run_dir: Path, o: StudentOptions) -> dict[str, dict]:
     """The front members to teach, by key: in each group, the ``o.students`` the search ranks best (the
     highest rung first, then its accuracy there: halving's order), latencies measured now, beside the
     reference baseline's, round-robin."""

@@ -26,7 +26,7 @@ class Options(Variation):
     """NSGA-II's settings: how it breeds."""
 
 
-def creator_classes(objectives: tuple[objs.Objective, ...]):
+def creator_classes(objectives: tuple[objs.Objective, ...]) -> type:
     """DEAP classes for these objectives, created once per weight tuple (module-level, picklable)."""
     weights = tuple(o.weight for o in objectives)
     name = "Fitness_" + "_".join("max" if w > 0 else "min" for w in weights)

@@ -29,12 +29,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from nas.errors import SettingError
 from nas.evolve.objectives import preference
 from nas.evolve.strategies import OnRecord, Request, Strategy
 from nas.genome.grammar import Genome
 from nas.settings import setting
+
+if TYPE_CHECKING:
+    from nas.evolve.evaluate import Evaluator
+    from nas.evolve.problem import Problem
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class Halving(Strategy):
     name = "halving"
     Options = Options
 
-    def __init__(self, evaluator, problem, **options) -> None:
+    def __init__(self, evaluator: Evaluator, problem: Problem, **options: Any) -> None:
         super().__init__(evaluator, problem, **options)
         fidelity = evaluator.task.fidelity
         epochs, self.continuable = fidelity.epochs, fidelity.scheduler == "wsd"
