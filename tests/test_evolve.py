@@ -127,8 +127,9 @@ def test_run_directory_is_complete_and_consistent(uninterrupted):
     assert list(progress["gen"]) == [0, 1, 2] and (progress["hypervolume"].diff().fillna(0) >= 0).all()
     champion = json.loads((run / "champion.json").read_text())
     assert champion["genome"] in set(front["genome"]) and champion["rule"].startswith("max-acc")
-    finalists = champion["finalists"]  # the three most accurate after the brief training, trained again
-    assert [f["val_acc"] for f in finalists] == sorted(front["val_acc"], reverse=True)[:3]
+    finalists = champion["finalists"]  # the most accurate after the brief training (two: the default), again
+    assert [f["val_acc"] for f in finalists] == sorted(front["val_acc"], reverse=True)[: len(finalists)]
+    assert len(finalists) == min(2, len(front))
     assert champion["finalist"]["val_acc"] == max(f["finalist_val_acc"] for f in finalists)
 
 
