@@ -347,6 +347,10 @@ def test_on_a_continuable_schedule_the_champion_leaves_the_search_fully_trained(
     assert main(["train", "--run", str(run), "--epochs", "6"]) == 0  # the seed: the search's own (7)
     again = json.loads((run / "report.json").read_text())
     assert trained == [] and again["ten_crop"] == report["ten_crop"] and again["recipe"] == "searched"
+    other = ["train", "--run", str(run), "--epochs", "2", "--seed", "1", "--out", str(tmp_path / "seed1")]
+    assert main(other) == 0  # another seed of the search's recipe, validated every epoch (the search's: at rungs)
+    history = pd.read_csv(tmp_path / "seed1" / "history.csv")
+    assert trained == [0, 1] and history["val_acc"].notna().all()
 
 
 def test_a_default_search_starts_from_the_baselines_that_fit_marked_as_seeds_and_resume_keeps_them(

@@ -247,7 +247,8 @@ def _recipe(run_dir: Path, genome: str, recipe: str, changes: dict, epochs: int,
     cfg = cfg.replace(**changed)
     if changed:
         recipe_name += " + " + ", ".join(f"{k}={v}" for k, v in changed.items())
-    cfg = cfg.replace(epochs=epochs, early_stop=patience, seed=cfg.seed if seed is None else seed)
+    cfg = cfg.replace(epochs=epochs, early_stop=patience, seed=cfg.seed if seed is None else seed,
+                      validate_every_epoch=True)  # a search's recipe validates at its rungs only  # fmt: skip
     if not recipe_name.startswith("searched"):  # the search's own training keeps its numerics
         cfg = fastest(cfg, build(parse_genome(genome)), device)
     # measured: patience 10 cost one-cycle 1.8 points; wsd's accuracy comes in its decay, at the end

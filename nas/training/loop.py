@@ -486,7 +486,7 @@ def cooldown_branch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, val_split: Sp
 
 def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResult, dict | None, int]:
     """A saved training, continued where it stopped: its result so far, best weights and next epoch."""
-    state = read_state(checkpoint, loop.dev)
+    state = read_state(checkpoint, "cpu")  # random states stay on the CPU; load_state_dict moves the rest
     result = state["result"]
     changed = changed_settings(state["config"], cfg)
     if changed and not stable_prefix(cfg, state["config"], result.epochs_run, loop.steps):
@@ -494,10 +494,12 @@ def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResu
             f"{checkpoint}: written with other training settings ({', '.join(changed)}); "
             "resume with the same settings, or delete it to start over"
         )
+    gpu = loop.dev.type == "cuda"
     parts = {"model": loop.model.load_state_dict, "optimizer": loop.opt.load_state_dict,
              "scheduler": None if loop.sched is None else loop.sched.load_state_dict,
              "ema": None if loop.ema is None else loop.ema.load_state_dict,
-             "generator": loop.gen.set_state, "torch_rng": torch.set_rng_state}  # fmt: skip
+             "generator": loop.gen.set_state, "torch_rng": torch.set_rng_state,
+             "cuda_rng": torch.cuda.set_rng_state_all if gpu and state.get("cuda_rng") else None}  # fmt: skip
     for part, load in parts.items():
         try:
             if load is not None:
@@ -563,6 +565,7 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
         "scheduler": loop.sched.state_dict() if loop.sched is not None else {},
         "generator": loop.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if loop.dev.type == "cuda" else None,  # dropout's on a GPU
         "best_model": best_state,
         "result": asdict(result),
         "config": asdict(cfg),
