@@ -14,8 +14,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import lzma
 import os
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +152,9 @@ def _to_ferdata(arrays: dict[str, tuple[np.ndarray, np.ndarray]], source: str, s
 
 # ---------------------------------------------------------------- Kaggle CSV
 
+# a compressed file damaged inside (its header whole): what the decompressors raise
+_DAMAGED = (zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+
 
 def _read_csv(path: Path, splits: tuple[str, ...], on_bad: str) -> tuple[dict, int]:
     try:
@@ -159,8 +165,8 @@ def _read_csv(path: Path, splits: tuple[str, ...], on_bad: str) -> tuple[dict, i
         raise DataError(f"{path}: empty file (expected the header emotion,pixels,Usage and rows)") from None
     except pd.errors.ParserWarning:
         raise DataError(f"{path}:2: more fields than the header's emotion,pixels,Usage") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as CSV ({str(exc).splitlines()[0]})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, *_DAMAGED) as exc:
+        raise DataError(f"{path}: cannot read as CSV ({ascii(first_line(exc))[1:-1]})") from None
     missing = {"emotion", "pixels", "Usage"} - set(df.columns)
     if missing:
         raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected header emotion,pixels,Usage")
@@ -250,8 +256,8 @@ def _read_npz(path: Path, splits: tuple[str, ...]) -> dict:
             if missing:
                 raise DataError(f"{path}: no split(s) {missing} in this .npz (it has {sorted(z.files)})")
             arrays = {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz ({first_line(exc)})") from None
+    except (OSError, ValueError, EOFError, *_DAMAGED) as exc:
+        raise DataError(f"{path}: not a readable .npz ({ascii(first_line(exc))[1:-1]})") from None
     for s, (x, y) in arrays.items():
         if x.ndim < 2 or y.ndim != 1 or not len(y) or len(x) != len(y) or x[0].size != N_PIXELS:
             raise DataError(

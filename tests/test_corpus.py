@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import io
 import json
 import os
 import shutil
@@ -117,6 +118,20 @@ def folder(layout: dict[str, bytes | None]) -> Callable[[World, Path], str]:
     return make
 
 
+def damaged(content: bytes) -> bytes:
+    """A compressed file whose header is whole and whose body is not (300 bytes after its first 40 flipped)."""
+    out = bytearray(content)
+    for i in range(40, min(len(out) - 40, 340)):
+        out[i] ^= 0xFF
+    return bytes(out)
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
 def npz_file(**arrays: np.ndarray) -> Callable[[World, Path], str]:
     def make(w: World, tmp: Path) -> str:
         np.savez(tmp / "d.npz", **arrays)
@@ -160,6 +175,12 @@ DATA_CASES = [
         ("r",),
     ),
     Case("data-gz-empty", evolve_on(gz_file(b"")), ("{tmp}/d.csv.gz",), ("r",)),
+    Case(
+        "data-gz-damaged-inside",
+        evolve_on(gz_file(damaged(gzip.compress((HEADER + GOOD_ROWS * 20).encode())))),
+        ("{tmp}/d.csv.gz", "cannot read as CSV"),
+        ("r",),
+    ),  # fmt: skip
     Case("data-folder-empty", evolve_on(folder({})), ("{tmp}/imgs",), ("r",)),
     Case(
         "data-folder-unknown-class",
@@ -189,6 +210,12 @@ DATA_CASES = [
         ]
     ),
     Case("data-npz-random", evolve_on(csv_file(rand_bytes(), "d.npz")), ("{tmp}/d.npz",), ("r",)),
+    Case(
+        "data-npz-damaged-inside",
+        evolve_on(csv_file(damaged(npz_bytes(train_x=np.zeros((2, 48, 48), np.uint8))), "d.npz")),
+        ("{tmp}/d.npz", "not a readable .npz"),
+        ("r",),
+    ),
     Case("data-npz-missing-split", evolve_on(npz_file(train_x=np.zeros((2, 48, 48)))), ("{tmp}/d.npz",), ("r",)),
     Case(
         "data-npz-wrong-shape",
