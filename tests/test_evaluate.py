@@ -220,6 +220,7 @@ def test_a_spelled_out_fidelity_is_parsed_and_a_preset_name_stays_the_preset():
         "0x2": "at least 1 training image",
         "6000x2w0": "width must be in",
         "6000x2w1.5": "width must be in",
+        "6000x4wsdc1.5": "branch must be in",  # a branch is drawn from one pass over the images
     }
     for spec, says in bad.items():
         with pytest.raises(SettingError, match=f"--fidelity.*{spec}.*{says}|--fidelity.*{says}"):

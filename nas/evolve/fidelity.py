@@ -140,6 +140,8 @@ def get_fidelity(name: str) -> Fidelity:
     if not 0 < width <= 1:
         raise SettingError(f"--fidelity {name!r}: the proxy's width must be in (0, 1], got {width:g}")
     schedule = {"scheduler": "wsd", "branch": float(branch or 0.25)} if wsd else {}
+    if wsd and schedule["branch"] > 1:  # a branch is drawn from one pass over the images
+        raise SettingError(f"--fidelity {name!r}: a rung's cool-down branch must be in [0, 1] epochs, got {branch}")
     images = None if n == "all" else int(n)
     fidelity = Fidelity(spec, images, int(e), batch_size=int(b or 128), width=width, lr=float(lr or 3e-3), **schedule)
     try:
