@@ -391,3 +391,35 @@ def test_the_final_benchmark_counts_a_training_planned_under_another_name_as_a_s
                                                                      ["abc", "default", 1]]  # fmt: skip
     with pytest.raises(SystemExit, match="--same: 'champion' 'abc:default' is not NETWORK:RECIPE"):
         bench.parse_same([["champion", "abc:default"]])
+
+
+def test_a_default_trial_killed_while_running_is_measured_on_resume(run_dir):
+    from nas.genome.grammar import parse_genome
+
+    storage = f"sqlite:///{run_dir / 'tune.db'}"
+    study = optuna.create_study(study_name=f"tune-{parse_genome(GENOME).key}", storage=storage, direction="maximize")
+    study.enqueue_trial(default_params())
+    study.ask()  # the default recipe's trial, then the process was killed: it stays RUNNING
+    args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--confirm", "0", "--resume"]
+    assert main(args) == 0
+    study = optuna.load_study(study_name=study.study_name, storage=storage)
+    done = [t.params for t in study.trials if t.state.name == "COMPLETE"]
+    assert default_params() in done
+
+
+def test_a_resumed_study_does_not_draw_its_first_recipes_again(tmp_path):
+    from dataclasses import replace
+
+    from nas.training.options import StudyOptions
+    from nas.training.tuning import _study
+
+    def draw(study):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        study.tell(trial, x)
+        return x
+
+    storage, o = f"sqlite:///{tmp_path / 'tune.db'}", StudyOptions(trials=30)  # ten random trials first
+    study = _study("s", storage, o)
+    first = [draw(study) for _ in range(2)]
+    assert draw(_study("s", storage, replace(o, resume=True))) not in first

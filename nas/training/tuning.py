@@ -169,7 +169,8 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     storage = o.storage or f"sqlite:///{db}"
     study = _study(f"tune-{model_genome.key}" + ("-distilled" if teacher else ""), storage, o)
     default = default_params(teacher is not None)
-    if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in study.trials):
+    alive = [t for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]  # killed ones run again
+    if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in alive):
         study.enqueue_trial(default)
     study.set_user_attr("genome", genome)
     study.set_user_attr("epochs", o.epochs)
@@ -194,15 +195,15 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
 def _study(name: str, storage: str, o: StudyOptions) -> optuna.Study:
     """The study, new (or continued with ``resume``); a storage it cannot open is a setting's error."""
     try:
-        return optuna.create_study(
-            study_name=name,
-            storage=storage,
-            direction="maximize",
-            # TPE's first trials are random; a short study still gets some guided ones
-            sampler=optuna.samplers.TPESampler(seed=o.seed, n_startup_trials=max(3, min(10, o.trials // 3))),
-            pruner=make_pruner(o.pruner, o.epochs),
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", pruner=make_pruner(o.pruner, o.epochs),
             load_if_exists=o.resume,
-        )
+        )  # fmt: skip
+        # TPE's first trials are random (a short study still gets some guided ones); seeded past the trials
+        # already run, so a resumed study does not draw its first recipes again
+        study.sampler = optuna.samplers.TPESampler(seed=o.seed + len(study.trials),
+                                                   n_startup_trials=max(3, min(10, o.trials // 3)))  # fmt: skip
+        return study
     except optuna.exceptions.DuplicatedStudyError:
         raise NasError(f"{storage}: study {name} exists already; continue it with --resume") from None
     except (ImportError, SQLAlchemyError) as exc:
