@@ -423,3 +423,15 @@ def test_a_resumed_study_does_not_draw_its_first_recipes_again(tmp_path):
     study = _study("s", storage, o)
     first = [draw(study) for _ in range(2)]
     assert draw(_study("s", storage, replace(o, resume=True))) not in first
+
+
+def test_a_continued_study_that_fails_is_kept(run_dir, monkeypatch):
+    import nas.training.tuning
+    from nas.genome.grammar import parse_genome
+
+    storage, name = f"sqlite:///{run_dir / 'tune.db'}", f"tune-{parse_genome(GENOME).key}"
+    optuna.create_study(study_name=name, storage=storage).ask()  # another process's trial, still running
+    monkeypatch.setattr(nas.training.tuning, "train", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no")))
+    args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--confirm", "0", "--resume"]
+    assert main(args) == 2
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) >= 1  # not deleted under the other

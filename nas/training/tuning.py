@@ -168,6 +168,7 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     made_db = o.storage is None and not db.exists()
     storage = o.storage or f"sqlite:///{db}"
     study = _study(f"tune-{model_genome.key}" + ("-distilled" if teacher else ""), storage, o)
+    made_study = not study.trials  # never delete a study this call only continued
     default = default_params(teacher is not None)
     alive = [t for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]  # killed ones run again
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in alive):
@@ -182,7 +183,7 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     try:
         _optimize(study, model_genome, (train_split, val_split), o, Path(run_dir), teacher)
     except BaseException:
-        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        if made_study and not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             optuna.delete_study(study_name=study.study_name, storage=storage)
             if made_db:
                 db.unlink(missing_ok=True)
