@@ -312,3 +312,15 @@ def test_a_curve_whose_rate_ends_at_zero_is_drawn_without_a_warning(tmp_path):
         warnings.simplefilter("error")
         csv, png = write_history(history, tmp_path, "one epoch of wsd")
     assert png.stat().st_size > 0 and "0.0" in csv.read_text()
+
+
+def test_a_checkpoint_is_never_continued_on_other_training_images(splits, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    train(build(GENOME), *splits, cfg, device="cpu", checkpoint=ckpt, until=1)
+    others = splits[0].subset(len(splits[0]) // 2, seed=0)
+    with pytest.raises(NasError, match="ckpt.pt: written while training on other images"):
+        train(build(GENOME), others, splits[1], cfg, device="cpu", checkpoint=ckpt)
+    result = train(build(GENOME), *splits, cfg, device="cpu", checkpoint=ckpt)  # its own: continued
+    assert result.epochs_run == 2

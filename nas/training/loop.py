@@ -9,6 +9,7 @@ stops early (a pruner raises its own exception from there instead).
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import math
 import time
@@ -330,6 +331,7 @@ class _Loop:
     use_amp: bool
     validate_low: bool
     targets: Targets | None = None  # a teacher's probabilities, when distilling
+    data: str = ""  # the training images' fingerprint, kept with a checkpoint (never continued on others)
 
 
 def train(
@@ -358,6 +360,8 @@ def train(
     loop = _setup(model, train_split, cfg, device, targets)
     x_train, y_train = train_split.x.to(loop.dev), train_split.y.to(loop.dev)
     result, best_state, start_epoch = TrainResult(), None, 0
+    if checkpoint is not None:
+        loop.data = images_fingerprint(train_split)
     if checkpoint is not None and Path(checkpoint).exists():
         result, best_state, start_epoch = _restore(loop, Path(checkpoint), cfg)
     t0 = time.monotonic() - result.seconds
@@ -484,10 +488,20 @@ def cooldown_branch(loop: _Loop, x: torch.Tensor, y: torch.Tensor, val_split: Sp
     return evaluate(branch.kept, val_split, loop.dev, bf16=loop.validate_low)
 
 
+def images_fingerprint(split: Split) -> str:
+    """The training images and labels, hashed: what a checkpoint was trained on."""
+    digest = hashlib.sha256(split.x.numpy().tobytes())
+    digest.update(split.y.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResult, dict | None, int]:
     """A saved training, continued where it stopped: its result so far, best weights and next epoch."""
     state = read_state(checkpoint, "cpu")  # random states stay on the CPU; load_state_dict moves the rest
     result = state["result"]
+    if state.get("data") not in (None, loop.data):  # states of before 2026-12-07 say nothing of their data
+        raise NasError(f"{checkpoint}: written while training on other images; train on those, or delete it to "
+                       "start over")  # fmt: skip
     changed = changed_settings(state["config"], cfg)
     if changed and not stable_prefix(cfg, state["config"], result.epochs_run, loop.steps):
         raise NasError(
@@ -566,6 +580,7 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
         "generator": loop.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if loop.dev.type == "cuda" else None,  # dropout's on a GPU
+        "data": loop.data,
         "best_model": best_state,
         "result": asdict(result),
         "config": asdict(cfg),
