@@ -360,8 +360,6 @@ def train(
     loop = _setup(model, train_split, cfg, device, targets)
     x_train, y_train = train_split.x.to(loop.dev), train_split.y.to(loop.dev)
     result, best_state, start_epoch = TrainResult(), None, 0
-    if checkpoint is not None:
-        loop.data = images_fingerprint(train_split)
     if checkpoint is not None and Path(checkpoint).exists():
         result, best_state, start_epoch = _restore(loop, Path(checkpoint), cfg)
     t0 = time.monotonic() - result.seconds
@@ -421,6 +419,7 @@ def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str, 
         ema=ema, gen=torch.Generator().manual_seed(cfg.seed), loss_fn=loss_fn,
         log_prior=torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=dev), dev=dev, fmt=fmt,
         steps=steps, use_amp=use_amp, validate_low=use_amp and cfg.validate_bf16, targets=targets,
+        data=images_fingerprint(train_split),
     )  # fmt: skip
 
 
@@ -499,9 +498,6 @@ def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResu
     """A saved training, continued where it stopped: its result so far, best weights and next epoch."""
     state = read_state(checkpoint, "cpu")  # random states stay on the CPU; load_state_dict moves the rest
     result = state["result"]
-    if state.get("data") not in (None, loop.data):  # states of before 2026-12-07 say nothing of their data
-        raise NasError(f"{checkpoint}: written while training on other images; train on those, or delete it to "
-                       "start over")  # fmt: skip
     changed = changed_settings(state["config"], cfg)
     if changed and not stable_prefix(cfg, state["config"], result.epochs_run, loop.steps):
         raise NasError(
@@ -525,6 +521,11 @@ def _restore(loop: _Loop, checkpoint: Path, cfg: TrainConfig) -> tuple[TrainResu
     start_epoch = result.epochs_run
     if _out_of_patience(cfg, result, result.epochs_run - 1):
         start_epoch = cfg.epochs  # it stopped early: resuming it must not train on
+    # a finished training is only read; one to continue must go on with its own images (states of before
+    # 2026-12-07 say nothing of their data)
+    if start_epoch < cfg.epochs and state.get("data") not in (None, loop.data):
+        raise NasError(f"{checkpoint}: written while training on other images; train on those, or delete it to "
+                       "start over")  # fmt: skip
     return result, state["best_model"], start_epoch
 
 
