@@ -324,3 +324,15 @@ def test_a_checkpoint_is_never_continued_on_other_training_images(splits, tmp_pa
         train(build(GENOME), others, splits[1], cfg, device="cpu", checkpoint=ckpt)
     result = train(build(GENOME), *splits, cfg, device="cpu", checkpoint=ckpt)  # its own: continued
     assert result.epochs_run == 2
+
+
+def test_the_stable_copy_is_written_before_the_checkpoint_it_copies(splits, tmp_path, monkeypatch):
+    """A kill between the two writes then repeats the epoch, rather than leaving no stable copy."""
+    import nas.training.loop as loop
+
+    written, real = [], loop.atomic_write
+    monkeypatch.setattr(loop, "atomic_write", lambda path, data: written.append((path.name, data)) or real(path, data))
+    ckpt = tmp_path / "c.pt"
+    train(build(GENOME), *splits, TrainConfig(epochs=4, batch_size=64, scheduler="wsd"), device="cpu", checkpoint=ckpt)
+    at = [name for name, _ in written].index(stable_copy(ckpt).name)
+    assert written[at + 1] == ("c.pt", written[at][1])  # the same epoch's state, written after its copy

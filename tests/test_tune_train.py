@@ -10,7 +10,7 @@ from nas.training.tuning import config_from_params, default_params
 GENOME = CHAMPION
 
 
-def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
+def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir, capsys):
     args = [
         "tune",
         "--run",
@@ -31,6 +31,9 @@ def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir):
     assert tuned["genome"] == GENOME and 0 <= tuned["value"] <= 1
     assert tuned["train_config"]["optimizer"] in ("sgd", "nesterov", "adam", "adamw")
     assert main(args) == 2  # an existing study is not silently reused ...
+    longer = [*args[:6], "3", *args[7:]]  # trials of another length would not compare with the kept ones
+    assert main([*longer, "--resume"]) == 2
+    assert "--epochs 3: the study in sqlite:///" in capsys.readouterr().err
     assert main([*args[:4], "5", *args[5:], "--resume"]) == 0  # ... but continued on request
     assert len(json.loads((run_dir / "confirm.json").read_text())) >= 3
     study = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{run_dir / 'tune.db'}")

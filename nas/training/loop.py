@@ -589,9 +589,9 @@ def _save(loop: _Loop, path: Path, best_state, result: TrainResult, cfg: TrainCo
     }
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write(path, buf.getvalue())
     if in_stable_phase(cfg, loop.steps, epoch) and not in_stable_phase(cfg, loop.steps, epoch + 1):
-        atomic_write(stable_copy(path), buf.getvalue())
+        atomic_write(stable_copy(path), buf.getvalue())  # first: a kill between the two repeats this epoch
+    atomic_write(path, buf.getvalue())
 
 
 def _teachers_ok(teacher: object) -> bool:

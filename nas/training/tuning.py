@@ -169,6 +169,7 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     storage = o.storage or f"sqlite:///{db}"
     study = _study(f"tune-{model_genome.key}" + ("-distilled" if teacher else ""), storage, o)
     made_study = not study.trials  # never delete a study this call only continued
+    _same_budget(study, o, storage)
     default = default_params(teacher is not None)
     alive = [t for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]  # killed ones run again
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in alive):
@@ -191,6 +192,15 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     trainer = _full_length_trainer(model_genome, dataset, o.seed, o.device, Path(run_dir), teacher)
     confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{o.seed}|{dataset.fingerprint}")
     return study
+
+
+def _same_budget(study: optuna.Study, o: StudyOptions, storage: str) -> None:
+    """A continued study keeps its trials' budget: trials of two lengths or subsets do not compare."""
+    for name, value in (("epochs", o.epochs), ("train_images", o.train_images)):
+        kept = study.user_attrs.get(name, value)
+        if kept != value:
+            raise SettingError(f"--{name.replace('_', '-')} {value}: the study in {storage} ran its trials with "
+                               f"{kept}; continue it with that, or start another")  # fmt: skip
 
 
 def _study(name: str, storage: str, o: StudyOptions) -> optuna.Study:
