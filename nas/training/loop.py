@@ -357,7 +357,7 @@ def train(
     the history keeps both, and the model the main training's weights. ``targets``: the teachers of a
     distilled training (``nas.training.distill``), required exactly when ``cfg.distill_weight`` is set.
     """
-    loop = _setup(model, train_split, cfg, device, targets)
+    loop = _setup(model, train_split, cfg, device, targets, kept=checkpoint is not None)
     x_train, y_train = train_split.x.to(loop.dev), train_split.y.to(loop.dev)
     result, best_state, start_epoch = TrainResult(), None, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -396,8 +396,10 @@ def train(
     return result
 
 
-def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str, targets: Targets | None) -> _Loop:
-    """Device, seeds, optimizer, schedule, loss, moving average and teachers of a new training."""
+def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str, targets: Targets | None,
+           kept: bool = False) -> _Loop:  # fmt: skip
+    """Device, seeds, optimizer, schedule, loss, moving average and teachers of a new training (``kept``: one
+    with a checkpoint, which records the images' fingerprint)."""
     if (targets is None) != (cfg.distill_weight == 0) or (targets is not None and not cfg.teacher):
         raise SettingError("a distilled training needs a teacher, its fingerprint and distill_weight > 0, together")
     dev = resolve_device(device)
@@ -419,7 +421,7 @@ def _setup(model: nn.Module, train_split: Split, cfg: TrainConfig, device: str, 
         ema=ema, gen=torch.Generator().manual_seed(cfg.seed), loss_fn=loss_fn,
         log_prior=torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=dev), dev=dev, fmt=fmt,
         steps=steps, use_amp=use_amp, validate_low=use_amp and cfg.validate_bf16, targets=targets,
-        data=images_fingerprint(train_split),
+        data=images_fingerprint(train_split) if kept else "",
     )  # fmt: skip
 
 
