@@ -43,8 +43,10 @@ def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir, capsys
     assert all(len(t.intermediate_values) == 2 for t in study.trials if t.state.name == "COMPLETE")
 
 
-def test_the_final_training_continues_the_confirmations_run_of_its_recipe(run_dir, caplog):
-    args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--confirm", "1", "--confirm-epochs", "2"]
+@pytest.mark.parametrize("seed", ["0", "1"])  # the study's seed: its sampler's and its trials', not a recipe's
+def test_the_final_training_continues_the_confirmations_run_of_its_recipe(run_dir, caplog, seed):
+    args = ["tune", "--run", str(run_dir), "--trials", "2", "--epochs", "1", "--confirm", "1", "--confirm-epochs", "2",
+            "--seed", seed]  # fmt: skip
     assert main(args) == 0
     runs = json.loads((run_dir / "tuned.json").read_text())["confirmation"]["runs"]
     with caplog.at_level("INFO", logger="nas"):

@@ -189,7 +189,7 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
             if made_db:
                 db.unlink(missing_ok=True)
         raise
-    trainer = _full_length_trainer(model_genome, dataset, o.seed, o.device, Path(run_dir), teacher)
+    trainer = _full_length_trainer(model_genome, dataset, o.device, Path(run_dir), teacher)
     confirmation.run(study, Path(run_dir), trainer, identity=f"{model_genome.key}|{o.seed}|{dataset.fingerprint}")
     return study
 
@@ -374,16 +374,17 @@ class Confirmation(ConfirmOptions):
         return {n: known[keys[n]] for n in configs}
 
 
-def _full_length_trainer(genome, dataset: dict, seed: int, device: str, run_dir: Path, teacher: Teacher | None):
+def _full_length_trainer(genome, dataset: dict, device: str, run_dir: Path, teacher: Teacher | None):
     """``score`` for the confirmation: the whole Training split, early stopping on PublicTest, this
     machine's faster numerics, a checkpoint per recipe (an interrupted run continues, and ``train.py``
-    continues the run of the recipe it trains instead of training it again)."""
+    continues the run of the recipe it trains instead of training it again: so each recipe trains with its
+    own seed, as ``train.py`` trains it, not the study's)."""
 
     def score(name: str, cfg: TrainConfig) -> dict:
-        torch.manual_seed(seed)
+        torch.manual_seed(cfg.seed)
         model = build(genome)
-        cfg = fastest(cfg.replace(seed=seed), model, device)
-        checkpoint = make_dir(run_dir / "confirm") / f"{genome.key}-{seed}-{name.replace(' ', '-')}.pt"
+        cfg = fastest(cfg, model, device)
+        checkpoint = make_dir(run_dir / "confirm") / f"{genome.key}-{cfg.seed}-{name.replace(' ', '-')}.pt"
         log.info(f"confirming {name} at full length: up to {cfg.epochs} epochs on {len(dataset['train'])} images")
         keep = run_dir / rundir.DISTILLED  # offline targets, shared with train.py's distilled trainings
         targets = teacher.targets(cfg, dataset["train"].x, device, keep) if cfg.distill_weight else None
