@@ -187,8 +187,12 @@ def test_a_face_missed_for_a_frame_is_held_as_the_same_track(exported, hold):
     frame[100 : 100 + face.shape[0], 200 : 200 + face.shape[1]] = face
     blank = np.full_like(frame, 90)  # the face is hidden for one frame (a blink of the detector)
     demo = Demo(Classifier(exported), DemoConfig(detect_every=2, hold=hold))
-    shown = [[t.id for t in demo.process(f.copy())] for f in (frame, frame, frame, blank, frame, frame)]
+    frames = (frame, frame, frame, blank, frame, frame)
+    seen = [[(t.id, t.probs.copy()) for t in demo.process(f.copy())] for f in frames]
+    shown = [[i for i, _ in tracks] for tracks in seen]
     assert shown[3] == ([] if hold == 0 else [0])
+    if hold:  # held, the face keeps what it showed: the blank crop is no expression
+        assert np.array_equal(seen[3][0][1], seen[2][0][1])
     assert {i for ids in shown for i in ids} == ({0, 1} if hold == 0 else {0})
 
 

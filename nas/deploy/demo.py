@@ -356,11 +356,12 @@ class Demo:
         t2 = time.perf_counter()
         probs = self.classifier.predict_proba(crops)
         t3 = time.perf_counter()
-        missed = {id(t): t.missed for t in self.tracker.tracks}
+        before = {id(t): (t.missed, t.probs) for t in self.tracker.tracks}
         tracks = self.tracker.update(boxes, probs)
-        for t in tracks:  # a held box is the track's own: it continues the track but counts as a miss
-            if t.id in held:
-                t.missed = missed.get(id(t), 0) + 1
+        for t in tracks:  # a held box is the track's own: it continues the track but counts as a miss, and
+            if t.id in held and id(t) in before:  # what it shows where no face was found is no expression
+                missed, t.probs = before[id(t)]
+                t.missed = missed + 1
         draw(frame, tracks, self.classifier.class_names, self.fps)
         t4 = time.perf_counter()
         for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
