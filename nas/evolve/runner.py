@@ -153,7 +153,8 @@ class Runner:
         """The finalists' training after the generations, in wall seconds, from their own clocks (which a
         resume continues): what the search adds to its generations before the champion is fully trained."""
         continued = bool(self.strategy.final_epochs())  # the clock then counts the first rung too
-        spent = [max(f["clock_seconds"] - (b.get("train_seconds") or 0.0) * continued, 0.0)
+        # the first rung's own clock (its wall time, loading and building included, is counted by the search)
+        spent = [max(f["clock_seconds"] - (b.get("clock_seconds") or b.get("train_seconds") or 0.0) * continued, 0.0)
                  for b, f in zip(briefs, finals) if f["status"] == "ok" and "clock_seconds" in f]  # fmt: skip
         return round(max(max(spent, default=0.0), sum(spent) / self._workers()), 1)
 
