@@ -17,8 +17,8 @@ from nas.settings import check_choices, setting
 # training only, so the trained logits estimate the balanced posterior)
 CLASS_BALANCE = ("none", "weighted", "softmax")
 RECIPE_NAMES = ("default", "vgg")  # nas.training.loop.RECIPES' names (a test keeps them equal)
-# auto: the tuned recipe where tuning confirmed it at full length, else the search's own training of the
-# champion where the search trained it fully (searched), else the default
+# auto: the tuned recipe where tuning's confirmation at full length adopted it, else the default; in a run never
+# tuned, the search's own training of the champion where the search trained it fully (searched)
 CHAMPION_RECIPES = ("auto", "tuned", "searched")
 PRUNERS = ("median", "hyperband", "none")
 # a teacher's targets (nas.training.distill): its answer for the student's augmented batch, or each image's
@@ -85,7 +85,8 @@ class ConfirmOptions:
 class FinalOptions:
     """The champion's (or a genome's, or a baseline's) full training: which recipe, how long, where to."""
 
-    recipe: str = setting("auto", "the training recipe (auto: tuned if confirmed, else searched, else default)",
+    recipe: str = setting("auto", "the training recipe (auto: tuned if its confirmation adopted it, else default; "
+                          "in a run never tuned, searched where the search trained the network fully)",
                           choices=(*CHAMPION_RECIPES, *RECIPE_NAMES))  # fmt: skip
     class_balance: str | None = setting(
         None, "loss for the class imbalance: inverse-frequency weights or balanced softmax (default: the recipe's)",
