@@ -372,3 +372,16 @@ def test_a_dask_scheduler_out_of_reach_is_one_error_and_no_candidates_failure(ta
         with pytest.raises(NasError, match=r"--scheduler tcp://127.0.0.1:9: no Dask scheduler answers"):
             ev.evaluate(GOOD[:1])
     assert not (tmp_path / "cache.jsonl").exists() or not (tmp_path / "cache.jsonl").read_text().strip()
+
+
+def test_a_long_training_that_fails_leaves_no_live_checkpoint_behind(task, tmp_path, monkeypatch):
+    real = worker.train
+
+    def diverges_after_its_first_checkpoint(*args, **kwargs):
+        real(*args, **kwargs)  # one epoch, checkpointed in the live file
+        raise RuntimeError("diverged: at the end")
+
+    monkeypatch.setattr(worker, "train", diverges_after_its_first_checkpoint)
+    ev = Evaluator(task, Cache(tmp_path / "cache.jsonl"), jobs=1, state_dir=tmp_path / "states")
+    (record,) = ev.evaluate([Job(GOOD[0], keep_state=True, resumable=True)])
+    assert record["status"] == "failed" and not list((tmp_path / "states").glob("*live*"))

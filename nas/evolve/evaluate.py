@@ -122,6 +122,8 @@ class Evaluator:
                 raise NasError(f"a training worker cannot read the data: {record['error']} (nothing of it was cached)")
             if "state" in record:
                 self.states.store(self._state_base(record["genome"]), record["epochs"], record.pop("state"))
+            elif self._live(new[record["cache_key"]]):  # a failure is cached: its live checkpoint never continues
+                self.states.discard_live(self._state_base(record["genome"]))
             self.cache.put(record)
             if on_record:
                 on_record(record, False)

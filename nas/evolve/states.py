@@ -39,11 +39,15 @@ class KeptStates:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / f"{base}-e{epochs}.pt", state)
-        for path in (self.live(base), stable_copy(self.live(base))):
-            path.unlink(missing_ok=True)
+        self.discard_live(base)
         for e, path in self.kept(base):
             if e != epochs:
                 path.unlink(missing_ok=True)
+
+    def discard_live(self, base: str) -> None:
+        """Remove a long training's live checkpoint (and its stable copy): kept, or never to be continued."""
+        for path in (self.live(base), stable_copy(self.live(base))):
+            path.unlink(missing_ok=True)
 
     def live(self, base: str) -> Path:
         """Where a long training of this network checkpoints every epoch (a folder is needed)."""
