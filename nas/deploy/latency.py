@@ -139,9 +139,10 @@ class LatencyTable:
         self.in_run: set[str] = set()  # the units the run's copy holds
         for path in (machine, run):  # the run's own entries win
             if path is not None and path.exists():
-                self.entries |= _read_entries(path)
-        if run is not None and run.exists():
-            self.in_run = set(_read_entries(run))
+                entries = _read_entries(path)
+                self.entries |= entries
+                if path is run:
+                    self.in_run = set(entries)
 
     def units(self, genome, input_shape: tuple[int, int, int], num_classes: int) -> dict[str, Callable[[], tuple]]:
         """Unit key -> a function building (module, input shape), for every unit of ``genome``."""
