@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from nas.evolve import objectives as objs
 from nas.evolve.predictor import FEATURES, Predictor, features
@@ -23,7 +24,11 @@ def test_confusion_and_per_class_figures_match_a_hand_count():
     assert figures["recall"].tolist() == pytest.approx([2 / 3, 0.5, 1.0, 0.0])  # an absent class: 0, not NaN
     assert figures["f1"].tolist() == pytest.approx([0.8, 0.5, 2 / 3, 0.0])
     summary = metrics.summary(np.array(y_true), np.array(y_pred), 4)
-    assert summary == pytest.approx({"acc": 4 / 6, "f1": (0.8 + 0.5 + 2 / 3) / 4})
+    # class 3 neither occurs nor is predicted: macro-F1 is over the other three, as scikit-learn counts it
+    assert summary == pytest.approx({"acc": 4 / 6, "f1": (0.8 + 0.5 + 2 / 3) / 3})
+    assert summary["f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    predicted_only = metrics.summary(np.array([0, 0]), np.array([0, 3]), 4)  # predicted, never true: counts, as 0
+    assert predicted_only["f1"] == pytest.approx(f1_score([0, 0], [0, 3], average="macro", zero_division=0))
 
 
 def test_the_hypervolume_is_the_share_of_the_box_the_front_dominates():

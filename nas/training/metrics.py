@@ -22,5 +22,9 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def summary(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1; the mean is over the classes that occur (as a label or a prediction), as
+    scikit-learn's ``f1_score(average="macro")`` takes it: a class a small split lacks does not count as 0."""
     cm = confusion(y_true, y_pred, num_classes)
-    return {"acc": float(np.trace(cm) / max(cm.sum(), 1)), "f1": float(per_class(cm)["f1"].mean())}
+    seen = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    f1 = float(per_class(cm)["f1"][seen].mean()) if seen.any() else 0.0
+    return {"acc": float(np.trace(cm) / max(cm.sum(), 1)), "f1": f1}
