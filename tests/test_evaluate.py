@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -385,3 +389,16 @@ def test_a_long_training_that_fails_leaves_no_live_checkpoint_behind(task, tmp_p
     ev = Evaluator(task, Cache(tmp_path / "cache.jsonl"), jobs=1, state_dir=tmp_path / "states")
     (record,) = ev.evaluate([Job(GOOD[0], keep_state=True, resumable=True)])
     assert record["status"] == "failed" and not list((tmp_path / "states").glob("*live*"))
+
+
+def test_a_killed_workers_state_folder_is_removed_by_the_next_training_and_a_live_one_kept(task, tmp_path, monkeypatch):
+    code = ("import os\nfrom nas.evolve import worker\nwith worker.state_folder() as d:\n"
+            "    (d / 'state.pt').write_bytes(bytes(1000))\n    os.kill(os.getpid(), 9)")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], env=os.environ | {"TMPDIR": str(tmp_path)}, check=False)
+    (dead,) = tmp_path.glob(worker.STATE_FOLDER + "*")  # what a worker killed mid-training leaves
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(worker, "STALE_AFTER", 0.0)
+    with worker.state_folder() as live:  # a training still running beside
+        assert worker.train_candidate(GOOD[0], task, keep_state=True)["status"] == "ok"
+        assert list(tmp_path.glob(worker.STATE_FOLDER + "*")) == [live]
+    assert not list(tmp_path.glob(worker.STATE_FOLDER + "*"))

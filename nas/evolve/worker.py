@@ -4,12 +4,15 @@ state as bytes), one plain record out, never an exception (a bad candidate must 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +117,8 @@ def train_candidate(
         cfg = task.fidelity.train_config(task.seed).replace(cpu_bf16=task.bf16(trained_flops))
         gpu = resolve_device(task.device).type == "cuda"
         record["numerics"] = "bf16" if cfg.cpu_bf16 or (gpu and cfg.amp) else "fp32"
-        with tempfile.TemporaryDirectory(prefix="fer-nas-state-") as tmp:
-            checkpoint = _checkpoint(Path(tmp), state, keep_state, live)
+        with state_folder() as tmp:
+            checkpoint = _checkpoint(tmp, state, keep_state, live)
             result = train(model, train_split, val_split, cfg, task.device, deadline=deadline, checkpoint=checkpoint,
                            until=until, branch=task.fidelity.branch)  # fmt: skip
             if keep_state:
@@ -131,6 +134,40 @@ def train_candidate(
         record |= _failure(exc)
     record["train_seconds"] = round(time.monotonic() - t0, 3)
     return record
+
+
+STATE_FOLDER = "fer-nas-state-"  # a training's private folder in the temp directory, for the state it keeps
+STALE_AFTER = 60.0  # seconds: a younger folder may be one whose worker has not yet taken its lock
+
+
+@contextlib.contextmanager
+def state_folder() -> Iterator[Path]:
+    """A private folder for the state a training keeps, locked while it trains; a worker killed mid-training
+    leaves its folder (a state of a few MB), which the next training on the machine removes."""
+    _sweep(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=STATE_FOLDER) as tmp, open(Path(tmp) / ".lock", "w") as lock:
+        with contextlib.suppress(ImportError):
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel when the process dies
+        yield Path(tmp)
+
+
+def _sweep(root: Path) -> None:
+    """Remove the state folders no process holds: their lock is free (a folder without one is left alone)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: nothing tells a live folder from a dead one
+        return
+    for folder in root.glob(STATE_FOLDER + "*"):
+        try:
+            if time.time() - folder.stat().st_mtime < STALE_AFTER:
+                continue
+            with open(folder / ".lock") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # held (BlockingIOError), gone, or not ours to open
+            continue
 
 
 def _checkpoint(tmp: Path, state: bytes | None, keep_state: bool, live: str | None) -> Path | None:
