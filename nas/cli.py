@@ -427,7 +427,7 @@ def _console(verbosity: int) -> None:
     handler off), so -q quiets them too and a traceback it logs at debug level never reaches the console."""
     handler = next((h for h in logging.getLogger("nas").handlers if isinstance(h, _Stderr)), None) or _Stderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     handler.setLevel(level)
     for name in ("nas", "optuna"):
         logger = logging.getLogger(name)
@@ -442,8 +442,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a bad flag (already reported)
         return exc.code if isinstance(exc.code, int) else 2
     _console(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # batch schedulers stop jobs with SIGTERM
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # evolve says more itself; a training keeps its last epoch, a study its trials
+        print(
+            f"\ninterrupted: what {args.command} finished stays saved; run the same command again to go on",
+            file=sys.stderr,
+        )
+        return 130
     except NasError as exc:
         print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
@@ -454,6 +461,13 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("error: out of memory (a smaller network, batch or --jobs needs less)", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    """SIGTERM stops a command as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

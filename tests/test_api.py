@@ -34,3 +34,30 @@ def test_resume_extends_a_search_and_search_refuses_a_used_directory(tmp_path):
     assert more.generation == 1 and [p["gen"] for p in more.progress] == [0, 1]
     with pytest.raises(RunDirError, match="already holds a run"):
         nas.search("synthetic:300", generations=1, run_dir=run, **kwargs)
+
+
+def test_ctrl_c_or_sigterm_in_any_command_ends_in_one_line_and_exit_130(monkeypatch, capsys):
+    import logging
+    import os
+    import signal
+    import time
+
+    from nas import api, cli
+
+    def interrupted(run_dir):
+        raise KeyboardInterrupt
+
+    def terminated(run_dir):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler interrupts this
+
+    before = signal.getsignal(signal.SIGTERM)
+    for stop in (interrupted, terminated):
+        monkeypatch.setattr(api, "report", stop)
+        assert cli.main(["report", "runs/x"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("interrupted: what report finished stays saved") == 2 and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is before
+    cli._console(-2)  # -qq: quieter than -q, never louder
+    assert all(h.level == logging.WARNING for h in logging.getLogger("nas").handlers if isinstance(h, cli._Stderr))
+    cli._console(0)
