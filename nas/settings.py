@@ -216,7 +216,11 @@ def _conform(kind: Any, value: Any) -> tuple[bool, Any]:
         items = [_conform(item, v) for v in value]
         return all(ok for ok, _ in items), tuple(v for _, v in items)
     if origin is dict:
-        return isinstance(value, dict), value
+        if not isinstance(value, dict):
+            return False, value
+        key, item = typing.get_args(kind) or (Any, Any)
+        pairs = [(_conform(key, k), _conform(item, v)) for k, v in value.items()]
+        return all(k[0] and v[0] for k, v in pairs), {k[1]: v[1] for k, v in pairs}
     return isinstance(value, origin), value
 
 
@@ -227,6 +231,8 @@ def _describe(kind: Any) -> str:
         return "null"
     if typing.get_origin(kind) is tuple:
         return f"a list of {_describe(typing.get_args(kind)[0])}"
+    if typing.get_origin(kind) is dict:
+        return f"a table of {_describe(typing.get_args(kind)[1]).removeprefix('a ').removeprefix('an ')}s"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
     return names.get(typing.get_origin(kind) or kind, getattr(kind, "__name__", str(kind)))
 

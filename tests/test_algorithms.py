@@ -127,6 +127,25 @@ def test_alternatives_refuse_penalty_mode_and_options_of_others(synthetic_csv, t
     assert not (tmp_path / "s").exists()
 
 
+def test_options_given_from_python_or_a_config_file_are_checked_by_type(synthetic_csv, tmp_path):
+    import nas
+    from nas.errors import SettingError
+
+    common = dict(data=str(synthetic_csv), space="tiny", fidelity="cheap", generations=1, population=4)
+    with pytest.raises(SettingError, match=r"algorithm 'ga': target_params must be a number, got '1e5'"):
+        nas.search(run_dir=tmp_path / "a", algorithm="ga", options={"target_params": "1e5"}, **common)
+    with pytest.raises(SettingError, match=r"evaluation strategy 'halving': eta must be a number, got '3'"):
+        nas.search(run_dir=tmp_path / "b", strategy="halving", strategy_options={"eta": "3"}, **common)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    for bad, says in (({"cx_prob": 5.0}, "--cx-prob and --mut-prob must lie in"), ({"cx_points": 7}, "--cx-points"),
+                      ({"mutation_weights": {"add": "x"}}, "mutation_weights must be a table of numbers"),
+                      ({"mutation_weights": {"addd": 1}}, "mutation_weights: odds >= 0 of add, remove"),
+                      ({"mutation_weights": {"add": 0}}, "one > 0 at least")):  # fmt: skip
+        with pytest.raises(SettingError, match=says):
+            nas.search(run_dir=tmp_path / "c", algorithm="ga", options=bad, **common)
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.bench
 def test_search_benchmark_quick_run_writes_table_plot_and_resumes(tmp_path, capsys):
     bench = load_benchmark("bench_search")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from nas.errors import SettingError
 from nas.evolve.problem import Evaluation, Problem
 from nas.genome.grammar import Genome, parse_genome
-from nas.settings import flag_name, registered
+from nas.settings import flag_name, registered, typed
 
 # the run's evaluation of a genome (for resuming): the record of the cache key given, else its latest
 Lookup = Callable[[Genome, "str | None"], Evaluation]
@@ -137,4 +137,4 @@ def resolve_options(name: str, given: dict | None) -> Any:
     if unknown:
         flags = ", ".join(flag_name(u) for u in unknown)
         raise SettingError(f"{flags}: algorithm {name!r} has no option(s) {unknown}; its options: {known or 'none'}")
-    return cls(**(given or {}))
+    return typed(cls, given or {}, f"algorithm {name!r}")

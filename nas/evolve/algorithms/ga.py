@@ -30,6 +30,7 @@ class Options(nsga2.Options):
     elites: int = setting(2, "best networks kept unchanged each generation")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choices(self)
         check_positive(target_params=self.target_params, target_latency_ms=self.target_latency_ms)
 

@@ -8,14 +8,16 @@ the affordable part of the space), and a child over budget is bred again.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nas.errors import SettingError
 from nas.evolve.algorithms import Proposal
 from nas.evolve.problem import Problem
 from nas.genome.grammar import Genome
-from nas.genome.space import crossover, mutate, repair, sample
+from nas.genome.space import MUTATIONS, crossover, mutate, repair, sample
 from nas.settings import setting
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,16 @@ class Variation:
         help="relative odds of adding, removing, changing and swapping a block", flag=False,
         factory=lambda: {"add": 1, "remove": 1, "change": 2, "swap": 1},
     )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        """Settings DEAP would take silently (a probability of 5, a crossover of 7 points) or fail on mid-search."""
+        if not (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1):
+            raise SettingError(f"--cx-prob and --mut-prob must lie in [0, 1], got {self.cx_prob:g}, {self.mut_prob:g}")
+        if self.cx_points not in (1, 2):
+            raise SettingError(f"--cx-points must be 1 or 2, got {self.cx_points}")
+        odds = self.mutation_weights
+        if set(odds) - set(MUTATIONS) or not all(0 <= w < math.inf for w in odds.values()) or not any(odds.values()):
+            raise SettingError(f"mutation_weights: odds >= 0 of {', '.join(MUTATIONS)}, one > 0 at least; got {odds}")
 
 
 def new_admitted(candidates: Iterable[Genome], problem: Problem, seen: set[str], n: int) -> list[Genome]:

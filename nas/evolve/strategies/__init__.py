@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import SettingError
 from nas.genome.grammar import Genome
-from nas.settings import registered
+from nas.settings import registered, typed
 
 if TYPE_CHECKING:
     from nas.evolve.evaluate import Evaluator
@@ -52,7 +52,7 @@ class Strategy(ABC):
         if unknown:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
             raise SettingError(f"{flags}: not an option of evaluation strategy {self.name!r} (--strategy)")
-        self.settings = self.Options(**options)
+        self.settings = typed(self.Options, options, f"evaluation strategy {self.name!r}")
         self.evaluator, self.problem = evaluator, problem
 
     @abstractmethod
