@@ -122,7 +122,10 @@ class EvaluationConfig:
     time_limit: float | None = setting(
         900, "seconds of training per candidate and rung (not the finalists' full training)"
     )
-    latency_backend: str = setting("onnx", "runtime the latency is of", choices=LATENCY_BACKENDS)
+    latency_backend: str = setting(
+        "onnx", "runtime the latency is of (torch: with --latency-model measured; a latency cap is ONNX's)",
+        choices=LATENCY_BACKENDS,
+    )  # fmt: skip
     latency_model: str = setting(
         "table", "table: the objective is predicted from per-block latencies measured once per machine "
         "(reproducible); measured: timed end to end every generation (noisy)", choices=LATENCY_MODELS,
@@ -142,6 +145,8 @@ class EvaluationConfig:
             raise SettingError(f"--time-limit must be positive, got {self.time_limit:g}")
         if self.scheduler and self.backend != "dask":
             raise SettingError("--scheduler needs --backend dask")
+        if self.latency_backend == "torch" and self.latency_model == "table":  # the table times ONNX Runtime
+            raise SettingError("--latency-backend torch needs --latency-model measured (the latency table is ONNX's)")
 
 
 SECTIONS = {"problem": ProblemConfig, "search": SearchConfig, "evaluation": EvaluationConfig}

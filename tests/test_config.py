@@ -129,3 +129,13 @@ def test_an_older_configuration_migrates_to_what_those_runs_did():
     assert old.fidelity["validate_every_epoch"] and not old.fidelity["validate_bf16"]
     roundtrip = config.RunConfig.from_dict(config.RunConfig.from_dict(stored, "c").to_dict(), "c")
     assert roundtrip.evaluation == old
+
+
+def test_a_torch_latency_is_refused_where_the_latency_table_would_give_onnx_figures(tmp_path, capsys):
+    with pytest.raises(SettingError, match="--latency-backend torch needs --latency-model measured"):
+        config.EvaluationConfig(latency_backend="torch")
+    assert config.EvaluationConfig(latency_backend="torch", latency_model="measured").latency_backend == "torch"
+    assert (
+        main(["evolve", "--data", "synthetic:70", "--latency-backend", "torch", "--run-dir", str(tmp_path / "r")]) == 2
+    )
+    assert "--latency-backend torch needs" in capsys.readouterr().err and not (tmp_path / "r").exists()
