@@ -201,6 +201,9 @@ class RunConfig:
             raise RunDirError(f"{path}: [evaluation] needs fidelity as a table, jobs and threads_per_job, as a run's "
                               "config.json has them")  # fmt: skip
         _check_fidelity(ev.fidelity, path)
+        if ev.fidelity.get("class_balance", "none") != ev.class_balance:  # the fidelity's is the one trained with
+            raise RunDirError(f"{path}: [evaluation] class_balance {ev.class_balance!r} is not its fidelity's "
+                              f"{ev.fidelity.get('class_balance', 'none')!r}; give the same in both")  # fmt: skip
         return cls(**sections, data=stored["data"], space=stored["space"], space_file=str(stored.get("space_file", "")),
                    **{k: stored[k] for k in ("versions", "cpu", "command", "created") if k in stored})  # fmt: skip
 

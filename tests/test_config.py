@@ -109,6 +109,7 @@ def test_the_tune_and_train_flags_are_their_options_declared_once(tmp_path, caps
         ("evaluation", {"time_limit": "abc"}, r"\[evaluation\]: time_limit must be a number or null, got 'abc'"),
         ("search", {"champion_rule": "best"}, r"--champion-rule must be one of max-acc, max-f1, knee, got 'best'"),
         ("evaluation", {"fidelity": "cheap"}, r"\[evaluation\] needs fidelity as a table"),
+        ("evaluation", {"class_balance": "weighted"}, r"\[evaluation\] class_balance 'weighted' is not its fidel"),
     ],
 )
 def test_a_stored_configuration_is_read_by_its_types(section, value, message):
