@@ -100,11 +100,7 @@ def resume(
     """Continue a search from its run directory (to ``generations``, if given, else its own number; with
     ``jobs`` workers, if given, else its own number)."""
     run_dir = Path(run_dir)
-    config = runconfig.read(run_dir)
-    if generations is not None:
-        config = config.with_changes("search", generations=generations)
-    if jobs is not None:  # checked by the evaluation section itself
-        config = config.with_changes("evaluation", jobs=jobs, threads_per_job=runconfig.threads_for(max(jobs, 1)))
+    config = _with_run_changes(runconfig.read(run_dir), generations, jobs)
     _check_space(config, run_dir / rundir.CONFIG)
     try:
         _load_data(config.data)  # before config.json is rewritten
@@ -123,11 +119,13 @@ def replay(
     run_dir: str | Path | None = None,
     *,
     generations: int | None = None,
+    jobs: int | None = None,
     callbacks: Sequence[Callback] = (),
     plots: bool = True,
 ) -> Result:
     """Run again, in a new run directory, the search that ``config_file`` describes: a run's ``config.json``,
-    or a TOML file with the same sections (search, problem, space, data, evaluation)."""
+    or a TOML file with the same sections (search, problem, space, data, evaluation); with ``jobs``
+    workers on this machine, if given (the search is the same: each network's training is seeded)."""
     from nas.genome.space import tomllib
 
     path = Path(config_file)
@@ -140,12 +138,21 @@ def replay(
             raise RunDirError(f"{path}: unreadable configuration ({exc})") from None
     else:
         stored = rundir.read_json(path, "configuration")
-    config = RunConfig.from_dict(stored, path)
+    config = _with_run_changes(RunConfig.from_dict(stored, path), generations, jobs)
+    _check_space(config, path)
+    config = replace(config, versions=rundir.versions(), cpu=rundir.cpu_model(), command=" ".join(sys.argv),
+                     created=time.strftime("%F %T"))  # fmt: skip
+    return _start(run_dir, config, callbacks, plots)
+
+
+def _with_run_changes(config: RunConfig, generations: int | None, jobs: int | None) -> RunConfig:
+    """What a resume or a replay may change: the generations, and the workers on this machine (each its
+    share of its cores)."""
     if generations is not None:
         config = config.with_changes("search", generations=generations)
-    _check_space(config, path)
-    config = replace(config, versions=rundir.versions(), command=" ".join(sys.argv), created=time.strftime("%F %T"))
-    return _start(run_dir, config, callbacks, plots)
+    if jobs is not None:  # checked by the evaluation section itself
+        config = config.with_changes("evaluation", jobs=jobs, threads_per_job=runconfig.threads_for(max(jobs, 1)))
+    return config
 
 
 def _check_space(config: RunConfig, path: Path) -> None:

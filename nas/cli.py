@@ -118,12 +118,13 @@ def cmd_evolve(args) -> int:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         if args.resume or args.config:
-            kept = set(config.RESUME_SETTINGS) if args.resume else {"generations", "run_dir"}
+            kept = set(config.RESUME_SETTINGS) | ({"run_dir"} if args.config else set())
             _note_ignored(args, kept | {"resume", "config", "verbose", "quiet"})
         if args.resume:
             result = api.resume(args.resume, args.generations, jobs=args.jobs, callbacks=[progress, stop])
         elif args.config:
-            result = api.replay(args.config, args.run_dir, generations=args.generations, callbacks=[progress, stop])
+            result = api.replay(args.config, args.run_dir, generations=args.generations, jobs=args.jobs,
+                                callbacks=[progress, stop])  # fmt: skip
         else:
             algorithm, options = _algorithm_options(args)
             settings = {k: v for section in config.SECTIONS.values() for k, v in given(args, section).items()}

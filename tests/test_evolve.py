@@ -16,6 +16,7 @@ from nas.cli import main
 from nas.evolve import objectives as objs
 from nas.genome.build import build, count_flops
 from nas.genome.space import load_space, sample
+from nas.rundir import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
@@ -135,9 +136,11 @@ def test_run_directory_is_complete_and_consistent(uninterrupted):
 
 def test_a_run_replayed_from_its_config_is_the_same_search(uninterrupted, tmp_path, capsys):
     argv = ["evolve", "--config", str(uninterrupted / "config.json"), "--run-dir", str(tmp_path / "again")]
-    assert main([*argv, "--population", "12"]) == 0
+    assert main([*argv, "--population", "12", "--jobs", "1"]) == 0
     assert "--population: ignored" in capsys.readouterr().err
-    assert _summary(tmp_path / "again") == _summary(uninterrupted)
+    assert _summary(tmp_path / "again") == _summary(uninterrupted)  # its workers are this machine's, as asked
+    replayed = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert replayed["evaluation"]["jobs"] == 1 and replayed["cpu"] == cpu_model()
 
 
 def test_run_log_tells_the_story_and_quiet_keeps_the_console_to_warnings(uninterrupted, capsys):
