@@ -191,8 +191,9 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
                       save_config: bool) -> Result:  # fmt: skip
     """Assemble problem, evaluator, strategy and runner from a run's configuration, and run it. With
     ``save_config`` (a resume's changed generations or jobs), ``config.json`` is rewritten once the run's
-    saved files (latency tables, cache, checkpoint) have been read through their checks under the lock: a
-    resume that stops on one of them, or on a directory in use, leaves every file as it was."""
+    saved files (latency tables, cache, checkpoint, the search state it holds) have been read through their
+    checks under the lock: a resume that stops on one of them, or on a directory in use, leaves every file
+    as it was."""
     from nas.deploy.latency import LatencyTable, machine_table_path
     from nas.evolve.evaluate import Evaluator, LatencyConfig, estimate
     from nas.evolve.plots import Plots
@@ -229,15 +230,14 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     if checkpoint and search_cfg.generations < checkpoint["generation"]:
         raise SettingError(f"--generations {search_cfg.generations}: {run_dir} has searched "
                            f"{checkpoint['generation']} already; ask for at least that many")  # fmt: skip
-    if save_config:
-        rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())
     done = checkpoint["generation"] + 1 if checkpoint else 0
     todo = search_cfg.population * (search_cfg.generations + 1 - done)
     runner = Runner(problem, strategy, cache, search_cfg, run_dir, [*callbacks, *([Plots(run_dir)] if plots else [])])
     epochs, final_epochs = strategy.epochs_per_network(), strategy.final_epochs()
     log.info(estimate(task, todo, ev.jobs, epochs, runner.finalists, final_epochs, problem))
+    save = (lambda: rundir.write_json(run_dir / rundir.CONFIG, config.to_dict())) if save_config else None
     try:
-        state = runner.run()
+        state = runner.run(restored=save)
     finally:
         strategy.close()
     _report_champion(run_dir, task)

@@ -247,13 +247,19 @@ def test_a_search_started_where_another_has_just_begun_leaves_its_config_alone(s
     assert (run / "config.json").read_text() == '{"the first search": "its settings"}'
 
 
-def test_a_resume_to_fewer_generations_than_searched_is_refused_and_changes_nothing(uninterrupted, tmp_path, capsys):
+def test_a_resume_refused_for_fewer_generations_or_a_lost_evaluation_changes_nothing(uninterrupted, tmp_path, capsys):
     import shutil
 
     run = shutil.copytree(uninterrupted, tmp_path / "run")
     before = (run / "config.json").read_text()
     assert main(["evolve", "--resume", str(run), "--generations", "1"]) == 2
     assert f"--generations 1: {run} has searched 2 already" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == before
+    lines = (run / "cache.jsonl").read_text().splitlines(keepends=True)
+    lost = json.loads(lines[0])["cache_key"]  # an evaluation the checkpoint holds (its lines: training, latency)
+    (run / "cache.jsonl").write_text("".join(line for line in lines if json.loads(line)["cache_key"] != lost))
+    assert main(["evolve", "--resume", str(run), "--generations", "3", "--jobs", "1"]) == 2
+    assert "is missing from cache.jsonl" in capsys.readouterr().err
     assert (run / "config.json").read_text() == before
 
 

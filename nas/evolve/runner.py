@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,14 +97,18 @@ class Runner:
         )
         self.lineage: dict[str, dict] = {}  # genome key -> origin (a seed network's name) and variations since
 
-    def run(self) -> State:
-        """Run (or continue) the search to ``config.generations``; returns the final state."""
+    def run(self, restored: Callable[[], None] | None = None) -> State:
+        """Run (or continue) the search to ``config.generations``; returns the final state. ``restored`` is
+        called once a saved search has been read through every check (a resume rewrites its config then)."""
         checkpoint = rundir.read_checkpoint(self.run_dir) if self.run_dir else None
         if checkpoint is None:
             random.seed(self.config.seed)
             state = State()
         else:
             state = self._restore(checkpoint)
+        if restored is not None:
+            restored()
+        if checkpoint is not None:
             # the tables as of the checkpoint (a crash may have cut them short); the champion file only if
             # missing: the one there may be the finalists' choice, and a resume that fails must not replace it
             self._write(state, champion_file=not (self.run_dir / rundir.CHAMPION).exists())
