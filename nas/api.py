@@ -94,18 +94,20 @@ def resume(
     generations: int | None = None,
     *,
     jobs: int | None = None,
+    data: str | None = None,
     callbacks: Sequence[Callback] = (),
     plots: bool = True,
 ) -> Result:
     """Continue a search from its run directory (to ``generations``, if given, else its own number; with
-    ``jobs`` workers, if given, else its own number)."""
+    ``jobs`` workers, if given, else its own number; on the same data found at ``data``, if it moved)."""
     run_dir = Path(run_dir)
-    config = _with_run_changes(runconfig.read(run_dir), generations, jobs)
+    config = _with_run_changes(runconfig.read(run_dir), generations, jobs, data)
     _check_space(config, run_dir / rundir.CONFIG)
     try:
         _load_data(config.data)  # before config.json is rewritten
-    except DataError as exc:  # say where the path came from: the run's own configuration
-        raise DataError(f"{run_dir / rundir.CONFIG}: the run's data: {first_line(exc)}") from None
+    except DataError as exc:  # say where the path came from: the flag, or the run's own configuration
+        where = "--data" if data is not None else f"{run_dir / rundir.CONFIG}: the run's data"
+        raise DataError(f"{where}: {first_line(exc)}") from None
     if (run_dir / rundir.OLD_CHECKPOINT).exists() and not (run_dir / rundir.CHECKPOINT).exists():
         log.warning(
             f"{run_dir / rundir.OLD_CHECKPOINT}: an older checkpoint format, not loaded (unpickling can run code); "
@@ -120,12 +122,14 @@ def replay(
     *,
     generations: int | None = None,
     jobs: int | None = None,
+    data: str | None = None,
     callbacks: Sequence[Callback] = (),
     plots: bool = True,
 ) -> Result:
     """Run again, in a new run directory, the search that ``config_file`` describes: a run's ``config.json``,
     or a TOML file with the same sections (search, problem, space, data, evaluation); with ``jobs``
-    workers on this machine, if given (the search is the same: each network's training is seeded)."""
+    workers on this machine, if given (the search is the same: each network's training is seeded), and the
+    data at ``data``, if given."""
     from nas.genome.space import tomllib
 
     path = Path(config_file)
@@ -138,16 +142,21 @@ def replay(
             raise RunDirError(f"{path}: unreadable configuration ({exc})") from None
     else:
         stored = rundir.read_json(path, "configuration")
-    config = _with_run_changes(RunConfig.from_dict(stored, path), generations, jobs)
+    config = _with_run_changes(RunConfig.from_dict(stored, path), generations, jobs, data)
     _check_space(config, path)
     config = replace(config, versions=rundir.versions(), cpu=rundir.cpu_model(), command=" ".join(sys.argv),
                      created=time.strftime("%F %T"))  # fmt: skip
     return _start(run_dir, config, callbacks, plots)
 
 
-def _with_run_changes(config: RunConfig, generations: int | None, jobs: int | None) -> RunConfig:
-    """What a resume or a replay may change: the generations, and the workers on this machine (each its
-    share of its cores)."""
+def _with_run_changes(config: RunConfig, generations: int | None, jobs: int | None, data: str | None) -> RunConfig:
+    """What a resume or a replay may change (``config.RESUME_SETTINGS``): where the data is (a resume checks
+    that its content is the run's), the generations, and the workers on this machine (each its share of its
+    cores)."""
+    from nas.data import stored_path
+
+    if data is not None:
+        config = replace(config, data=stored_path(data))
     if generations is not None:
         config = config.with_changes("search", generations=generations)
     if jobs is not None:  # checked by the evaluation section itself
@@ -226,7 +235,7 @@ def _assemble_and_run(run_dir: Path, config: RunConfig, callbacks: Sequence[Call
     )  # fmt: skip
     strategy = make_strategy(ev.strategy, evaluator, problem, **ev.strategy_options)
     checkpoint = rundir.read_checkpoint(run_dir)
-    _check_same_data(run_dir, checkpoint, cache, evaluator.fingerprint)
+    _check_same_data(run_dir, checkpoint, cache, evaluator.fingerprint, config.data)
     if checkpoint and search_cfg.generations < checkpoint["generation"]:
         raise SettingError(f"--generations {search_cfg.generations}: {run_dir} has searched "
                            f"{checkpoint['generation']} already; ask for at least that many")  # fmt: skip
@@ -263,14 +272,14 @@ def _eval_task(config: RunConfig, shape: tuple, classes: int):
     )
 
 
-def _check_same_data(run_dir: Path, checkpoint: dict | None, cache, fingerprint: str) -> None:
+def _check_same_data(run_dir: Path, checkpoint: dict | None, cache, fingerprint: str, data: str) -> None:
     """A resumed run must train on the data it started with: its front would otherwise mix two data sets."""
     if not checkpoint:
         return
     keys = [row["cache_key"] for row in checkpoint["rows"]]  # rows checked by rundir.read_checkpoint
     started = {cache.get(k).get("data") for k in keys if k in cache} - {None, fingerprint}
     if started:
-        raise RunDirError(f"{run_dir / rundir.CONFIG}: its data is not the data this run started with (content "
+        raise RunDirError(f"{run_dir / rundir.CONFIG}: {data} is not the data this run started with (content "
                           f"{fingerprint}, not {sorted(started)[0]}); resume with the original data")  # fmt: skip
 
 

@@ -62,7 +62,11 @@ def _evolve_parser(sub) -> None:
         description="Run a genetic NAS on FER2013.",
     )
     p.add_argument("--space", default="default", help="search-space file or bundled name (default, tiny)")
-    p.add_argument("--data", default=None, help="FER2013 CSV(.gz), image folder or .npz; default $FER2013")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="FER2013 CSV(.gz), image folder or .npz; default $FER2013 (with --resume or --config: the run's own)",
+    )
     p.add_argument("--mode", choices=["pareto", "penalty"], default="pareto", help="penalty: --algorithm ga")
     seen: set[str] = set()
     for name, section in config.SECTIONS.items():
@@ -121,10 +125,11 @@ def cmd_evolve(args) -> int:
             kept = set(config.RESUME_SETTINGS) | ({"run_dir"} if args.config else set())
             _note_ignored(args, kept | {"resume", "config", "verbose", "quiet"})
         if args.resume:
-            result = api.resume(args.resume, args.generations, jobs=args.jobs, callbacks=[progress, stop])
+            result = api.resume(args.resume, args.generations, jobs=args.jobs, data=args.data,
+                                callbacks=[progress, stop])  # fmt: skip
         elif args.config:
             result = api.replay(args.config, args.run_dir, generations=args.generations, jobs=args.jobs,
-                                callbacks=[progress, stop])  # fmt: skip
+                                data=args.data, callbacks=[progress, stop])  # fmt: skip
         else:
             algorithm, options = _algorithm_options(args)
             settings = {k: v for section in config.SECTIONS.values() for k, v in given(args, section).items()}

@@ -162,7 +162,9 @@ def strategy_options() -> type:
     return merged({name: strategy_class(name).Options for name in STRATEGIES})
 
 
-RESUME_SETTINGS = ("generations", "jobs")  # what a resume may change; everything else is the run's own
+# what a resume (or a replay) may change: the data's place (a resume checks it is the same data), the
+# generations and the workers; everything else is the run's own
+RESUME_SETTINGS = ("data", "generations", "jobs")
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ def section_of(name: str) -> str:
 def create(data: str | None = None, space: str | Path = "default", **settings: Any) -> RunConfig:
     """The resolved configuration of a new run from ``settings`` (field names of any section; the rest
     keep their declared defaults), checked before anything is written."""
-    from nas.data import resolve_data_path
+    from nas.data import resolve_data_path, stored_path
     from nas.evolve.problem import Problem, resolve_caps
     from nas.genome.space import load_space, resolve_space_path, seed_networks
 
@@ -267,7 +269,7 @@ def create(data: str | None = None, space: str | Path = "default", **settings: A
                        seeds=seed_networks(search.seed_networks)),
         problem=_resolve_problem(p, caps),
         evaluation=_resolve_evaluation(sections["evaluation"], search, built),
-        data=resolve_data_path(data),
+        data=stored_path(resolve_data_path(data)),
         space=loaded.to_dict(),
         space_file=str(resolve_space_path(space)),
         versions=rundir.versions(),

@@ -105,6 +105,12 @@ def resolve_data_path(arg: str | None) -> str:
     return value
 
 
+def stored_path(spec: str) -> str:
+    """A data path as a run keeps it: absolute, so that a resume or a final training from another directory
+    finds it (a ``synthetic:`` spec as given)."""
+    return spec if spec.startswith("synthetic") else os.path.abspath(os.path.expanduser(spec))
+
+
 def load(path: str | Path, splits: tuple[str, ...] = ("train", "val"), on_bad: str = "error") -> FerData:
     """Load FER2013 splits from a CSV, an image folder, or ``synthetic:N[:SEED]``.
 

@@ -263,6 +263,21 @@ def test_a_resume_refused_for_fewer_generations_or_a_lost_evaluation_changes_not
     assert (run / "config.json").read_text() == before
 
 
+def test_a_resume_finds_its_data_where_it_moved_and_refuses_other_data(uninterrupted, synthetic_csv, tmp_path,
+                                                                       monkeypatch, capsys):  # fmt: skip
+    import shutil
+
+    run = shutil.copytree(uninterrupted, tmp_path / "run")
+    shutil.copy(synthetic_csv, tmp_path / "moved.csv")
+    monkeypatch.chdir(tmp_path)  # a relative path is kept absolute: a later resume may start anywhere
+    assert main(["evolve", "--resume", str(run), "--data", "moved.csv", "--jobs", "1"]) == 0
+    assert json.loads((run / "config.json").read_text())["data"] == str(tmp_path / "moved.csv")
+    before = (run / "config.json").read_text()
+    assert main(["evolve", "--resume", str(run), "--data", "synthetic:300", "--jobs", "1"]) == 2
+    assert "synthetic:300 is not the data this run started with" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == before
+
+
 def test_report_redraws_from_csv(uninterrupted):
     """The plots come from the tables alone: redrawn from them, they are the very images the search drew."""
     drawn = {png.name: png.read_bytes() for png in uninterrupted.glob("*.png")}
