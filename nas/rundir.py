@@ -397,6 +397,24 @@ def versions() -> dict[str, str]:
     return out
 
 
+def machine_cache() -> Path:
+    """``$XDG_CACHE_HOME/fer-nas`` (else ``~/.cache/fer-nas``): what this machine measured once (latency
+    units, its numeric modes), shared by every run on it."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-nas"
+
+
+def keep_in_machine_cache(path: Path, payload: dict) -> None:
+    """Write a measurement into the machine's cache; one that cannot be written is a warning, not a stop
+    (a run keeps what it uses itself; the next one measures it again)."""
+    import logging
+
+    try:
+        make_dir(path.parent)
+        write_json(path, payload)
+    except (OSError, RunDirError) as exc:
+        logging.getLogger("nas").warning(f"{path}: not kept ({first_line(exc)}); measured again by the next run")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -43,3 +43,14 @@ def test_predictions_come_from_kept_entries_and_a_run_keeps_its_own(tmp_path, mo
     assert json.loads(other.read_text())["entries"] == doubled
     machine.unlink()  # then the cache is wiped: the run predicts as before, from its own copy
     assert LatencyTable(machine, other).predict(GENOME) == pytest.approx(2 * first)
+
+
+def test_a_machine_cache_that_cannot_be_written_is_a_warning_and_the_run_keeps_its_own(tmp_path, monkeypatch, caplog):
+    from nas.deploy.latency import machine_table_path
+
+    (tmp_path / "not-a-folder").write_text("")  # $XDG_CACHE_HOME/fer-nas cannot be made, even as root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    run = tmp_path / "run.json"
+    predicted = LatencyTable(machine_table_path(), run, rounds=1, runs=5).predict(GENOME)
+    assert predicted > 0 and len(json.loads(run.read_text())["entries"]) == 5
+    assert "not kept" in caplog.text and "measured again by the next run" in caplog.text

@@ -177,16 +177,19 @@ class LatencyTable:
             module, shape = make()
             self.entries[key] = measure({key: module}, shape, "onnx", self.rounds, self.runs)[key]
         if self.machine is not None:
-            _add_entries(self.machine, {k: self.entries[k] for k in missing})
+            _add_entries(self.machine, {k: self.entries[k] for k in missing}, shared=True)
 
 
-def _add_entries(path: Path, new: dict[str, float]) -> None:
+def _add_entries(path: Path, new: dict[str, float], shared: bool = False) -> None:
     """A latency table's file with ``new`` entries added (written whole)."""
-    from nas.rundir import write_json
+    from nas.rundir import keep_in_machine_cache, write_json
 
     known = _read_entries(path) if path.exists() else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"format": "fer-nas-latency/1", "entries": known | new})
+    table = {"format": "fer-nas-latency/1", "entries": known | new}
+    if shared:  # the machine's table is a cache: one that cannot be written must not stop a search
+        keep_in_machine_cache(path, table)
+    else:
+        write_json(path, table)
 
 
 def _read_entries(path: Path) -> dict[str, float]:
@@ -220,11 +223,11 @@ def _unit(genes: list, shape: tuple, num_classes: int | None) -> tuple[nn.Module
 def machine_table_path() -> Path:
     """``$XDG_CACHE_HOME/fer-nas/latency-<hash>.json``: one table per CPU and package versions."""
     import hashlib
-    import importlib.metadata as md
-    import os
 
-    from nas.rundir import cpu_model
+    import onnxruntime
 
-    key = f"{cpu_model()} | onnxruntime {md.version('onnxruntime')} | torch {torch.__version__}"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-nas"
-    return cache / f"latency-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    from nas.rundir import cpu_model, machine_cache
+
+    # onnxruntime's own version: the distribution may be onnxruntime-gpu or another build
+    key = f"{cpu_model()} | onnxruntime {onnxruntime.__version__} | torch {torch.__version__}"
+    return machine_cache() / f"latency-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"

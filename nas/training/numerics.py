@@ -131,24 +131,21 @@ def machine_rule(threads: int, device: str) -> float | None:
     On a GPU, training uses bf16 autocast anyway (``TrainConfig.amp``)."""
     import logging
     import math
-    import os
-    from pathlib import Path
 
     from nas.errors import RunDirError
-    from nas.rundir import read_json, write_json
+    from nas.rundir import keep_in_machine_cache, machine_cache, read_json
     from nas.settings import number_in
     from nas.training.loop import resolve_device
 
     if resolve_device(device).type != "cpu":
         return None
-    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-nas" / "numerics.json"
+    path = machine_cache() / "numerics.json"
     known = read_json(path, "numerics calibration") if path.exists() else {}
     key = machine_key(threads)
     if key not in known:
         logging.getLogger("nas").info(f"calibrating the numeric modes for {key} (once, about two minutes) ...")
         known[key] = calibrate(threads)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, known)
+        keep_in_machine_cache(path, known)
     mflops = known[key].get("bf16_above_mflops", "missing") if isinstance(known[key], dict) else "missing"
     if mflops is not None and not number_in(mflops, 0, math.inf):
         raise RunDirError(f"{path}: {key}: bf16_above_mflops is {mflops!r}, no number of MFLOPs; delete the file")
