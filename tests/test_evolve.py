@@ -288,6 +288,21 @@ def test_report_redraws_from_csv(uninterrupted):
     assert {png.name: png.read_bytes() for png in uninterrupted.glob("*.png")} == drawn
 
 
+DRAWN = [("evaluations.csv", "generation"), ("evaluations.csv", "genome"), ("pareto.csv", "val_acc"),
+         ("pareto.csv", "params"), ("progress.csv", "hypervolume"), ("progress.csv", "front_size")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("table", "column"), DRAWN)
+def test_report_on_a_table_without_a_column_it_draws_is_one_line(uninterrupted, tmp_path, table, column, capsys):
+    import shutil
+
+    run = shutil.copytree(uninterrupted, tmp_path / "run")
+    pd.read_csv(run / table).drop(columns=[column]).to_csv(run / table, index=False)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {run / table}: no column(s)") and column in err and len(err.splitlines()) == 1
+
+
 def test_penalty_forms_reward_small_and_punish_large():
     from nas.evolve.algorithms.ga import Options, penalized_fitness
 

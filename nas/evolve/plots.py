@@ -54,19 +54,22 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
     matplotlib.use("Agg")
     run_dir = Path(run_dir)
-    evals = _table(run_dir / EVALUATIONS, {"status", "key"})
-    front = _table(run_dir / PARETO, set())
+    evals = _table(run_dir / EVALUATIONS, {"status", "key", "generation", "genome", "val_acc"})
+    front = _table(run_dir / PARETO, {"val_acc"})
     objectives = _objectives(run_dir)
-    missing = {o.column for o in objectives} - set(evals.columns)
-    if missing:
-        raise RunDirError(f"{run_dir / EVALUATIONS}: no column(s) {sorted(missing)} for the run's objectives")
+    for path, table in ((run_dir / EVALUATIONS, evals), (run_dir / PARETO, front)):
+        missing = {o.column for o in objectives} - set(table.columns)
+        if missing:
+            raise RunDirError(f"{path}: no column(s) {sorted(missing)} for the run's objectives")
     out = []
     for o in objectives:
         if o.name in ("acc", "f1"):
             continue
         out.append(_plot_front(run_dir, evals, front, o))
     if (run_dir / PROGRESS).exists():
-        out.append(_plot_progress(run_dir, _table(run_dir / PROGRESS, {"gen"})))
+        out.append(
+            _plot_progress(run_dir, _table(run_dir / PROGRESS, {"gen", "hypervolume", "best_acc", "front_size"}))
+        )
     return out
 
 
