@@ -30,6 +30,8 @@ from nas.settings import typed
 if TYPE_CHECKING:
     import numpy as np
 
+    from nas.deploy.demo import Demo
+
 log = logging.getLogger("nas")
 RUNS = Path("runs")
 
@@ -351,7 +353,8 @@ def distill(run_dir: str | Path, teacher: tuple[str, ...] = ("best",), **kwargs)
     return distill_run(run_dir, tuple(teacher), **kwargs)
 
 
-def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = None, out: str | Path | None = None):
+def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = None,
+           out: str | Path | None = None) -> dict:  # fmt: skip
     """Export a trained model (``<run_dir>/model.pt`` or ``checkpoint``) to ONNX + TorchScript + model.json."""
     from nas.deploy.artifact import export as export_model
     from nas.deploy.artifact import load_checkpoint
@@ -376,7 +379,7 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
 
 
 def demo(source: str, model: str | Path | None = None, output: str | Path | None = None, headless: bool = False,
-         backend: str = "onnx", max_frames: int | None = None, **config):  # fmt: skip
+         backend: str = "onnx", max_frames: int | None = None, **config) -> Demo:  # fmt: skip
     """Run the Haar-cascade demo on a webcam index, video, image or folder (``config``: ``DemoConfig`` fields
     set on top of the demo's settings for the source, None for its own); ``model`` by default the one that
     ships with the package."""

@@ -141,9 +141,9 @@ def cmd_evolve(args) -> int:
     except KeyboardInterrupt:
         progress.close()
         run_dir = args.resume or progress.run_dir
+        command = "python scripts/evolve.py" if sys.argv[0].endswith("evolve.py") else "nas evolve"  # as it was run
         said = (
-            f"finished evaluations are saved in {run_dir}/cache.jsonl; continue with: python scripts/evolve.py "
-            f"--resume {run_dir}"
+            f"finished evaluations are saved in {run_dir}/cache.jsonl; continue with: {command} --resume {run_dir}"
             if run_dir
             else "before the search began: nothing was saved"
         )

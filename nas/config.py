@@ -42,7 +42,8 @@ class ProblemConfig:
     max_mflops: float | None = setting(None, "FLOPs cap per image, in place of the space's")
     max_params: float | None = setting(None, "parameter cap: larger networks are never trained")
     max_latency_ms: float | None = setting(
-        None, "latency cap in ms, predicted by the machine's latency table, in place of the space's (default: 1)"
+        None,
+        "latency cap in ms, predicted by the machine's latency table, in place of the space's (the default space's: 1)",
     )
     min_params: float | None = setting(None, "parameter floor: smaller networks are never trained (none by default)")
     # the useful-accuracy floor (nas.evolve.problem.Floor); None in runs made before it existed
@@ -120,7 +121,7 @@ class EvaluationConfig:
     scheduler: str | None = setting(None, "Dask scheduler address (with --backend dask)")
     device: str = setting("auto", "auto, cpu or cuda")
     time_limit: float | None = setting(
-        900, "seconds of training per candidate and rung (not the finalists' full training)"
+        900, "seconds of training per candidate and rung (not the finalists' full training; 0: no limit)"
     )
     latency_backend: str = setting(
         "onnx", "runtime the latency is of (torch: with --latency-model measured; a latency cap is ONNX's)",
@@ -141,8 +142,10 @@ class EvaluationConfig:
         check_choices(self)
         if self.jobs is not None and self.jobs < 1:
             raise SettingError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.time_limit == 0:
+            object.__setattr__(self, "time_limit", None)  # no limit, as a config file's null says
         if self.time_limit is not None and not self.time_limit > 0:
-            raise SettingError(f"--time-limit must be positive, got {self.time_limit:g}")
+            raise SettingError(f"--time-limit must be positive, or 0 for none, got {self.time_limit:g}")
         if self.scheduler and self.backend != "dask":
             raise SettingError("--scheduler needs --backend dask")
         if self.latency_backend == "torch" and self.latency_model == "table":  # the table times ONNX Runtime

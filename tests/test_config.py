@@ -140,3 +140,16 @@ def test_a_torch_latency_is_refused_where_the_latency_table_would_give_onnx_figu
         main(["evolve", "--data", "synthetic:70", "--latency-backend", "torch", "--run-dir", str(tmp_path / "r")]) == 2
     )
     assert "--latency-backend torch needs" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_time_limit_of_zero_is_none_and_every_api_function_is_reachable_from_nas():
+    import inspect
+
+    import nas
+    from nas import api
+
+    assert config.EvaluationConfig(time_limit=0).time_limit is None
+    with pytest.raises(SettingError, match="--time-limit must be positive, or 0 for none"):
+        config.EvaluationConfig(time_limit=-1)
+    public = {n for n, f in vars(api).items() if inspect.isfunction(f) and f.__module__ == api.__name__ and n[0] != "_"}
+    assert public <= set(nas.__all__) and all(getattr(nas, name) is getattr(api, name) for name in public)

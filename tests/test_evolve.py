@@ -334,7 +334,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(synthetic_csv, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert f"--resume {run_dir}" in err
+    assert f"continue with: python scripts/evolve.py --resume {run_dir}" in err  # as it was run
     assert (run_dir / "checkpoint.json").exists()
 
 
