@@ -438,7 +438,10 @@ def champion_genome(run_dir: Path) -> str:
 def run_data(run_dir: Path) -> str | None:
     """The data a run searched on, if it is a run directory."""
     path = Path(run_dir) / CONFIG
-    return read_json(path, "run configuration").get("data") if path.exists() else None
+    data = read_json(path, "run configuration").get("data") if path.exists() else None
+    if data is not None and not isinstance(data, str):
+        raise RunDirError(f"{path}: data must be a path (a text), got {data!r}")
+    return data
 
 
 SEARCH_COST = ("run", "generations", "networks_trained", "minutes")  # what search_cost reports

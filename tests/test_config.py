@@ -153,3 +153,11 @@ def test_a_time_limit_of_zero_is_none_and_every_api_function_is_reachable_from_n
         config.EvaluationConfig(time_limit=-1)
     public = {n for n, f in vars(api).items() if inspect.isfunction(f) and f.__module__ == api.__name__ and n[0] != "_"}
     assert public <= set(nas.__all__) and all(getattr(nas, name) is getattr(api, name) for name in public)
+
+
+def test_a_runs_data_that_is_no_path_is_one_line_for_the_commands_that_read_it(tmp_path):
+    from nas import rundir
+
+    (tmp_path / "config.json").write_text(json.dumps({"data": [1]}))  # train, distill: the run's data by default
+    with pytest.raises(NasError, match=r"config.json: data must be a path \(a text\), got \[1\]"):
+        rundir.run_data(tmp_path)
