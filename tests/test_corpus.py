@@ -486,7 +486,7 @@ FLAG_CASES = [
     flag("max-params-neg", "--max-params", "-5"),
     flag("caps-admit-nothing", "--max-params", "1", says="no network of space 'tiny' is within the caps"),
     flag("min-over-max", "--max-params", "5000", "--min-params", "6000", says="no network of space 'tiny'"),
-    flag("time-limit-0", "--time-limit", "0"),
+    flag("time-limit-neg", "--time-limit", "-5"),  # 0: no limit
     flag("jobs-0", "--jobs", "0"),
     flag("jobs-neg", "--jobs", "-2"),
     flag("finalists-neg", "--finalists", "-1"),
