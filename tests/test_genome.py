@@ -39,6 +39,9 @@ def test_examples_round_trip_exactly(text):
             "block 0: cannot parse 'res_k3_c64_s2_r1'; expected res_c<channels>_s<stride>_r<repeats>",
         ),
         ("gap | relu", "block 1: unknown block type in 'relu' (known: conv, pool, ir, res, dense, gap, flat)"),
+        ("ir_k3_e4_c64_s1_r100000000 | gap", "ir repeats 100000000 is outside the legal range (1 to 64)"),
+        ("conv_k3_c100000_s1_relu | gap", "conv channels 100000 is outside the legal range"),
+        ("gap | dense_u1000000000_d0", "dense units 1000000000 is outside the legal range"),
     ],
 )
 def test_bad_strings_give_one_line_errors(text, message):
@@ -46,6 +49,14 @@ def test_bad_strings_give_one_line_errors(text, message):
         parse_genome(text)
     assert message in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_a_genome_given_outside_a_search_is_refused_beyond_any_networks_size_before_it_is_built():
+    from nas.genome.space import MAX_PARAMS, checked_genome
+
+    with pytest.raises(GenomeError, match=rf"--genome: [\d,]+ parameters, more than the {MAX_PARAMS:,}"):
+        checked_genome("ir_k3_e64_c4096_s1_r64 | gap", "--genome")  # 135 billion: counted, never allocated
+    assert str(checked_genome("conv_k3_c16_s2_relu_bn | gap", "--genome")) == "conv_k3_c16_s2_relu_bn | gap"
 
 
 def test_same_network_same_hash():

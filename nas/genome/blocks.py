@@ -25,6 +25,11 @@ SECTIONS = ("body", "readout", "head")  # the order of the parts of every genome
 ACTIVATIONS = ("relu", "relu6", "hardswish")
 
 
+# the largest legal sizes: generous for any network a 48x48 classifier could want, and small enough that a
+# typo (r100000000) is an error at once, not hours of building modules
+KERNEL, CHANNELS, EXPANSION, STRIDE, REPEATS, UNITS = 63, 16_384, 64, 64, 64, 65_536
+
+
 def number(prefix: str, low: float = 1, below: float | None = None, odd: bool = False) -> Any:
     """A numeric field written as ``<prefix><value>`` (``k3``, ``d0.5``), legal from ``low`` up to (not
     including) ``below``; ``odd``: odd values only (a kernel, so that 'same' padding keeps the map size)."""
@@ -40,10 +45,13 @@ def out_of_range(f: Any, value: Any) -> str | None:
         return None
     low, below = meta["low"], meta["below"]
     if value < low or (below is not None and value >= below):
-        legal = f">= {low:g}" + (f" and < {below:g}" if below is not None else "")
-        return f"{f.name} {value:g} is outside the legal range ({legal})"
+        if isinstance(value, int) and below is not None:
+            legal = f"{low:g} to {below - 1:g}"
+        else:
+            legal = f">= {low:g}" + (f" and < {below:g}" if below is not None else "")
+        return f"{f.name} {value if isinstance(value, int) else f'{value:g}'} is outside the legal range ({legal})"
     if meta["odd"] and value % 2 == 0:
-        return f"{f.name} {value:g} must be odd ('same' padding)"
+        return f"{f.name} {value} must be odd ('same' padding)"
     return None
 
 
@@ -102,9 +110,9 @@ def _strided(shape: Shape, stride: int, channels: int) -> Shape:
 class Conv(Block):
     """Plain convolution, 'same' padding, optional batch norm, then the activation."""
 
-    kernel: int = number("k", odd=True)
-    channels: int = number("c")
-    stride: int = number("s")
+    kernel: int = number("k", below=KERNEL + 1, odd=True)
+    channels: int = number("c", below=CHANNELS + 1)
+    stride: int = number("s", below=STRIDE + 1)
     activation: str = word(*ACTIVATIONS)
     batch_norm: bool = flag("bn")
 
@@ -148,11 +156,11 @@ class InvertedResidual(Block):
     ``repeats`` stacks the block; only the first repeat uses ``stride`` (as in MobileNetV2).
     """
 
-    kernel: int = number("k", odd=True)
-    expansion: int = number("e")
-    channels: int = number("c")
-    stride: int = number("s")
-    repeats: int = number("r")
+    kernel: int = number("k", below=KERNEL + 1, odd=True)
+    expansion: int = number("e", below=EXPANSION + 1)
+    channels: int = number("c", below=CHANNELS + 1)
+    stride: int = number("s", below=STRIDE + 1)
+    repeats: int = number("r", below=REPEATS + 1)
     se: bool = flag("se")
 
     kind: ClassVar[str] = "ir"
@@ -178,9 +186,9 @@ class Residual(Block):
     after the sum. ``repeats`` stacks it; only the first repeat uses ``stride``.
     """
 
-    channels: int = number("c")
-    stride: int = number("s")
-    repeats: int = number("r")
+    channels: int = number("c", below=CHANNELS + 1)
+    stride: int = number("s", below=STRIDE + 1)
+    repeats: int = number("r", below=REPEATS + 1)
 
     kind: ClassVar[str] = "res"
     section: ClassVar[str] = "body"
@@ -225,7 +233,7 @@ class Readout(Block):
 class Dense(Block):
     """Fully connected layer with ReLU, then dropout; the 7-way classifier is always appended."""
 
-    units: int = number("u")
+    units: int = number("u", below=UNITS + 1)
     dropout: float = number("d", low=0.0, below=1.0)
 
     kind: ClassVar[str] = "dense"

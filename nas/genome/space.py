@@ -44,6 +44,7 @@ _PADDING_KINDS = tuple(k for k in BODY_KINDS if "stride" in {f.name for f in fie
 # the largest network a space may describe: far beyond any FER2013 network (the default space: 8 blocks, 2
 # dense layers), yet small enough that sampling and building one take moments, not minutes or all memory
 MAX_BLOCKS, MAX_DENSE = 64, 8
+MAX_PARAMS = 100_000_000  # 40x the largest hand-made network here (VGG-style, 2.5M): a typo, not a FER network
 
 
 @dataclass(frozen=True)
@@ -320,8 +321,9 @@ def problems(genome: Genome, space: SearchSpace) -> list[str]:
 
 def checked_genome(text: str, where: str, input_shape: tuple[int, ...] = (1, 48, 48)) -> Genome:
     """A genome given outside a search (``--genome``, a champion file): parsed and buildable, or one line
-    that says ``where`` it came from and what is wrong; no space applies, only the bound on every space
-    (``MAX_BLOCKS`` body blocks, ``MAX_DENSE`` dense layers)."""
+    that says ``where`` it came from and what is wrong; no space applies, only the bounds on every space
+    (``MAX_BLOCKS`` body blocks, ``MAX_DENSE`` dense layers, ``MAX_PARAMS`` parameters; each field's legal
+    range)."""
     try:
         genome = parse_genome(text)
     except GenomeError as exc:
@@ -334,7 +336,20 @@ def checked_genome(text: str, where: str, input_shape: tuple[int, ...] = (1, 48,
     found = structure_problems(genome, input_shape)
     if found:
         raise GenomeError(f"{where}: {'; '.join(found)}")
+    params = _params_unbuilt(genome, input_shape)
+    if params > MAX_PARAMS:
+        raise GenomeError(f"{where}: {params:,} parameters, more than the {MAX_PARAMS:,} any network here may have")
     return genome
+
+
+def _params_unbuilt(genome: Genome, input_shape: tuple[int, ...]) -> int:
+    """The network's parameters, counted on torch's meta device: no memory is taken, however large."""
+    import torch
+
+    from nas.genome.build import build, count_params
+
+    with torch.device("meta"):
+        return count_params(build(genome, tuple(input_shape), 7))
 
 
 def validate(genome: Genome, space: SearchSpace) -> None:
