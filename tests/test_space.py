@@ -48,6 +48,11 @@ def test_bundled_spaces_load():
             lambda t: t.replace('activation = ["relu", "hardswish"]', 'activation = ["relu", "gelu"]'),
             "[conv] activation has unknown value(s) ['gelu']; known: ['relu', 'relu6', 'hardswish']",
         ),
+        (lambda t: t.replace('readout = ["gap", "flat"]', 'readout = [["gap", "flat"]]'), "readout must be"),
+        (
+            lambda t: t.replace("dropout = [0.0, 0.5]", "dropout = [0.33333, 0.33334]"),
+            "[dense] dropout 0.33333: at most 4 decimals (a genome writes 0.3333)",
+        ),
     ],
 )
 def test_broken_space_files_name_file_and_problem(tmp_path, edit, message):

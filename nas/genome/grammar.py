@@ -89,7 +89,8 @@ class Genome:
 # ---------------------------------------------------------------- spelling, derived from the declarations
 
 
-def _format_number(x: int | float) -> str:
+def format_number(x: int | float) -> str:
+    """How a genome writes a number: an int as is, a float with at most 4 decimals."""
     if isinstance(x, int):
         return str(x)
     text = f"{x:.4f}".rstrip("0").rstrip(".")
@@ -99,7 +100,7 @@ def _format_number(x: int | float) -> str:
 def _token(f, value) -> str | None:
     kind = f.metadata["token"]
     if kind == "number":
-        return f.metadata["prefix"] + _format_number(value)
+        return f.metadata["prefix"] + format_number(value)
     if kind == "word":
         return value
     return f.metadata["name"] if value else None

@@ -24,6 +24,7 @@ from nas.genome.grammar import (
     Pool,
     Readout,
     feature_shapes,
+    format_number,
     parse_genome,
     readout_features,
     section_rank,
@@ -142,7 +143,7 @@ def _check_top(raw: dict[str, Any], fail) -> tuple[str, ...]:
     if not 0 <= raw["max_dense"] <= MAX_DENSE or raw["num_classes"] < 2 or raw["max_flat_features"] < 1:
         raise fail(f"need 0 <= max_dense <= {MAX_DENSE}, num_classes >= 2 and max_flat_features >= 1")
     readout, readouts = tuple(raw["readout"]), list(fields(Readout)[0].metadata["choices"])
-    if not readout or not set(readout) <= set(readouts):
+    if not readout or not all(isinstance(r, str) for r in readout) or not set(readout) <= set(readouts):
         raise fail(f"readout must be a non-empty subset of {readouts}, got {list(readout)!r}")
     return readout
 
@@ -168,6 +169,10 @@ def _section(kind: str, cls: type, section: Any, fail) -> dict[str, tuple]:
         illegal = [why for v in values if (why := out_of_range(f, v))]
         if illegal:
             raise fail(f"[{kind}] {illegal[0]}")
+        unspellable = [v for v in values if isinstance(v, float) and float(format_number(v)) != v]
+        if unspellable:  # a genome writes 4 decimals: two such values would be one network's key
+            raise fail(f"[{kind}] {f.name} {unspellable[0]!r}: at most 4 decimals (a genome writes "
+                       f"{format_number(unspellable[0])})")  # fmt: skip
         choices = f.metadata.get("choices")
         if choices and not set(values) <= set(choices):
             unknown = [v for v in values if v not in choices]
