@@ -287,17 +287,16 @@ FEASIBILITY_DRAWS = 200  # uniform samples that must hold one network within the
 
 def _check_feasible(problem) -> None:
     """Caps that no network of the space meets are an error now, not a search of rejected networks: some of
-    ``FEASIBILITY_DRAWS`` uniform samples must be within them (the first usually is)."""
+    ``FEASIBILITY_DRAWS`` uniform samples must be within them (the first usually is); without caps, one
+    network must be drawn."""
     import random
 
     from nas.genome.space import sample
 
-    if not problem.caps:
-        return
     rng, drawn = random.Random(0), []
     for _ in range(FEASIBILITY_DRAWS):
-        genome = sample(problem.space, rng)
-        if problem.admits(genome):
+        genome = sample(problem.space, rng)  # a space no network can be drawn from stops here, naming its file
+        if not problem.caps or problem.admits(genome):
             return
         drawn.append(problem.costs(genome))
     nearest = min((c for c in drawn if c), key=problem.violation, default=None)

@@ -155,3 +155,19 @@ def test_a_genomes_choices_draw_it_again_so_optuna_can_be_seeded_with_it():
     for genome in (g for g in genomes if repair(g, space) == g):
         named = choices(genome, space)
         assert draw(space, lambda name, options, named=named: named[name]) == genome
+
+
+@pytest.mark.parametrize("max_blocks", [1, 2])
+def test_a_space_whose_flat_readout_can_never_fit_is_one_line_before_a_run_is_made(tmp_path, max_blocks, capsys):
+    from nas.cli import main
+
+    text = Path(TINY.source).read_text().replace('readout = ["gap", "flat"]', 'readout = ["flat"]')
+    text = text.replace("max_blocks = 4", f"max_blocks = {max_blocks}").replace(
+        "max_flat_features = 1152", "max_flat_features = 100"
+    )
+    path = tmp_path / "narrow.toml"
+    path.write_text(text)
+    with pytest.raises(GenomeError, match="narrow.toml: cannot make a flat readout fit max_flat_features"):
+        repair(parse_genome("conv_k3_c4_s1_relu_bn | flat"), load_space(path))  # it cycled, or indexed nothing
+    assert main(["evolve", "--data", "synthetic:70", "--space", str(path), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "cannot make a flat readout fit" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -429,13 +429,16 @@ def _shrink_flat(genome: Genome, space: SearchSpace) -> Genome:
     """Make a too-wide flatten legal: switch to global pooling, or else pool the map down."""
     if "gap" in space.readout:
         return Genome((*genome.body, Readout("gap"), *genome.head))
-    body = list(genome.body)
+    body, cannot = list(genome.body), GenomeError(f"{space.source}: cannot make a flat readout fit max_flat_features")
     while readout_features(Genome((*body, Readout("flat"))), space.input_shape) > space.max_flat_features:
-        shape = feature_shapes(Genome(tuple(body)), space.input_shape)[-1]
+        shape = feature_shapes(Genome(tuple(body)), space.input_shape)[-1] if body else space.input_shape
         if "pool" not in space.options or min(shape[1:]) < 2:
-            raise GenomeError(f"{space.source}: cannot make a flat readout fit max_flat_features")
-        if len(body) >= space.max_blocks:
-            body.pop(0 if len(body) > 1 else -1)
+            raise cannot
+        if len(body) >= space.max_blocks:  # make room: drop the first block that is no pool (pools stay)
+            other = next((i for i, g in enumerate(body) if not isinstance(g, Pool)), None)
+            if other is None:
+                raise cannot
+            body.pop(other)
             continue
         body.append(Pool(space.options["pool"]["op"][0]))
     return Genome((*body, Readout("flat"), *genome.head))
