@@ -34,6 +34,10 @@ def test_study_with_pruning_writes_db_and_tuned_json_and_resumes(run_dir, capsys
     longer = [*args[:6], "3", *args[7:]]  # trials of another length would not compare with the kept ones
     assert main([*longer, "--resume"]) == 2
     assert "--epochs 3: the study in sqlite:///" in capsys.readouterr().err
+    assert main([*args, "--resume", "--seed", "1"]) == 2  # other trials' subsets and training seeds
+    assert "--seed 1: the study in sqlite:///" in capsys.readouterr().err
+    assert main([*args, "--resume", "--data", "synthetic:300"]) == 2  # other data
+    assert "--data (content " in capsys.readouterr().err
     assert main([*args[:4], "5", *args[5:], "--resume"]) == 0  # ... but continued on request
     assert len(json.loads((run_dir / "confirm.json").read_text())) >= 3
     study = optuna.load_study(study_name=tuned["study"], storage=f"sqlite:///{run_dir / 'tune.db'}")

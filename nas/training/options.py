@@ -47,7 +47,7 @@ class StudyOptions:
     pruner: str = setting("median", "stops hopeless trials", choices=PRUNERS)
     storage: str | None = setting(None, "Optuna RDB URL (default sqlite:///<run>/tune.db)")
     resume: bool = setting(False, "continue an existing study")
-    seed: int = setting(0, "the sampler's seed")
+    seed: int = setting(0, "the sampler's, the trials' training and their Training subset's seed")
     device: str = setting("auto", "auto, cpu or cuda")
     teacher: tuple[str, ...] = setting(
         (), "also tune a distillation from these teachers (as train.py's --teacher): its weight, temperature, targets"

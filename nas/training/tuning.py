@@ -169,7 +169,7 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     storage = o.storage or f"sqlite:///{db}"
     study = _study(f"tune-{model_genome.key}" + ("-distilled" if teacher else ""), storage, o)
     made_study = not study.trials  # never delete a study this call only continued
-    _same_budget(study, o, storage)
+    _same_budget(study, o, storage, dataset.fingerprint, teacher.fingerprint if teacher else None)
     default = default_params(teacher is not None)
     alive = [t for t in study.trials if t.state != optuna.trial.TrialState.RUNNING]  # killed ones run again
     if not any(default in (t.params, t.system_attrs.get("fixed_params")) for t in alive):
@@ -177,6 +177,8 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     study.set_user_attr("genome", genome)
     study.set_user_attr("epochs", o.epochs)
     study.set_user_attr("train_images", o.train_images)
+    study.set_user_attr("seed", o.seed)
+    study.set_user_attr("data", dataset.fingerprint)
     study.set_user_attr("full_train_images", len(dataset["train"]))
     if teacher is not None:
         paths = [m["path"] for m in teacher.members]
@@ -194,13 +196,19 @@ def tune(genome: str, data_path: str, run_dir: Path, options: StudyOptions | Non
     return study
 
 
-def _same_budget(study: optuna.Study, o: StudyOptions, storage: str) -> None:
-    """A continued study keeps its trials' budget: trials of two lengths or subsets do not compare."""
-    for name, value in (("epochs", o.epochs), ("train_images", o.train_images)):
-        kept = study.user_attrs.get(name, value)
+def _same_budget(study: optuna.Study, o: StudyOptions, storage: str, data: str, teacher: str | None) -> None:
+    """A continued study keeps its trials' budget, seed (their subset and training), data and teacher: trials
+    of two lengths, subsets, data sets or teachers do not compare (a study of before a setting was kept
+    passes on it)."""
+    kept_teacher = (study.user_attrs.get("teacher") or {}).get("fingerprint", teacher)
+    for flag, value, kept in (("--epochs", o.epochs, study.user_attrs.get("epochs", o.epochs)),
+                              ("--train-images", o.train_images, study.user_attrs.get("train_images", o.train_images)),
+                              ("--seed", o.seed, study.user_attrs.get("seed", o.seed)),
+                              ("--data", f"(content {data})", f"(content {study.user_attrs.get('data', data)})"),
+                              ("--teacher", f"(files {teacher})", f"(files {kept_teacher})")):  # fmt: skip
         if kept != value:
-            raise SettingError(f"--{name.replace('_', '-')} {value}: the study in {storage} ran its trials with "
-                               f"{kept}; continue it with that, or start another")  # fmt: skip
+            raise SettingError(f"{flag} {value}: the study in {storage} ran its trials with {kept}; continue it "
+                               "with that, or start another")  # fmt: skip
 
 
 def _study(name: str, storage: str, o: StudyOptions) -> optuna.Study:
@@ -332,8 +340,8 @@ class Confirmation(ConfirmOptions):
         if not trials or fits < 1:
             why = "--confirm 0" if not self.best else (
                 "no finished recipe other than the default" if not trials else
-                f"one full-length run is estimated at {per_run:.1f} core-hours, over --confirm-core-hours "
-                f"{self.core_hours:g}"
+                f"the default and one recipe at full length are estimated at 2 x {per_run:.1f} core-hours, over "
+                f"--confirm-core-hours {self.core_hours:g}"
             )  # fmt: skip
             confirmation = figures | {"adopted": False, "verdict": f"not confirmed at full length ({why})"}
         else:
@@ -355,9 +363,9 @@ class Confirmation(ConfirmOptions):
                 verdict = f"the default won at {self.epochs} epochs: {scores}"
             confirmation = figures | {"runs": results, "adopted": adopted, "verdict": verdict}
             if adopted:  # the recipe train.py takes: the one that won at full length, at the trials' budget
-                params = trials[best].params
-                tuned |= {"params": params, "value": trials[best].value,
-                          "train_config": asdict(config_from_params(params, budget, fp))}  # fmt: skip
+                won = trials[best]
+                tuned |= {"params": won.params, "value": won.value, "val_f1": won.user_attrs.get("val_f1"),
+                          "train_config": asdict(config_from_params(won.params, budget, fp))}  # fmt: skip
         tuned["confirmation"] = confirmation
         write_json(tuned_path, tuned)
         return confirmation
