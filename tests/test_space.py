@@ -171,3 +171,9 @@ def test_a_space_whose_flat_readout_can_never_fit_is_one_line_before_a_run_is_ma
         repair(parse_genome("conv_k3_c4_s1_relu_bn | flat"), load_space(path))  # it cycled, or indexed nothing
     assert main(["evolve", "--data", "synthetic:70", "--space", str(path), "--run-dir", str(tmp_path / "r")]) == 2
     assert "cannot make a flat readout fit" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_short_body_is_padded_with_the_smallest_block_whatever_order_the_space_lists_its_values(tmp_path):
+    path = tmp_path / "descending.toml"
+    path.write_text(Path(TINY.source).read_text().replace("channels = [4, 8, 16]", "channels = [16, 8, 4]"))
+    assert str(repair(parse_genome("gap"), load_space(path))).startswith("conv_k3_c4_s1_")

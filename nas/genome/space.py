@@ -390,7 +390,8 @@ def _default_gene(space: SearchSpace) -> Gene:
     """The smallest legal block that keeps the feature map size: used to pad short bodies."""
     kind = next(k for k in _PADDING_KINDS if k in space.options)
     opts = space.options[kind]
-    values = {k: (min(v) if k == "stride" else v[0]) for k, v in opts.items()}
+    numeric = {k for k, v in opts.items() if all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)}
+    values = {k: (min(v) if k in numeric else v[0]) for k, v in opts.items()}  # the smallest, in any order listed
     return GENE_CLASSES[kind](**values)
 
 
