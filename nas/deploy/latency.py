@@ -211,10 +211,9 @@ def _read_entries(path: Path) -> dict[str, float]:
 
 def _unit(genes: list, shape: tuple, num_classes: int | None) -> tuple[nn.Module, tuple]:
     """One unit as a module of its own: body genes, or the head with its classifier (or an identity)."""
-    layers, s = [], tuple(shape)
-    for gene in genes:
-        layers.append(gene.module(s))
-        s = gene.output_shape(s)
+    from nas.genome.build import chain
+
+    layers, s = chain(genes, tuple(shape))
     if num_classes is not None:
         layers.append(nn.Linear(s[0], num_classes))
     return (nn.Sequential(*layers) if layers else nn.Identity()).eval(), tuple(shape)

@@ -7,10 +7,12 @@ so genes never name their input width.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
-from nas.genome.grammar import Genome, Readout
+from nas.genome.grammar import Gene, Genome, Readout
 
 
 class Network(nn.Module):
@@ -20,25 +22,27 @@ class Network(nn.Module):
         super().__init__()
         self.genome = str(genome)
         self.input_shape = tuple(input_shape)
-        shape: tuple[int, ...] = self.input_shape
-        body = []
-        for gene in genome.body:
-            body.append(gene.module(shape))
-            shape = gene.output_shape(shape)
+        body, shape = chain(genome.body, self.input_shape)
         self.features = nn.Sequential(*body)
         readout = genome.readout or Readout("gap")
         self.readout = readout.module(shape)
-        shape = readout.output_shape(shape)
-        head = []
-        for gene in genome.head:
-            head.append(gene.module(shape))
-            shape = gene.output_shape(shape)
+        head, shape = chain(genome.head, readout.output_shape(shape))
         head.append(nn.Linear(shape[0], num_classes))
         self.head = nn.Sequential(*head)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.readout(self.features(x)))
+
+
+def chain(genes: Iterable[Gene], shape: tuple[int, ...]) -> tuple[list[nn.Module], tuple[int, ...]]:
+    """Each gene's module at the shape it meets, and the shape after the last: a network's layers, or a
+    latency unit's (``nas.deploy.latency``)."""
+    modules = []
+    for gene in genes:
+        modules.append(gene.module(shape))
+        shape = gene.output_shape(shape)
+    return modules, tuple(shape)
 
 
 def _init_weights(model: nn.Module) -> None:
