@@ -448,7 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a bad flag (already reported)
         return exc.code if isinstance(exc.code, int) else 2
     _console(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # batch schedulers stop jobs with SIGTERM
+    import threading
+
+    handles = threading.current_thread() is threading.main_thread()  # only there may a handler be set
+    previous = signal.signal(signal.SIGTERM, _interrupt) if handles else None  # batch schedulers send SIGTERM
     try:
         return args.func(args)
     except KeyboardInterrupt:  # evolve says more itself; a training keeps its last epoch, a study its trials
@@ -468,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: out of memory (a smaller network, batch or --jobs needs less)", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if handles:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: object) -> NoReturn:

@@ -61,3 +61,15 @@ def test_ctrl_c_or_sigterm_in_any_command_ends_in_one_line_and_exit_130(monkeypa
     cli._console(-2)  # -qq: quieter than -q, never louder
     assert all(h.level == logging.WARNING for h in logging.getLogger("nas").handlers if isinstance(h, cli._Stderr))
     cli._console(0)
+
+
+def test_a_command_run_outside_the_main_thread_sets_no_signal_handler(capsys):
+    import threading
+
+    from nas import cli
+
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(cli.main(["baselines"])))
+    thread.start()
+    thread.join()
+    assert codes == [0] and "mini_xception" in capsys.readouterr().out
