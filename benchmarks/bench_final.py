@@ -51,6 +51,10 @@ COLUMNS = [
     "test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall", "lineage",
 ]  # fmt: skip
 SUMMARISED = ["test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall"]
+# how each figure is printed: rows keep the reports' own values, so that a mean is of them, not of roundings
+SHOWN = {"MFLOPs": ".1f", "latency ms": ".3f", "train min": ".1f", "val acc": ".4f", "test acc (1 crop)": ".4f",
+         "test acc (10 crops)": ".4f", "macro-F1 (10 crops)": ".4f", "disgust recall": ".3f",
+         "params": ","}  # fmt: skip
 
 
 def parse_plan(text: str) -> list[dict]:
@@ -195,13 +199,16 @@ def _training(entry: dict, todo: dict[str, dict], out: Path, common: dict) -> di
 def idle_latency(entries: list[dict], out: Path) -> dict[str, float]:
     """Each reported network's ONNX Runtime latency (ms), all timed round-robin in one measurement; built from
     its report's genome, as the time does not depend on the weights (a report kept without its model.pt,
-    e.g. committed from another machine, is timed too)."""
-    models = {}
+    e.g. committed from another machine, is timed too); a genome under two names (``--same``) is timed once."""
+    genomes = {}
     for entry in entries:
         path = out / entry["label"] / "report.json"
-        if entry["network"] not in models and path.exists():
-            models[entry["network"]] = build(parse_genome(json.loads(path.read_text())["genome"])).eval()
-    return measure(models) if models else {}
+        if entry["network"] not in genomes and path.exists():
+            genomes[entry["network"]] = json.loads(path.read_text())["genome"]
+    named = {genome: name for name, genome in reversed(genomes.items())}  # each genome by its first name
+    models = {name: build(parse_genome(genome)).eval() for genome, name in named.items()}
+    timed = measure(models) if models else {}
+    return {name: timed[named[genome]] for name, genome in genomes.items()}
 
 
 def row(entry: dict, report: dict, run: str | None = None) -> dict:
@@ -210,16 +217,16 @@ def row(entry: dict, report: dict, run: str | None = None) -> dict:
         "recipe": report["recipe"],
         "seed": entry["seed"],
         "params": report["params"],
-        "MFLOPs": round(report["flops"] / 1e6, 1),
-        "latency ms": round(report["latency_ms"], 3),
+        "MFLOPs": report["flops"] / 1e6,
+        "latency ms": report["latency_ms"],
         "epochs": f"{report['epochs_run']} (best {report['best_epoch']})",
-        "train min": round(report["train_seconds"] / 60, 1),
-        "val acc": round(report["val_acc"], 4),
-        "test acc (1 crop)": round(report["single_crop"]["acc"], 4),
-        "test acc (10 crops)": round(report["ten_crop"]["acc"], 4),
-        "macro-F1 (10 crops)": round(report["ten_crop"]["f1"], 4),
-        "disgust recall": round(report["per_class"]["disgust"]["recall"], 3),
-        **{f"recall {c}": round(m["recall"], 3) for c, m in report["per_class"].items()},
+        "train min": report["train_seconds"] / 60,
+        "val acc": report["val_acc"],
+        "test acc (1 crop)": report["single_crop"]["acc"],
+        "test acc (10 crops)": report["ten_crop"]["acc"],
+        "macro-F1 (10 crops)": report["ten_crop"]["f1"],
+        "disgust recall": report["per_class"]["disgust"]["recall"],
+        **{f"recall {c}": m["recall"] for c, m in report["per_class"].items()},
         "lineage": lineage(entry["network"], run).get("text", ""),
     }
 
@@ -255,18 +262,27 @@ def summary(rows: list[dict]) -> pd.DataFrame:
     for column in SUMMARISED:
         stats = groups[column].agg(["mean", "min", "max"]).reset_index(drop=True)
         out[column], out[f"{column} min"], out[f"{column} max"] = stats["mean"], stats["min"], stats["max"]
+        f = SHOWN[column]
         out[f"{column} text"] = [
-            f"{m:.4f}" if lo == hi else f"{m:.4f} ({lo:.4f}-{hi:.4f})" for m, lo, hi in stats.itertuples(index=False)
+            f"{m:{f}}" if n == 1 else f"{m:{f}} ({lo:{f}}-{hi:{f}})"
+            for n, (m, lo, hi) in zip(out["seeds"], stats.itertuples(index=False))
         ]
     return out
 
 
 def summary_lines(table: pd.DataFrame) -> list[str]:
-    head = ["network", "recipe", "seeds", "params", "MFLOPs", "latency ms", "train min (mean)"]
+    head = ["network", "recipe", "seeds", "params", "MFLOPs", "latency ms", "wall min (mean; no speed figure)"]
     head += [f"{f} mean (range)" for f in SUMMARISED]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in table.to_dict("records"):
-        cells = [r["network"], r["plan"], r["seeds"], f"{r['params']:,}", r["mflops"], f"{r['latency_ms']:.3f}"]
+        cells = [
+            r["network"],
+            r["plan"],
+            r["seeds"],
+            f"{r['params']:,}",
+            f"{r['mflops']:.1f}",
+            f"{r['latency_ms']:.3f}",
+        ]
         cells += [f"{r['train_min']:.1f}", *(r[f"{f} text"] for f in SUMMARISED)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
@@ -363,9 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         if entry["epochs"] != args.epochs:  # a length of its own is another recipe, not another seed
             rows[-1]["recipe"] += f", {entry['epochs']} epochs"
             rows[-1]["plan"] += f", {entry['epochs']} epochs"
-        print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']} ten-crop", file=sys.stderr, flush=True)
+        print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']:.4f} ten-crop", file=sys.stderr, flush=True)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(f"{r[c]:,}" if c == "params" else str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += [
+        "| " + " | ".join(f"{r[c]:{SHOWN[c]}}" if c in SHOWN else str(r[c]) for c in COLUMNS) + " |" for r in rows
+    ]
     text = (
         f"{len(rows)} trainings; up to {args.epochs} epochs, early stopping after {args.patience} without a better "
         f"PublicTest accuracy; data {args.data}"
