@@ -50,6 +50,8 @@ COLUMNS = [
     "network", "recipe", "seed", "params", "MFLOPs", "latency ms", "epochs", "train min", "val acc",
     "test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall", "lineage",
 ]  # fmt: skip
+# settings a seed or a machine decides (its numerics), not the recipe: seeds of one recipe may differ in them
+PER_SEED = ("seed", "cpu_bf16", "validate_bf16", "validate_every_epoch")
 SUMMARISED = ["test acc (1 crop)", "test acc (10 crops)", "macro-F1 (10 crops)", "disgust recall"]
 # how each figure is printed: rows keep the reports' own values, so that a mean is of them, not of roundings
 SHOWN = {"MFLOPs": ".1f", "latency ms": ".3f", "train min": ".1f", "val acc": ".4f", "test acc (1 crop)": ".4f",
@@ -228,7 +230,20 @@ def row(entry: dict, report: dict, run: str | None = None) -> dict:
         "disgust recall": report["per_class"]["disgust"]["recall"],
         **{f"recall {c}": m["recall"] for c, m in report["per_class"].items()},
         "lineage": lineage(entry["network"], run).get("text", ""),
+        "settings": {k: v for k, v in report.get("train_config", {}).items() if k not in PER_SEED},
     }
+
+
+def mixed_settings(rows: list[dict]) -> list[str]:
+    """The groups of seeds whose reports say they trained with different settings (a plan's label is only a
+    label: two recipes under one name would be averaged as one); reports older than the settings say nothing."""
+    out = []
+    for (network, plan), group in pd.DataFrame(rows).groupby(["network", "plan"], sort=False):
+        said = [s for s in group["settings"] if s]
+        differ = sorted({k for s in said for k in s if any(o.get(k) != s.get(k) for o in said)})
+        if differ:
+            out.append(f"- {network} ({plan}): its seeds trained with different {', '.join(differ)}")
+    return out
 
 
 def parse_same(same: list[list[str]]) -> dict[tuple[str, str], tuple[str, str]]:
@@ -395,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         table = summary(rows)
         text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
+        mixed = mixed_settings(rows)
+        if mixed:
+            text += "\nNot one recipe, though named as one:\n\n" + "\n".join(mixed) + "\n"
+            print("\n".join(["warning: seeds grouped under one recipe trained differently:", *mixed]), file=sys.stderr)
         text += "\nRecall per class (ten-crop), mean over seeds:\n\n" + "\n".join(recall_lines(rows)) + "\n"
         lineages = lineage_lines(entries, args.run)
         if lineages:

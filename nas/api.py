@@ -373,8 +373,9 @@ def export(run_dir: str | Path | None = None, checkpoint: str | Path | None = No
 
     test = read_report(report) if report.exists() else None
     if test is not None and test.get("genome") not in (None, state.get("genome")):
-        raise RunDirError(f"{report}: the test report of another network than {checkpoint.name}'s; its card would "
-                          "carry that one's figures (move the report away, or export that network)")  # fmt: skip
+        raise RunDirError(f"{report}: its genome is not {checkpoint.name}'s (the test report of another network: "
+                          "its card would carry that one's figures); move the report away, or export that "
+                          "network")  # fmt: skip
     return export_model(model, out, state.get("metrics"), test_report=test) | {"out": str(out)}
 
 

@@ -418,7 +418,7 @@ def test_an_export_refuses_the_test_report_of_another_network(exported, tmp_path
     save_checkpoint(tmp_path / "model.pt", build(parse_genome(GENOME)).eval(), {"val_acc": 0.5})
     (tmp_path / "report.json").write_text(json.dumps(report | {"genome": "conv_k3_c8_s1_relu_bn | gap"}))
     assert main(["export", "--checkpoint", str(tmp_path / "model.pt")]) == 2
-    assert "report.json: the test report of another network" in capsys.readouterr().err
+    assert "report.json: its genome is not model.pt's (the test report of another network" in capsys.readouterr().err
     assert not (tmp_path / "export").exists()
 
 

@@ -303,6 +303,7 @@ def test_final_benchmark_trains_its_plan_resumes_and_reports(tmp_path, run_dir, 
     rows = json.loads((out / "final.json").read_text())["rows"]
     cnn4 = {r["latency ms"] for r in rows if r["network"] == "cnn4"}
     assert len(rows) == 4 and len(cnn4) == 1 and "timed again" in (out / "final.md").read_text()
+    assert rows[0]["settings"]["optimizer"] == "adamw" and "Not one recipe" not in (out / "final.md").read_text()
     with pytest.raises(SystemExit, match="is not NETWORK:RECIPE"):
         bench.main([*args, "--plan", "cnn4:default"])
     with pytest.raises(SystemExit, match="nor a key of"):  # before cnn4:default:2 trains
@@ -399,6 +400,10 @@ def test_the_final_benchmark_counts_a_training_planned_under_another_name_as_a_s
     assert table[["network", "plan", "seeds"]].values.tolist() == [["abc", "default+scheduler=wsd", 2],
                                                                      ["abc", "default", 1]]  # fmt: skip
     assert table["disgust recall text"].tolist() == ["0.500 (0.500-0.500)", "0.500"]  # k/55 of 55 images: 3 decimals
+    settings = [{"lr": 3e-3, "epochs": 100}, {"lr": 1e-2, "epochs": 100}, {}]  # the last: an older report
+    labelled = [{"network": "abc", "plan": "default", "settings": s} for s in settings]
+    assert bench.mixed_settings(labelled) == ["- abc (default): its seeds trained with different lr"]
+    assert bench.mixed_settings(labelled[1:]) == []
     with pytest.raises(SystemExit, match="--same: 'champion' 'abc:default' is not NETWORK:RECIPE"):
         bench.parse_same([["champion", "abc:default"]])
 

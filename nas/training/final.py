@@ -317,7 +317,7 @@ def _started(run_dir: Path, genome: str, cfg: TrainConfig, data: str, state_file
 def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metrics: dict, search: dict | None,
             test) -> dict:  # fmt: skip
     """The test report of exactly what was saved, beside the baselines and other recipes of the run."""
-    model, _ = load_checkpoint(out / rundir.MODEL)
+    model, state = load_checkpoint(out / rundir.MODEL)
     extra = {
         "name": name,
         "genome": genome,
@@ -326,6 +326,7 @@ def _report(run_dir: Path, out: Path, name: str, genome: str, device: str, metri
         "latency_ms": measure({"m": model})["m"],
         "device": device,
         **metrics,
+        "train_config": state.get("train_config", {}),  # every setting it trained with, not only the recipe's name
         **({"search": search} if search else {}),
     }
     baselines = _beside(run_dir) if out == run_dir else {}
