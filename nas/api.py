@@ -409,6 +409,6 @@ def report(run_dir: str | Path) -> list[Path]:
 
 def baselines() -> list[dict]:
     """The hand-made networks with their parameters and FLOPs."""
-    from nas.genome.build import describe_baselines
+    from nas.genome.space import describe_baselines
 
     return describe_baselines()

@@ -73,17 +73,3 @@ def count_flops(model: nn.Module, input_shape: tuple[int, int, int] = (1, 48, 48
         model(torch.zeros(1, *input_shape))
     model.train(was_training)
     return int(counter.get_total_flops())
-
-
-def describe_baselines() -> list[dict]:
-    """The hand-made networks with their measured size and FLOPs (``nas baselines``)."""
-    from nas.genome.space import load_baselines
-
-    out = []
-    for name, b in load_baselines().items():
-        model = build(b.genome)
-        out.append(
-            {"name": name, "genome": str(b.genome), "params": count_params(model), "flops": count_flops(model),
-             "literature_params": b.literature_params}
-        )  # fmt: skip
-    return out

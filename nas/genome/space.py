@@ -347,6 +347,20 @@ def checked_genome(text: str, where: str, input_shape: tuple[int, ...] = (1, 48,
     return genome
 
 
+def describe_baselines() -> list[dict]:
+    """The hand-made networks with their measured size and FLOPs (``nas baselines``)."""
+    from nas.genome.build import build, count_flops, count_params
+
+    out = []
+    for name, b in load_baselines().items():
+        model = build(b.genome)
+        out.append(
+            {"name": name, "genome": str(b.genome), "params": count_params(model), "flops": count_flops(model),
+             "literature_params": b.literature_params}
+        )  # fmt: skip
+    return out
+
+
 def _params_unbuilt(genome: Genome, input_shape: tuple[int, ...]) -> int:
     """The network's parameters, counted on torch's meta device: no memory is taken, however large."""
     import torch
