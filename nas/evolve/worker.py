@@ -146,7 +146,7 @@ def state_folder() -> Iterator[Path]:
     leaves its folder (a state of a few MB), which the next training on the machine removes."""
     _sweep(Path(tempfile.gettempdir()))
     with tempfile.TemporaryDirectory(prefix=STATE_FOLDER) as tmp, open(Path(tmp) / ".lock", "w") as lock:
-        with contextlib.suppress(ImportError):
+        with contextlib.suppress(ImportError, OSError):  # no lock where the file system has none: kept, not swept
             import fcntl
 
             fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel when the process dies
