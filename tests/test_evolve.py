@@ -88,7 +88,7 @@ def test_the_default_search_finds_what_the_code_of_2026_12_05_found(uninterrupte
     import reference
 
     expected = json.loads((reference.REFERENCE / "searches.json").read_text())["surrogate-halving"]
-    assert reference.summary(uninterrupted) == expected
+    reference.assert_same(reference.summary(uninterrupted), expected)
 
 
 def test_run_directory_is_complete_and_consistent(uninterrupted):
