@@ -17,7 +17,7 @@ import os
 import platform
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -403,16 +403,33 @@ def machine_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer-nas"
 
 
-def keep_in_machine_cache(path: Path, payload: dict) -> None:
-    """Write a measurement into the machine's cache; one that cannot be written is a warning, not a stop
-    (a run keeps what it uses itself; the next one measures it again)."""
+def keep_in_machine_cache(path: Path, added: Callable[[Path], dict]) -> None:
+    """Add a measurement to the machine's cache: ``added`` reads ``path`` as it is now and returns it with the
+    measurement in, one process at a time, so that runs measuring at once keep each other's entries. A
+    cache that cannot be written is a warning, not a stop (a run keeps what it uses itself; the next one
+    measures it again)."""
     import logging
 
     try:
         make_dir(path.parent)
-        write_json(path, payload)
+        with _one_at_a_time(path):
+            write_json(path, added(path))
     except (OSError, RunDirError) as exc:
         logging.getLogger("nas").warning(f"{path}: not kept ({first_line(exc)}); measured again by the next run")
+
+
+@contextlib.contextmanager
+def _one_at_a_time(path: Path) -> Iterator[None]:
+    """A lock on a file beside ``path`` while it is read and written again (none without POSIX locks)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        with contextlib.suppress(OSError):  # a file system without locks: unguarded, as before
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if the process dies
+        yield
 
 
 def cpu_model() -> str:

@@ -1,6 +1,7 @@
 """The latency table: a network's predicted latency from units measured once, kept, and never measured again."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,27 @@ def test_a_machine_cache_that_cannot_be_written_is_a_warning_and_the_run_keeps_i
     predicted = LatencyTable(machine_table_path(), run, rounds=1, runs=5).predict(GENOME)
     assert predicted > 0 and len(json.loads(run.read_text())["entries"]) == 5
     assert "not kept" in caplog.text and "measured again by the next run" in caplog.text
+
+
+def _add_many(path: str, prefix: str, start) -> None:
+    from nas.deploy.latency import _add_entries
+
+    start.wait()
+    for i in range(100):
+        _add_entries(Path(path), {f"{prefix}{i}": 1.0}, shared=True)
+
+
+def test_two_runs_adding_to_the_machine_table_at_once_keep_each_others_entries(tmp_path):
+    """Two searches measuring units on one machine: each adds its entries to the file the other just read."""
+    import multiprocessing
+
+    path = tmp_path / "machine.json"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(2)
+    workers = [ctx.Process(target=_add_many, args=(str(path), prefix, start)) for prefix in "ab"]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert set(json.loads(path.read_text())["entries"]) == {f"{p}{i}" for p in "ab" for i in range(100)}

@@ -184,12 +184,13 @@ def _add_entries(path: Path, new: dict[str, float], shared: bool = False) -> Non
     """A latency table's file with ``new`` entries added (written whole)."""
     from nas.rundir import keep_in_machine_cache, write_json
 
-    known = _read_entries(path) if path.exists() else {}
-    table = {"format": "fer-nas-latency/1", "entries": known | new}
+    def added(now: Path) -> dict:
+        return {"format": "fer-nas-latency/1", "entries": (_read_entries(now) if now.exists() else {}) | new}
+
     if shared:  # the machine's table is a cache: one that cannot be written must not stop a search
-        keep_in_machine_cache(path, table)
+        keep_in_machine_cache(path, added)
     else:
-        write_json(path, table)
+        write_json(path, added(path))
 
 
 def _read_entries(path: Path) -> dict[str, float]:

@@ -145,7 +145,9 @@ def machine_rule(threads: int, device: str) -> float | None:
     if key not in known:
         logging.getLogger("nas").info(f"calibrating the numeric modes for {key} (once, about two minutes) ...")
         known[key] = calibrate(threads)
-        keep_in_machine_cache(path, known)
+        keep_in_machine_cache(
+            path, lambda now: (read_json(now, "numerics calibration") if now.exists() else {}) | {key: known[key]}
+        )
     mflops = known[key].get("bf16_above_mflops", "missing") if isinstance(known[key], dict) else "missing"
     if mflops is not None and not number_in(mflops, 0, math.inf):
         raise RunDirError(f"{path}: {key}: bf16_above_mflops is {mflops!r}, no number of MFLOPs; delete the file")
