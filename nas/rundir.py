@@ -124,7 +124,34 @@ def safe_name(text: str) -> str:
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
     """Replace ``path`` with ``data`` all at once: readers see the old file or the new one, never half (and
     never a file outside the run directory: a link in its place is refused)."""
-    path = no_link(Path(path))
+    path = Path(path)
+    atomic_write_all(path.parent, {path.name: data})
+    return path
+
+
+def atomic_write_all(folder: str | Path, files: dict[str, str | bytes]) -> Path:
+    """Replace several files of ``folder`` that belong together (an export's model, card and description):
+    each is written whole beside its place first, so that a failure on any (a full disk) leaves every old
+    file as it was; then all are renamed into place. Each file on its own is as ``atomic_write``'s."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, data in files.items():
+            path = no_link(Path(folder) / name)
+            staged.append((_staged(path, data), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException as exc:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):  # renamed already, or never made
+                os.unlink(tmp)
+        if isinstance(exc, OSError):  # a rename refused: the files not yet renamed stay as they were
+            raise RunDirError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
+        raise
+    return Path(folder)
+
+
+def _staged(path: Path, data: str | bytes) -> str:
+    """``data`` written and synced to a temporary file beside ``path``; its name."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
@@ -136,14 +163,13 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):  # disk full, read-only, immutable: the old file stays as it was
             raise RunDirError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
         raise
-    return path
+    return tmp
 
 
 def _mode_for(path: Path) -> int:
@@ -195,8 +221,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def json_text(payload: dict) -> str:
+    """What ``write_json`` writes."""
+    return json.dumps(_finite(payload), indent=2, default=_json_default) + "\n"
+
+
 def write_json(path: str | Path, payload: dict) -> Path:
-    return atomic_write(path, json.dumps(_finite(payload), indent=2, default=_json_default) + "\n")
+    return atomic_write(path, json_text(payload))
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> dict:

@@ -456,3 +456,30 @@ def test_a_face_at_the_frames_edge_is_cropped_with_its_edge_repeated_not_stretch
     (whole,) = crop_faces(np.pad(frame, ((0, 0), (10, 0)), mode="edge"), edge + [10, 0, 0, 0], 0.25, (60, 60))
     assert np.array_equal(crop, whole)  # as if the frame went on as its edge
     assert crop_faces(frame, inside, 0.25, (60, 60)).shape == (1, 1, 60, 60)
+
+
+def test_an_export_that_fails_midway_leaves_the_earlier_export_whole(exported, tmp_path, monkeypatch):
+    """A full disk on the third of the four files: the folder keeps the earlier export, all four, and no
+    stray temporary file (before, the new model sat beside the old card and description)."""
+    import os
+    import shutil
+
+    folder = shutil.copytree(exported, tmp_path / "export")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    model, _ = load_checkpoint(exported.parent / "model.pt")
+    synced, fsync = [], os.fsync
+
+    def full_disk(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 3:
+            raise OSError(28, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(NasError, match=r"MODEL_CARD.md: cannot write \(No space left on device\)$"):
+        export(model, folder, {"val_acc": 0.25})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    monkeypatch.setattr(os, "fsync", fsync)
+    export(model, folder, {"val_acc": 0.25})
+    assert json.loads((folder / "model.json").read_text())["metrics"] == {"val_acc": 0.25}
+    assert Classifier(folder).info["metrics"] == {"val_acc": 0.25}  # the model's own metadata says the same

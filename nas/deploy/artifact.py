@@ -26,11 +26,12 @@ from nas.genome.grammar import parse_genome
 from nas.rundir import (
     SEARCH_COST,
     atomic_write,
+    atomic_write_all,
     cpu_model,
     distilled_sentence,
+    json_text,
     make_dir,
     search_sentence,
-    write_json,
 )
 
 TOLERANCE = 1e-4
@@ -147,13 +148,10 @@ def export(
         "files": {"onnx": "model.onnx", "torchscript": "model.ts", "card": "MODEL_CARD.md"},
     }
     card = model_card(info)
-    out_dir = make_dir(out_dir)  # only once the export is known to be right
-    atomic_write(out_dir / "model.onnx", with_metadata(onnx_model, info, card))
     buf = io.BytesIO()
     torch.jit.save(scripted, buf)
-    atomic_write(out_dir / "model.ts", buf.getvalue())
-    atomic_write(out_dir / "MODEL_CARD.md", card.encode())
-    write_json(out_dir / "model.json", info)
+    files = {"model.onnx": with_metadata(onnx_model, info, card), "model.ts": buf.getvalue(), "MODEL_CARD.md": card}
+    atomic_write_all(make_dir(out_dir), files | {"model.json": json_text(info)})  # once the export is known right
     return info
 
 

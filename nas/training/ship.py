@@ -20,7 +20,7 @@ from nas.data import Split
 from nas.deploy import classifier
 from nas.deploy.artifact import OnnxNet, model_card, report_summary, with_metadata
 from nas.errors import NasError
-from nas.rundir import REPORT, atomic_write, make_dir, read_json, write_json
+from nas.rundir import REPORT, atomic_write_all, json_text, make_dir, read_json
 
 SHIPPED = ("model.onnx", "model.json", "MODEL_CARD.md", "report.json")  # what the package's own model keeps
 MEASURED = ("split", "images", "single_crop", "ten_crop", "per_class", "confusion")  # a test report's figures
@@ -102,9 +102,6 @@ def ship(export_dir: str | Path, report: dict, test: Split, dest: str | Path | N
         measured = test_report(shipped, test, Path(tmp), extra | {"device": "cpu"})
     info = info | {"test": report_summary(measured), "weights": weights}
     card = model_card(info)
-    dest = make_dir(classifier.DEFAULT_MODEL if dest is None else dest)
-    atomic_write(dest / "model.onnx", with_metadata(compact, info, card))
-    write_json(dest / "model.json", info)
-    atomic_write(dest / "MODEL_CARD.md", card.encode())
-    write_json(dest / REPORT, measured)
-    return dest
+    files = {"model.onnx": with_metadata(compact, info, card), "model.json": json_text(info), "MODEL_CARD.md": card}
+    return atomic_write_all(make_dir(classifier.DEFAULT_MODEL if dest is None else dest),
+                            files | {REPORT: json_text(measured)})  # fmt: skip
