@@ -132,22 +132,60 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
 def atomic_write_all(folder: str | Path, files: dict[str, str | bytes]) -> Path:
     """Replace several files of ``folder`` that belong together (an export's model, card and description):
     each is written whole beside its place first, so that a failure on any (a full disk) leaves every old
-    file as it was; then all are renamed into place. Each file on its own is as ``atomic_write``'s."""
+    file as it was; then all are renamed into place, and a rename refused (a folder in a file's place) puts
+    back the ones already renamed. Each file on its own is as ``atomic_write``'s."""
     staged: list[tuple[str, Path]] = []
+    path = Path(folder)
     try:
         for name, data in files.items():
-            path = no_link(Path(folder) / name)
-            staged.append((_staged(path, data), path))
-        for tmp, path in staged:
-            os.replace(tmp, path)
+            path = Path(folder) / name
+            staged.append((_staged(no_link(path), data), path))
+        _rename_all(staged)
     except BaseException as exc:
         for tmp, _ in staged:
             with contextlib.suppress(OSError):  # renamed already, or never made
                 os.unlink(tmp)
-        if isinstance(exc, OSError):  # a rename refused: the files not yet renamed stay as they were
+        if isinstance(exc, OSError):  # e.g. a name too long for the file system
             raise RunDirError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
         raise
     return Path(folder)
+
+
+def _rename_all(staged: list[tuple[str, Path]]) -> None:
+    """Rename each staged file into place; where one is refused, the files renamed before it get their old
+    versions back (kept meanwhile as hard links; a file system without them keeps the new ones)."""
+    done: list[tuple[Path, str | None]] = []
+    old: str | None = None
+    try:
+        for tmp, path in staged:
+            old = _linked_aside(path)
+            os.replace(tmp, path)
+            done.append((path, old))
+            old = None
+    except OSError as exc:
+        for renamed, previous in reversed(done):
+            with contextlib.suppress(OSError):
+                if previous:
+                    os.replace(previous, renamed)
+                else:  # it was not there before
+                    os.unlink(renamed)
+        raise RunDirError(f"{path}: cannot write ({exc.strerror or first_line(exc)})") from None
+    finally:
+        for leftover in filter(None, [old, *(previous for _, previous in done)]):
+            with contextlib.suppress(OSError):  # put back already
+                os.unlink(leftover)
+
+
+def _linked_aside(path: Path) -> str | None:
+    """A second name for ``path``'s file as it is now, to put it back with; None where there is none."""
+    if not path.is_file():
+        return None
+    aside = str(path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.old"))
+    try:
+        os.link(path, aside)
+    except OSError:  # no hard links here
+        return None
+    return aside
 
 
 def _staged(path: Path, data: str | bytes) -> str:
@@ -438,26 +476,31 @@ def keep_in_machine_cache(path: Path, added: Callable[[Path], dict]) -> None:
     """Add a measurement to the machine's cache: ``added`` reads ``path`` as it is now and returns it with the
     measurement in, one process at a time, so that runs measuring at once keep each other's entries. A
     cache that cannot be written is a warning, not a stop (a run keeps what it uses itself; the next one
-    measures it again)."""
+    measures it again); one that is damaged stops, as when it was first read."""
     import logging
 
-    try:
+    with contextlib.suppress(RunDirError):  # a folder that cannot be made: the write says so below
         make_dir(path.parent)
-        with _one_at_a_time(path):
-            write_json(path, added(path))
-    except (OSError, RunDirError) as exc:
-        logging.getLogger("nas").warning(f"{path}: not kept ({first_line(exc)}); measured again by the next run")
+    with _one_at_a_time(path):
+        payload = added(path)
+        try:
+            write_json(path, payload)
+        except (OSError, RunDirError) as exc:
+            logging.getLogger("nas").warning(f"not kept: {first_line(exc)}; measured again by the next run")
 
 
 @contextlib.contextmanager
 def _one_at_a_time(path: Path) -> Iterator[None]:
-    """A lock on a file beside ``path`` while it is read and written again (none without POSIX locks)."""
+    """A lock on a file beside ``path`` while it is read and written again (none without POSIX locks, or
+    where that file cannot be made)."""
     try:
         import fcntl
-    except ImportError:
+
+        lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    with lock:
         with contextlib.suppress(OSError):  # a file system without locks: unguarded, as before
             fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if the process dies
         yield

@@ -63,8 +63,8 @@ def summary(run_dir: Path) -> dict:
 
 def assert_same(found: dict, expected: dict) -> None:
     """``found`` is what the reference found, up to one network's last bits on another CPU: the same
-    genomes, front and champion, every figure the same except at most one evaluation's validation
-    accuracy and F1, by at most one image."""
+    genomes, front and champion, every figure the same except one network's validation accuracy and F1 (in
+    each row of it, a cached one too), by at most one image."""
     assert (found["front"], found["champion"]) == (expected["front"], expected["champion"])
     assert len(found["evaluations"]) == len(expected["evaluations"])
     differing = []
@@ -76,7 +76,8 @@ def assert_same(found: dict, expected: dict) -> None:
             differing.append(i)
             assert abs(a["val_acc"] - b["val_acc"]) <= ONE_IMAGE + 1e-9, f"evaluation {i}: {a} against {b}"
             assert abs(a["val_f1"] - b["val_f1"]) <= F1_SLACK, f"evaluation {i}: {a} against {b}"
-    assert len(differing) <= 1, f"evaluations {differing} differ from the reference"
+    networks = {found["evaluations"][i]["genome"] for i in differing}  # a cached row repeats its network's figures
+    assert len(networks) <= 1, f"evaluations {differing} of {len(networks)} networks differ from the reference"
 
 
 def main() -> None:

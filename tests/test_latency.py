@@ -60,7 +60,7 @@ def test_a_machine_cache_that_cannot_be_written_is_a_warning_and_the_run_keeps_i
 def _add_many(path: str, prefix: str, start) -> None:
     from nas.deploy.latency import _add_entries
 
-    start.wait()
+    start.wait(60)
     for i in range(100):
         _add_entries(Path(path), {f"{prefix}{i}": 1.0}, shared=True)
 
@@ -76,6 +76,6 @@ def test_two_runs_adding_to_the_machine_table_at_once_keep_each_others_entries(t
     for w in workers:
         w.start()
     for w in workers:
-        w.join()
-    assert [w.exitcode for w in workers] == [0, 0]
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]  # None: still running after two minutes
     assert set(json.loads(path.read_text())["entries"]) == {f"{p}{i}" for p in "ab" for i in range(100)}

@@ -45,10 +45,11 @@ def test_the_comparison_allows_one_network_one_image_apart_and_nothing_more():
     first = next(e for e in one["evaluations"] if e["val_acc"] is not None)
     first["val_acc"] += 1 / 70
     assert_same(one, expected)
-    for change in ("two evaluations", "two images", "a genome"):
+    for change in ("two networks", "two images", "a genome"):
         bad = copy.deepcopy(one)
-        if change == "two evaluations":
-            next(e for e in bad["evaluations"][::-1] if e["val_acc"] is not None)["val_acc"] += 1 / 70
+        if change == "two networks":
+            other = next(e for e in bad["evaluations"][::-1] if e["genome"] != first["genome"] and e["val_acc"])
+            other["val_acc"] += 1 / 70
         elif change == "two images":
             next(e for e in bad["evaluations"] if e["val_acc"] is not None)["val_acc"] += 1 / 70
         else:

@@ -15,7 +15,7 @@ import random
 import pytest
 
 from nas import rundir
-from nas.errors import SettingError
+from nas.errors import RunDirError, SettingError
 from nas.evolve import objectives as objs
 from nas.evolve.problem import Floor, Problem
 from nas.evolve.runner import Callback, Runner, SearchConfig
@@ -572,6 +572,25 @@ def test_a_written_file_has_the_permissions_of_any_file_not_owner_only(tmp_path)
     os.chmod(new, 0o640)
     rundir.atomic_write(new, "[]")
     assert new.stat().st_mode & 0o777 == 0o640 and new.read_text() == "[]"
+
+
+def test_files_written_together_stay_the_old_set_when_a_rename_or_a_name_is_refused(tmp_path):
+    """A folder where the third file goes: the first two, renamed already, get their old versions back; a
+    name too long for the file system is one line naming it. No temporary file or kept copy is left."""
+    old = {"a.json": "a0", "b.onnx": "b0"}
+    for name, text in old.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "c.md").mkdir()
+    with pytest.raises(RunDirError, match=r"c.md: cannot write \(Is a directory\)$"):
+        rundir.atomic_write_all(tmp_path, {"a.json": "a1", "b.onnx": "b1", "new.txt": "n1", "c.md": "c1"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.onnx", "c.md"]
+    assert {name: (tmp_path / name).read_text() for name in old} == old
+    with pytest.raises(RunDirError, match=r"x{300}: cannot write \(File name too long\)$"):
+        rundir.atomic_write(tmp_path / ("x" * 300), "{}")
+    with pytest.raises(RunDirError, match=r"y{300}: cannot write \(File name too long\)$"):
+        rundir.atomic_write_all(tmp_path, {"a.json": "a1", "y" * 300: "{}"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.onnx", "c.md"]
+    assert {name: (tmp_path / name).read_text() for name in old} == old
 
 
 def test_the_surrogate_asks_for_no_more_than_a_population_when_its_pool_runs_short(tmp_path):
