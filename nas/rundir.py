@@ -156,9 +156,10 @@ def _rename_all(staged: list[tuple[str, Path]]) -> None:
     versions back (kept meanwhile as hard links; a file system without them keeps the new ones)."""
     done: list[tuple[Path, str | None]] = []
     old: str | None = None
+    together = len(staged) > 1  # one file alone: a refused rename leaves it as it was
     try:
         for tmp, path in staged:
-            old = _linked_aside(path)
+            old = _linked_aside(path) if together else None
             os.replace(tmp, path)
             done.append((path, old))
             old = None
