@@ -340,7 +340,7 @@ def plot(table: pd.DataFrame, out: Path) -> Path:
     return save_figure(fig, out / "final.png")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="FER2013 CSV (PrivateTest is reported, never used to choose)")
     p.add_argument("--out", default="runs/bench-final")
@@ -370,18 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         help="summarise the seeds planned as NETWORK:RECIPE PLANNED as seeds of COUNTED_AS (one training under "
         "two names, e.g. champion:searched KEY:default+scheduler=wsd); repeatable",
     )
-    args = p.parse_args(argv)
-    out, entries, same = Path(args.out), parse_plan(args.plan), parse_same(args.same)
-    for entry in entries:
-        entry["epochs"] = int(entry["changes"].pop("epochs", args.epochs))
-    todo = {  # every network to train is resolved before the first training, so a bad NETWORK costs nothing
-        e["label"]: target(e["network"], args.run, out)
-        for e in entries
-        if not args.report_only and not (out / e["label"] / "report.json").exists()
-    }
-    make_dir(out)
-    latency = idle_latency(entries, out) if args.report_only else {}
-    train_plan(entries, todo, out, args.jobs, data=args.data, patience=args.patience, device=args.device)
+    return p
+
+
+def finished_rows(entries: list[dict], out: Path, latency: dict, args: argparse.Namespace) -> list[dict]:
+    """A table row for every entry with a report (one not trained yet is left out), its latency retimed."""
     rows = []
     for entry in entries:
         folder = out / entry["label"]
@@ -395,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
             rows[-1]["recipe"] += f", {entry['epochs']} epochs"
             rows[-1]["plan"] += f", {entry['epochs']} epochs"
         print(f"{entry['label']}: {rows[-1]['test acc (10 crops)']:.4f} ten-crop", file=sys.stderr, flush=True)
+    return rows
+
+
+def report_text(rows: list[dict], entries: list[dict], args: argparse.Namespace, retimed: bool, same: dict,
+                out: Path) -> str:  # fmt: skip
+    """``final.md``: every training's row, then the seeds summarised (and plotted into ``out``)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
     lines += [
         "| " + " | ".join(f"{r[c]:{SHOWN[c]}}" if c in SHOWN else str(r[c]) for c in COLUMNS) + " |" for r in rows
@@ -402,23 +401,42 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"{len(rows)} trainings; up to {args.epochs} epochs, early stopping after {args.patience} without a better "
         f"PublicTest accuracy; data {args.data}"
-        + ("; latency: every network timed again, round-robin\n\n" if latency else "\n\n")
+        + ("; latency: every network timed again, round-robin\n\n" if retimed else "\n\n")
         + "\n".join(lines)
         + "\n"
     )
     count_as(rows, same)
-    if rows:
-        table = summary(rows)
-        text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
-        mixed = mixed_settings(rows)
-        if mixed:
-            text += "\nNot one recipe, though named as one:\n\n" + "\n".join(mixed) + "\n"
-            print("\n".join(["warning: seeds grouped under one recipe trained differently:", *mixed]), file=sys.stderr)
-        text += "\nRecall per class (ten-crop), mean over seeds:\n\n" + "\n".join(recall_lines(rows)) + "\n"
-        lineages = lineage_lines(entries, args.run)
-        if lineages:
-            text += "\nWhere the searched networks come from:\n\n" + "\n".join(lineages) + "\n"
-        plot(table, out)
+    if not rows:
+        return text
+    table = summary(rows)
+    text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
+    mixed = mixed_settings(rows)
+    if mixed:
+        text += "\nNot one recipe, though named as one:\n\n" + "\n".join(mixed) + "\n"
+        print("\n".join(["warning: seeds grouped under one recipe trained differently:", *mixed]), file=sys.stderr)
+    text += "\nRecall per class (ten-crop), mean over seeds:\n\n" + "\n".join(recall_lines(rows)) + "\n"
+    lineages = lineage_lines(entries, args.run)
+    if lineages:
+        text += "\nWhere the searched networks come from:\n\n" + "\n".join(lineages) + "\n"
+    plot(table, out)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out, entries, same = Path(args.out), parse_plan(args.plan), parse_same(args.same)
+    for entry in entries:
+        entry["epochs"] = int(entry["changes"].pop("epochs", args.epochs))
+    todo = {  # every network to train is resolved before the first training, so a bad NETWORK costs nothing
+        e["label"]: target(e["network"], args.run, out)
+        for e in entries
+        if not args.report_only and not (out / e["label"] / "report.json").exists()
+    }
+    make_dir(out)
+    latency = idle_latency(entries, out) if args.report_only else {}
+    train_plan(entries, todo, out, args.jobs, data=args.data, patience=args.patience, device=args.device)
+    rows = finished_rows(entries, out, latency, args)
+    text = report_text(rows, entries, args, bool(latency), same, out)
     (out / "final.md").write_text(text)
     write_json(out / "final.json", {"plan": args.plan, "epochs": args.epochs, "patience": args.patience, "rows": rows})
     print(text)
