@@ -421,24 +421,36 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     every["parameters (bigger is better)"] = size
     for name, s in every.items():
         both = pd.Series(s["values"], dtype=float).dropna().to_frame("x").join(truth.rename("y"), how="inner")
-        if len(both) < 3:
-            continue
-        x, y = both["x"].to_numpy(), both["y"].to_numpy()
-        lo, hi = bootstrap_tau(x, y)
-        row = (
-            f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.3g} "
-            f"| {tau(x, y):.2f} ({lo:.2f} to {hi:.2f}) | {stats.spearmanr(x, y).statistic:.2f} | {regret(x, y):.3f} |"
-        )
-        if base is not None:
-            x3, b3, y3 = (both.join(base, how="inner")[c].to_numpy() for c in ("x", "base", "y"))
-            diff = tau(x3, y3) - tau(b3, y3) if len(x3) >= 3 else math.nan
-            glo, ghi = bootstrap_gap(x3, b3, y3) if name != args.compare and len(x3) >= 3 else (diff, diff)
-            row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
-            scores[name] = (tau(x, y), ghi)
-        lines.append(row)
+        if len(both) >= 3:
+            lines.append(signal_row(name, s, both, base, args.compare, scores))
     if args.compare in scores and not args.against:
         lines += ["", decide(every, scores, args.compare)]
-    for name in every:  # does bf16 change the ranking? the same signal trained both ways
+    return "\n".join(lines + bf16_lines(every))
+
+
+def signal_row(name: str, s: dict, both: pd.DataFrame, base: pd.Series | None, compare: str | None,
+               scores: dict[str, tuple[float, float]]) -> str:  # fmt: skip
+    """One signal's agreement with the truth (``both``: its values ``x`` beside the truth ``y``), and where a
+    signal is compared against, the paired gap to it (kept in ``scores`` for the decision)."""
+    x, y = both["x"].to_numpy(), both["y"].to_numpy()
+    lo, hi = bootstrap_tau(x, y)
+    row = (
+        f"| {name} | {len(both)} | {s['epochs']:.2f} | {s['validations']:.2f} | {s['core_seconds']:.3g} "
+        f"| {tau(x, y):.2f} ({lo:.2f} to {hi:.2f}) | {stats.spearmanr(x, y).statistic:.2f} | {regret(x, y):.3f} |"
+    )
+    if base is not None:
+        x3, b3, y3 = (both.join(base, how="inner")[c].to_numpy() for c in ("x", "base", "y"))
+        diff = tau(x3, y3) - tau(b3, y3) if len(x3) >= 3 else math.nan
+        glo, ghi = bootstrap_gap(x3, b3, y3) if name != compare and len(x3) >= 3 else (diff, diff)
+        row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
+        scores[name] = (tau(x, y), ghi)
+    return row
+
+
+def bf16_lines(every: dict) -> list[str]:
+    """Does bf16 change the ranking? Each signal trained both ways, against itself."""
+    lines = []
+    for name in every:
         base = name.split(" ")[0].rstrip(",")
         twin = base + "+bf16" + name[len(base) :]
         if twin in every:
@@ -446,7 +458,7 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
             both = pd.concat([a, b], axis=1, join="inner").dropna().to_numpy()
             agreement = tau(both[:, 0], both[:, 1])
             lines.append(f"\nfp32 against bf16, {name}: Kendall tau {agreement:.2f} over {len(both)} networks")
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":
