@@ -422,16 +422,20 @@ def table(out: Path, genomes: list[str], args: argparse.Namespace) -> str:
     for name, s in every.items():
         both = pd.Series(s["values"], dtype=float).dropna().to_frame("x").join(truth.rename("y"), how="inner")
         if len(both) >= 3:
-            lines.append(signal_row(name, s, both, base, args.compare, scores))
+            row, score = signal_row(name, s, both, base, args.compare)
+            lines.append(row)
+            if score is not None:
+                scores[name] = score
     if args.compare in scores and not args.against:
         lines += ["", decide(every, scores, args.compare)]
     return "\n".join(lines + bf16_lines(every))
 
 
-def signal_row(name: str, s: dict, both: pd.DataFrame, base: pd.Series | None, compare: str | None,
-               scores: dict[str, tuple[float, float]]) -> str:  # fmt: skip
+def signal_row(name: str, s: dict, both: pd.DataFrame, base: pd.Series | None,
+               compare: str | None) -> tuple[str, tuple[float, float] | None]:  # fmt: skip
     """One signal's agreement with the truth (``both``: its values ``x`` beside the truth ``y``), and where a
-    signal is compared against, the paired gap to it (kept in ``scores`` for the decision)."""
+    signal is compared against, the paired gap to it; with its score for the decision (tau, upper end of the
+    gap's interval), None where nothing is compared."""
     x, y = both["x"].to_numpy(), both["y"].to_numpy()
     lo, hi = bootstrap_tau(x, y)
     row = (
@@ -443,8 +447,8 @@ def signal_row(name: str, s: dict, both: pd.DataFrame, base: pd.Series | None, c
         diff = tau(x3, y3) - tau(b3, y3) if len(x3) >= 3 else math.nan
         glo, ghi = bootstrap_gap(x3, b3, y3) if name != compare and len(x3) >= 3 else (diff, diff)
         row += f" {diff:+.2f} ({glo:+.2f} to {ghi:+.2f}) |"
-        scores[name] = (tau(x, y), ghi)
-    return row
+        return row, (tau(x, y), ghi)
+    return row, None
 
 
 def bf16_lines(every: dict) -> list[str]:

@@ -391,9 +391,9 @@ def finished_rows(entries: list[dict], out: Path, latency: dict, args: argparse.
     return rows
 
 
-def report_text(rows: list[dict], entries: list[dict], args: argparse.Namespace, retimed: bool, same: dict,
-                out: Path) -> str:  # fmt: skip
-    """``final.md``: every training's row, then the seeds summarised (and plotted into ``out``)."""
+def report_text(rows: list[dict], entries: list[dict], args: argparse.Namespace, retimed: bool,
+                same: dict) -> tuple[str, pd.DataFrame | None]:  # fmt: skip
+    """``final.md``: every training's row, then the seeds summarised; and that summary (None without rows)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
     lines += [
         "| " + " | ".join(f"{r[c]:{SHOWN[c]}}" if c in SHOWN else str(r[c]) for c in COLUMNS) + " |" for r in rows
@@ -407,7 +407,7 @@ def report_text(rows: list[dict], entries: list[dict], args: argparse.Namespace,
     )
     count_as(rows, same)
     if not rows:
-        return text
+        return text, None
     table = summary(rows)
     text += "\nOver seeds:\n\n" + "\n".join(summary_lines(table)) + "\n"
     mixed = mixed_settings(rows)
@@ -418,8 +418,7 @@ def report_text(rows: list[dict], entries: list[dict], args: argparse.Namespace,
     lineages = lineage_lines(entries, args.run)
     if lineages:
         text += "\nWhere the searched networks come from:\n\n" + "\n".join(lineages) + "\n"
-    plot(table, out)
-    return text
+    return text, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -436,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     latency = idle_latency(entries, out) if args.report_only else {}
     train_plan(entries, todo, out, args.jobs, data=args.data, patience=args.patience, device=args.device)
     rows = finished_rows(entries, out, latency, args)
-    text = report_text(rows, entries, args, bool(latency), same, out)
+    text, table = report_text(rows, entries, args, bool(latency), same)
+    if table is not None:
+        plot(table, out)
     (out / "final.md").write_text(text)
     write_json(out / "final.json", {"plan": args.plan, "epochs": args.epochs, "patience": args.patience, "rows": rows})
     print(text)
